@@ -1,0 +1,28 @@
+# Two entry points of the README quick start; each creates .venv on first use.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.taas-installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: simulate small events with ACTS, convert to parquet, and describe them
+demo: $(STAMP)
+	$(BIN)/taas simulate --preset small --events 3 --seed 1 --out results/events/small
+	$(BIN)/taas convert results/events/small results/events/small-parquet --to parquet
+	$(BIN)/taas info results/events/small-parquet --out results/info
+
+## test: lint and run the test suite
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results .pytest_cache .ruff_cache

@@ -1,0 +1,148 @@
+"""The ``taas`` command line: one sub-command per job, each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from taas.errors import TaasError
+
+log = logging.getLogger("taas")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from taas.events.presets import PRESETS
+    from taas.events.simulation import simulate
+
+    preset = PRESETS[args.preset]
+    out = simulate(
+        args.out,
+        events=args.events,
+        vertices=args.vertices if args.vertices is not None else preset.vertices,
+        particles_per_vertex=(args.particles_per_vertex if args.particles_per_vertex is not None
+                              else preset.particles_per_vertex),
+        seed=args.seed,
+        pt_range=(preset.pt_min, preset.pt_max),
+        eta_max=preset.eta_max,
+        progress=not args.quiet,
+    )
+    print(f"wrote {args.events} events to {out}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from taas.events.dataset import open_dataset
+    from taas.plots.event_display import plot_event
+
+    ds = open_dataset(args.path, detector=args.detector)
+    det = ds.detector
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    print(f"dataset   {ds.directory} ({ds.format}), {len(ds)} events")
+    print(f"detector  {det.name}: {len(det)} modules from {ds.detector_path.name}")
+    rows = []
+    for i, event in enumerate(ds):
+        sizes = event.sizes()
+        rows.append({"event_id": event.event_id, **sizes})
+        print(f"event {event.event_id:>6}: " + ", ".join(f"{v} {k}" for k, v in sizes.items()))
+        if i == 0:
+            png = plot_event(event, Path(args.out) / f"event{event.event_id:09d}-hits.png")
+            print(f"picture   {png}")
+    summary = {"directory": str(ds.directory), "format": ds.format, "modules": len(det),
+               "events": rows}
+    (Path(args.out) / "info.json").write_text(json.dumps(summary, indent=2))
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from taas.events.acts_csv import write_acts_event
+    from taas.events.dataset import open_dataset
+    from taas.events.event import write_event_parquet
+
+    ds = open_dataset(args.source, detector=args.detector)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = {"parquet": write_event_parquet, "acts-csv": write_acts_event}[args.to]
+    for event in tqdm(ds, total=len(ds), desc=f"to {args.to}", unit="event",
+                      disable=args.quiet):
+        writer(event, out)
+    ds.detector.to_parquet(out / "detector.parquet")
+    print(f"wrote {len(ds)} events to {out} ({args.to})")
+
+
+def _cmd_detector(args: argparse.Namespace) -> None:
+    from taas.events.dataset import load_detector
+
+    if args.source == "generic":
+        from taas.detector.acts_generic import build_generic_detector
+
+        det = build_generic_detector()
+    else:
+        det = load_detector(args.source)
+    det.to_parquet(args.out)
+    print(f"wrote {det!r} to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every sub-command has a one-line help."""
+    from taas.events.presets import PRESETS
+
+    parser = argparse.ArgumentParser(prog="taas", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
+                       "geometric digitization) into ACTS/traccc CSV")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                   help="event size preset (default: tiny)")
+    p.add_argument("--events", type=int, default=1, help="number of events (default: 1)")
+    p.add_argument("--vertices", type=int, help="vertices per event (overrides the preset)")
+    p.add_argument("--particles-per-vertex", type=int, help="particles per vertex (overrides)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("info", help="print event and detector sizes and draw the hits of the "
+                       "first event")
+    p.add_argument("path", type=Path, help="event directory (parquet, ACTS CSV or TrackML)")
+    p.add_argument("--detector", type=Path, help="detector file if not in the directory")
+    p.add_argument("--out", type=Path, default=Path("results/info"),
+                   help="where the PNG and info.json go (default: results/info)")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("convert", help="convert an event directory to parquet or ACTS/traccc CSV")
+    p.add_argument("source", type=Path, help="event directory")
+    p.add_argument("out", type=Path, help="output directory")
+    p.add_argument("--to", choices=("parquet", "acts-csv"), default="parquet",
+                   help="output layout (default: parquet)")
+    p.add_argument("--detector", type=Path, help="detector file if not in the source directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("detector", help="save a detector (ACTS Generic or TrackML "
+                       "detectors.csv) as a parquet module table")
+    p.add_argument("source", help="'generic' or a detectors.csv[.gz] / .parquet path")
+    p.add_argument("out", type=Path, help="output .parquet file")
+    p.set_defaults(func=_cmd_detector)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: exit status 0 on success, 2 with one clear line on bad input."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except TaasError as exc:
+        print(f"taas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

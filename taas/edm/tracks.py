@@ -1,0 +1,50 @@
+"""Track-level tables: graph edges, proto-tracks (CSR) and fitted tracks."""
+
+from __future__ import annotations
+
+from taas.edm.table import Table, col
+
+
+class Edges(Table):
+    """Directed graph edges between space points, with an optional score."""
+
+    NAME = "edges"
+    SPECS = (
+        col("src", "i8", "space point index"),
+        col("dst", "i8", "space point index"),
+        col("score", "f4", "classifier score, 1 when unscored"),
+    )
+
+
+class ProtoTracks(Table):
+    """Candidate tracks as measurement lists in CSR form: track i is indices[offsets[i]:offsets[i+1]]."""
+
+    NAME = "prototracks"
+    SPECS = (
+        col("offsets", "i8", "n_tracks + 1 entries, starting at 0"),
+        col("indices", "i8", "measurement indices"),
+    )
+    ROW_GROUPS = (("offsets",), ("indices",))
+
+    def __len__(self) -> int:
+        return max(len(self["offsets"]) - 1, 0)
+
+
+class Tracks(Table):
+    """Fitted tracks: bound parameters on a reference module, covariance, quality.
+
+    Measurement lists are CSR (``meas_offsets`` has n_tracks + 1 entries).
+    """
+
+    NAME = "tracks"
+    SPECS = (
+        col("module_key", "u8", "reference surface of the parameters"),
+        col("params", "f8", "loc0, loc1, phi, theta, q/p, t", shape=(-1, 6)),
+        col("covariance", "f8", "6x6 bound covariance", shape=(-1, 6, 6)),
+        col("chi2", "f8"),
+        col("ndf", "i4"),
+        col("meas_offsets", "i8"),
+        col("meas_indices", "i8"),
+    )
+    ROW_GROUPS = (("module_key", "params", "covariance", "chi2", "ndf"), ("meas_offsets",),
+                  ("meas_indices",))

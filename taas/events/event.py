@@ -1,0 +1,104 @@
+"""``Event``: cells + detector + truth, whatever the source, and its parquet fast path."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from taas.detector.detector import Detector
+from taas.edm import Cells, Particles, Table, TruthHits
+from taas.errors import InputError
+
+#: Tables an event persists, by file suffix.
+EVENT_TABLES: dict[str, type[Table]] = {"cells": Cells, "hits": TruthHits, "particles": Particles}
+
+
+@dataclass
+class Event:
+    """One collision event: fired cells on a detector, with the truth that produced them."""
+
+    event_id: int
+    cells: Cells
+    hits: TruthHits
+    particles: Particles
+    detector: Detector
+    source: str = "unknown"
+
+    def sizes(self) -> dict[str, int]:
+        """Counts users quote with every figure."""
+        return {
+            "cells": len(self.cells),
+            "hits": len(self.hits),
+            "particles": len(self.particles),
+            "modules_hit": int(len(np.unique(self.cells["module_key"]))),
+        }
+
+    def equals(self, other: Event) -> bool:
+        """Same id and identical tables (the detector is compared by module table)."""
+        return (
+            self.event_id == other.event_id
+            and self.cells.equals(other.cells)
+            and self.hits.equals(other.hits)
+            and self.particles.equals(other.particles)
+            and self.detector.modules.equals(other.detector.modules)
+        )
+
+
+def event_stem(event_id: int) -> str:
+    """File stem shared by the ACTS/traccc and TrackML layouts: ``event000000042``."""
+    return f"event{event_id:09d}"
+
+
+def atomic_write(path: Path, write) -> None:  # noqa: ANN001 - any callable taking a path
+    """Write through a temporary file and rename, so a failure leaves no partial file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_event_parquet(event: Event, directory: str | Path) -> list[Path]:
+    """Write the event's tables as ``eventNNNNNNNNN-<table>.parquet`` (detector not included)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in EVENT_TABLES:
+        table: pa.Table = getattr(event, suffix).to_arrow()
+        table = table.replace_schema_metadata({"taas.source": event.source})
+        path = directory / f"{event_stem(event.event_id)}-{suffix}.parquet"
+        atomic_write(path, lambda p, t=table: pq.write_table(t, str(p)))
+        written.append(path)
+    return written
+
+
+def read_event_parquet(directory: str | Path, event_id: int, detector: Detector) -> Event:
+    """Inverse of ``write_event_parquet``."""
+    directory = Path(directory)
+    tables = {}
+    source = "unknown"
+    for suffix, kind in EVENT_TABLES.items():
+        path = directory / f"{event_stem(event_id)}-{suffix}.parquet"
+        try:
+            arrow = pq.read_table(str(path))
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read parquet: {exc}", path=path) from exc
+        source = (arrow.schema.metadata or {}).get(b"taas.source", b"unknown").decode()
+        try:
+            tables[suffix] = kind.from_arrow(arrow)
+        except InputError as exc:
+            raise InputError(exc.reason, path=path) from exc
+    return Event(event_id, detector=detector, source=source, **tables)
+
+
+def write_manifest(directory: str | Path, info: dict) -> None:
+    """Describe a dataset directory (source, preset, seed, sizes) in ``dataset.json``."""
+    path = Path(directory) / "dataset.json"
+    atomic_write(path, lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True)))
