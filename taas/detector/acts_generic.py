@@ -58,7 +58,7 @@ def _segment(volume_id: np.ndarray, max_hu: np.ndarray, hv: np.ndarray) -> dict[
     return {"n_u": n_u, "n_v": n_v, "pitch_u": 2 * max_hu / n_u, "pitch_v": 2 * hv / n_v}
 
 
-def _surface_rows(tracking_geometry: Any) -> dict[str, np.ndarray]:  # noqa: ANN401 - ACTS type
+def _surface_rows(tracking_geometry: Any) -> dict[str, np.ndarray]:
     """One row per sensitive surface: ids, centre, rotation, thickness and bounds.
 
     The rotation columns come from ``localToGlobal`` of the local unit vectors and the surface

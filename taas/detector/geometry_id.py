@@ -38,7 +38,9 @@ def encode(**fields: npt.ArrayLike) -> np.ndarray:
     """Pack named fields (arrays or scalars) into uint64 keys; unknown names or overflow raise."""
     unknown = set(fields) - set(_SHIFT_MASK)
     if unknown:
-        raise ValueError(f"unknown geometry id fields {sorted(unknown)}; valid: {list(_SHIFT_MASK)}")
+        raise ValueError(
+            f"unknown geometry id fields {sorted(unknown)}; valid: {list(_SHIFT_MASK)}"
+        )
     key = np.uint64(0)
     for name, value in fields.items():
         shift, mask = _SHIFT_MASK[name]

@@ -15,7 +15,7 @@ from taas.io.csv_table import read_csv_columns
 DETECTOR_COLUMNS: dict[str, str] = {
     "volume_id": "i4", "layer_id": "i4", "module_id": "i4",
     "cx": "f8", "cy": "f8", "cz": "f8",
-    **{c: "f8" for c in ROTATION_COLUMNS},
+    **dict.fromkeys(ROTATION_COLUMNS, "f8"),
     "module_t": "f8", "module_minhu": "f8", "module_maxhu": "f8", "module_hv": "f8",
     "pitch_u": "f8", "pitch_v": "f8",
 }

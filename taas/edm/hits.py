@@ -15,7 +15,7 @@ class Cells(Table):
         col("ch1", "i4", "channel index along local v"),
         col("value", "f4", "deposited charge / activation"),
         col("timestamp", "f4", "time stamp (ns), 0 when not simulated"),
-        col("hit_id", "i8", "truth link: the hit (TrackML) or measurement (ACTS) that made it, -1 none"),
+        col("hit_id", "i8", "truth link: TrackML hit or ACTS measurement that made it, -1 none"),
     )
 
 

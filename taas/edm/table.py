@@ -39,12 +39,12 @@ class TensorSpec:
                 f"{owner}: tensor {self.name!r} has shape {a.shape}, expected {self.shape}"
             )
         if a.dtype != self.dtype:
-            if a.dtype.kind == "f" and self.dtype.kind in "iub" and a.size:
-                if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-                    raise InputError(
-                        f"{owner}: tensor {self.name!r} holds non-integer values "
-                        f"but is declared {self.dtype}"
-                    )
+            lossy = a.dtype.kind == "f" and self.dtype.kind in "iub" and a.size
+            if lossy and (not np.all(np.isfinite(a)) or np.any(a != np.round(a))):
+                raise InputError(
+                    f"{owner}: tensor {self.name!r} holds non-integer values "
+                    f"but is declared {self.dtype}"
+                )
             a = a.astype(self.dtype)
         return a
 

@@ -17,7 +17,10 @@ class Edges(Table):
 
 
 class ProtoTracks(Table):
-    """Candidate tracks as measurement lists in CSR form: track i is indices[offsets[i]:offsets[i+1]]."""
+    """Candidate tracks as measurement lists in CSR form.
+
+    Track i is ``indices[offsets[i]:offsets[i + 1]]``.
+    """
 
     NAME = "prototracks"
     SPECS = (

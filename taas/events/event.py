@@ -36,7 +36,7 @@ class Event:
             "cells": len(self.cells),
             "hits": len(self.hits),
             "particles": len(self.particles),
-            "modules_hit": int(len(np.unique(self.cells["module_key"]))),
+            "modules_hit": len(np.unique(self.cells["module_key"])),
         }
 
     def equals(self, other: Event) -> bool:
@@ -55,7 +55,7 @@ def event_stem(event_id: int) -> str:
     return f"event{event_id:09d}"
 
 
-def atomic_write(path: Path, write) -> None:  # noqa: ANN001 - any callable taking a path
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file and rename, so a failure leaves no partial file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

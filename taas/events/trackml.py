@@ -110,6 +110,7 @@ def _particles(p: dict[str, np.ndarray], hit_particle_ids: np.ndarray) -> Partic
         vx=p["vx"], vy=p["vy"], vz=p["vz"], vt=np.zeros(n),
         px=p["px"], py=p["py"], pz=p["pz"],
         m=np.vectorize(mass_of.__getitem__, otypes=[float])(pdg) if n else np.zeros(0),
-        vertex_id=vertex_id.reshape(-1), primary=np.hypot(p["vx"], p["vy"]) < PRIMARY_MAX_VERTEX_R_MM,
+        vertex_id=vertex_id.reshape(-1),
+        primary=np.hypot(p["vx"], p["vy"]) < PRIMARY_MAX_VERTEX_R_MM,
         nhits=nhits,
     )

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from taas.detector.geometry_id import decode  # noqa: E402
-from taas.events.event import Event  # noqa: E402
+from taas.detector.geometry_id import decode
+from taas.events.event import Event
 
 
 def hit_positions(event: Event) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Which class implements each (stage, backend): one explicit table, no import side effects.
+
+Entries are ``module:Class`` paths so that importing the registry imports no backend (and so no
+torch, pyopencl or hls4ml) until a stage is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from taas.errors import TaasError
+from taas.stages.base import Stage
+
+#: (stage, backend) -> "module:Class". Add a line here when a backend implementation lands.
+IMPLEMENTATIONS: dict[tuple[str, str], str] = {}
+
+
+class UnknownStageError(TaasError, LookupError):
+    """Asked for a (stage, backend) that has no implementation; lists what exists."""
+
+
+def available() -> list[tuple[str, str]]:
+    """Every registered (stage, backend), sorted."""
+    return sorted(IMPLEMENTATIONS)
+
+
+def resolve(stage: str, backend: str) -> type[Stage]:
+    """The class for (stage, backend); the error lists the valid choices."""
+    try:
+        target = IMPLEMENTATIONS[(stage, backend)]
+    except KeyError:
+        choices = ", ".join(f"{s}/{b}" for s, b in available()) or "none"
+        raise UnknownStageError(
+            f"no implementation of stage {stage!r} on backend {backend!r}; available: {choices}"
+        ) from None
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise TypeError(f"{target} is not a Stage subclass")
+    return cls
