@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from taas.detector.detector import Detector
 from taas.detector.geometry_id import encode
@@ -190,8 +191,6 @@ def digitization_entries(detector: Detector) -> list[dict[str, Any]]:
     m = detector.modules.columns()
     shape_cols = ("max_hu", "hv", "n_u", "n_v", "thickness")
     frame = {k: m[k] for k in ("volume_id", "layer_id", "module_id", *shape_cols)}
-    import pandas as pd
-
     df = pd.DataFrame(frame)
     counts = df.groupby(["volume_id", "layer_id", *shape_cols], sort=True).size()
     counts = counts.reset_index(name="count").sort_values(
@@ -213,13 +212,18 @@ def digitization_entries(detector: Detector) -> list[dict[str, Any]]:
     return entries
 
 
-def write_digitization_config(detector: Detector, path: str | Path) -> None:
-    """Write ACTS' geometric digitization JSON whose cells are exactly the detector's grid."""
+def digitization_config_json(detector: Detector) -> str:
+    """The ACTS digitization JSON text for ``detector`` (see ``write_digitization_config``)."""
     doc = {
         "acts-geometry-hierarchy-map": {
             "format-version": 0, "value-identifier": "digitization-configuration"},
         "entries": digitization_entries(detector),
     }
-    path = Path(path)
-    atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1)))
-    log.debug("wrote %d digitization entries to %s", len(doc["entries"]), path)
+    return json.dumps(doc, indent=1)
+
+
+def write_digitization_config(detector: Detector, path: str | Path) -> None:
+    """Write ACTS' geometric digitization JSON whose cells are exactly the detector's grid."""
+    text = digitization_config_json(detector)
+    atomic_write(Path(path), lambda p: p.write_text(text))
+    log.debug("wrote digitization config for %r to %s", detector, path)

@@ -2,10 +2,11 @@
 
 from taas.edm.hits import Cells, Clusters, Measurements, Spacepoints
 from taas.edm.table import Table, TensorSpec
-from taas.edm.tracks import Edges, ProtoTracks, Tracks
+from taas.edm.tracks import Edges, ProtoTracks, Seeds, Tracks
 from taas.edm.truth import Particles, TruthHits
 
 __all__ = [
-    "Cells", "Clusters", "Edges", "Measurements", "Particles", "ProtoTracks", "Spacepoints",
+    "Cells", "Clusters", "Edges", "Measurements", "Particles", "ProtoTracks", "Seeds",
+    "Spacepoints",
     "Table", "TensorSpec", "Tracks", "TruthHits",
 ]

@@ -16,6 +16,17 @@ class Edges(Table):
     )
 
 
+class Seeds(Table):
+    """Space-point triplets (bottom, middle, top) that start track finding."""
+
+    NAME = "seeds"
+    SPECS = (
+        col("spacepoints", "i8", "bottom, middle, top space point indices", shape=(-1, 3)),
+        col("quality", "f4", "seed filter weight, higher is better"),
+        col("z_vertex", "f4", "seed's z at the beam line (mm)"),
+    )
+
+
 class ProtoTracks(Table):
     """Candidate tracks as measurement lists in CSR form.
 

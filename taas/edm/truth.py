@@ -23,7 +23,7 @@ class TruthHits(Table):
         col("tx", "f8", "true position (mm)"),
         col("ty", "f8"),
         col("tz", "f8"),
-        col("tt", "f8", "true time (ns)"),
+        col("tt", "f8", "true time as the source writes it (ACTS CSV: mm/c), 0 if unknown"),
         col("tpx", "f8", "true momentum (GeV)"),
         col("tpy", "f8"),
         col("tpz", "f8"),

@@ -11,7 +11,8 @@ from taas.detector.trackml import trackml_module_keys
 from taas.edm import Cells, Particles, TruthHits
 from taas.errors import InputError
 from taas.events.event import Event, event_stem
-from taas.io.csv_table import find_csv, read_csv_columns
+from taas.io.csv_table import csv_header, read_csv_columns
+from taas.io.paths import find_csv
 
 HIT_COLUMNS = {"hit_id": "i8", "x": "f8", "y": "f8", "z": "f8",
                "volume_id": "i4", "layer_id": "i4", "module_id": "i4"}
@@ -51,10 +52,15 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
              for name in ("hits", "cells", "particles", "truth")}
     hits = read_csv_columns(paths["hits"], HIT_COLUMNS)
     cells = read_csv_columns(paths["cells"], CELL_COLUMNS)
-    particles = read_csv_columns(paths["particles"], PARTICLE_COLUMNS,
-                                 optional={"particle_type": "i4"})
+    # particle_type is absent from some TrackML releases (the training set has it)
+    particle_columns = dict(PARTICLE_COLUMNS)
+    if "particle_type" in csv_header(paths["particles"]):
+        particle_columns["particle_type"] = "i4"
+    particles = read_csv_columns(paths["particles"], particle_columns)
     truth = read_csv_columns(paths["truth"], TRUTH_COLUMNS)
 
+    if len(cells["hit_id"]) == 0:
+        raise InputError("empty event: no cells", path=paths["cells"])
     hit_keys = trackml_module_keys(hits["volume_id"], hits["layer_id"], hits["module_id"])
     hit_rows = detector.index_of(hit_keys, source=paths["hits"], column="module_id")
 

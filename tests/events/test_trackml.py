@@ -132,6 +132,7 @@ def _rewrite(path, edit):
         ("particles", lambda ls: [ls[0], ls[1].replace(ls[1].split(",")[5], "inf", 1), *ls[2:]],
          r"particles.*row 0.*'px'"),
         ("cells", lambda ls: [ls[0], "123456789,1,1,0.5", *ls[1:]], r"cells.*row 0.*'hit_id'"),
+        ("cells", lambda ls: ls[:1], r"cells.*empty event"),
     ],
 )
 def test_bad_files_name_file_row_and_column(tmp_path, detector, file, edit, pattern):

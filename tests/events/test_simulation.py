@@ -1,0 +1,91 @@
+"""ACTS simulation: outputs, reproducibility, presets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taas.detector.detector import Detector
+from taas.errors import InputError
+from taas.events.acts_csv import read_acts_event
+from taas.events.presets import PRESETS, get_preset
+from taas.events.simulation import simulate
+
+EVENT_FILES = ("cells", "measurements", "measurement-simhit-map", "hits", "particles",
+               "particles_simulated")
+
+
+def _event_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("event*.csv"))}
+
+
+def test_presets_sizes() -> None:
+    sizes = {name: p.particles for name, p in PRESETS.items()}
+    assert sizes == {"tiny": 50, "small": 500, "medium": 4000, "large": 16000}
+    assert get_preset("small").vertices == 25
+    with pytest.raises(InputError, match="tiny"):
+        get_preset("huge")
+    with pytest.raises(AttributeError):
+        PRESETS["tiny"].vertices = 3  # type: ignore[misc]  # frozen
+
+
+def test_outputs(tiny_sim_dir: Path, generic_detector: Detector) -> None:
+    for event_id in range(2):
+        for name in EVENT_FILES:
+            assert (tiny_sim_dir / f"event{event_id:09d}-{name}.csv").is_file(), name
+    saved = Detector.from_parquet(tiny_sim_dir / "detector.parquet")
+    assert saved.modules.equals(generic_detector.modules)
+    info = json.loads((tiny_sim_dir / "dataset.json").read_text())
+    assert (info["seed"], info["events"], info["vertices"]) == (42, 2, 5)
+    assert (tiny_sim_dir / "digitization.json").is_file()
+
+
+def test_event_content(tiny_sim_dir: Path, generic_detector: Detector) -> None:
+    event = read_acts_event(tiny_sim_dir, 0, generic_detector)
+    p = event.particles
+    assert len(p) == 50
+    assert set(np.abs(p["particle_type"]).tolist()) == {13, 211}
+    assert set(np.sign(p["q"]).tolist()) == {-1.0, 1.0}
+    assert len(np.unique(p["vertex_id"])) == 5
+    primary = p["primary"]
+    assert primary.all()
+    assert np.all((p.pt[primary] >= 0.5 - 1e-6) & (p.pt[primary] <= 10.0 + 1e-6))
+    assert np.all(np.abs(p.eta[primary]) <= 2.5 + 1e-6)
+    assert np.all(np.abs(p["vx"]) < 0.1)
+    assert np.std(p["vz"]) > 1.0
+    assert len(event.cells) > len(event.hits) > 5 * len(p)
+
+
+def test_same_seed_reproduces_bytes(tiny_sim_dir: Path, tmp_path: Path) -> None:
+    preset = PRESETS["tiny"]
+    again = simulate(tmp_path / "again", events=2, vertices=preset.vertices,
+                     particles_per_vertex=preset.particles_per_vertex, seed=42, progress=False)
+    assert _event_bytes(again) == _event_bytes(tiny_sim_dir)
+
+
+def test_other_seed_differs(tiny_sim_dir: Path, tmp_path: Path) -> None:
+    preset = PRESETS["tiny"]
+    other = simulate(tmp_path / "other", events=1, vertices=preset.vertices,
+                     particles_per_vertex=preset.particles_per_vertex, seed=43, progress=False)
+    name = "event000000000-cells.csv"
+    assert (other / name).read_bytes() != (tiny_sim_dir / name).read_bytes()
+
+
+def test_skip_reproduces_later_events(tiny_sim_dir: Path, tmp_path: Path) -> None:
+    """Events depend on (seed, event number) only, so runs can be split into chunks."""
+    preset = PRESETS["tiny"]
+    part = simulate(tmp_path / "part", events=1, skip=1, vertices=preset.vertices,
+                    particles_per_vertex=preset.particles_per_vertex, seed=42, progress=False)
+    files = _event_bytes(part)
+    assert files
+    assert all(name.startswith("event000000001-") for name in files)
+    full = _event_bytes(tiny_sim_dir)
+    assert all(full[name] == data for name, data in files.items())
+
+
+def test_rejects_empty_request(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        simulate(tmp_path, events=0, vertices=1, particles_per_vertex=1, seed=1)
