@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from taas.events.acts_csv import read_acts_event
-from taas.events.presets import PRESETS
-from taas.events.simulation import simulate
 
+from taas.events.acts_csv import read_acts_event
 from taas.events.dataset import open_dataset
 from taas.events.event import read_event_parquet, write_event_parquet
+from taas.events.presets import PRESETS
+from taas.events.simulation import simulate
 
 
 def bench_preset(name: str, events: int, repeat: int, work: Path) -> dict:

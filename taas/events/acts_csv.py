@@ -30,8 +30,10 @@ import numpy.typing as npt
 from taas.detector.detector import Detector
 from taas.edm import Cells, Particles, TruthHits
 from taas.errors import InputError
+from taas.events.checks import check_cells
 from taas.events.event import Event, atomic_write, event_stem
 from taas.io.csv_table import csv_header, read_csv_columns, write_csv_columns
+from taas.io.paths import find_csv
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +97,7 @@ def unpack_particle_id(particle_id: npt.ArrayLike) -> dict[str, np.ndarray]:
 
 def _event_file(directory: Path, event_id: int, name: str) -> Path:
     """``eventNNNNNNNNN-<name>.csv`` or its ``.csv.gz``; a missing file raises ``InputError``."""
-    base = directory / f"{event_stem(event_id)}-{name}.csv"
-    for candidate in (base, base.with_name(base.name + ".gz")):
-        if candidate.is_file():
-            return candidate
-    raise InputError("file not found (nor .csv.gz)", path=base)
+    return find_csv(directory, f"{event_stem(event_id)}-{name}")
 
 
 def _particle_file(directory: Path, event_id: int) -> Path:
@@ -148,7 +146,8 @@ def read_acts_event(directory: str | Path, event_id: int, detector: Detector) ->
     c = read_csv_columns(cells_path, {"geometry_id": _U8, "measurement_id": _I8,
                                       "channel0": _I4, "channel1": _I4, "timestamp": _F4,
                                       "value": _F4})
-    detector.index_of(c["geometry_id"], source=cells_path, column="geometry_id")
+    check_cells(detector, c["geometry_id"], c["channel0"], c["channel1"], path=cells_path,
+                key_column="geometry_id", channel_columns=("channel0", "channel1"))
     cells = Cells(module_key=c["geometry_id"], ch0=c["channel0"], ch1=c["channel1"],
                   value=c["value"], timestamp=c["timestamp"], hit_id=c["measurement_id"])
 

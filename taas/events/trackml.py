@@ -10,6 +10,7 @@ from taas.detector.detector import Detector
 from taas.detector.trackml import trackml_module_keys
 from taas.edm import Cells, Particles, TruthHits
 from taas.errors import InputError
+from taas.events.checks import check_cells
 from taas.events.event import Event, event_stem
 from taas.io.csv_table import csv_header, read_csv_columns
 from taas.io.paths import find_csv
@@ -59,8 +60,6 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
     particles = read_csv_columns(paths["particles"], particle_columns)
     truth = read_csv_columns(paths["truth"], TRUTH_COLUMNS)
 
-    if len(cells["hit_id"]) == 0:
-        raise InputError("empty event: no cells", path=paths["cells"])
     hit_keys = trackml_module_keys(hits["volume_id"], hits["layer_id"], hits["module_id"])
     hit_rows = detector.index_of(hit_keys, source=paths["hits"], column="module_id")
 
@@ -71,12 +70,8 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
     truth_pos = order[np.searchsorted(sorted_ids, truth["hit_id"])]
     cell_pos = order[np.searchsorted(sorted_ids, cells["hit_id"])]
 
-    cell_rows = hit_rows[cell_pos]
-    in_grid = detector.channel_in_range(cell_rows, cells["ch0"], cells["ch1"])
-    if not np.all(in_grid):
-        row = int(np.flatnonzero(~in_grid)[0])
-        raise InputError(f"channel ({cells['ch0'][row]}, {cells['ch1'][row]}) lies outside its "
-                         "module's readout grid", path=paths["cells"], row=row, column="ch0")
+    check_cells(detector, hit_keys[cell_pos], cells["ch0"], cells["ch1"], path=paths["cells"],
+                key_column="hit_id")
 
     noise = truth["particle_id"] == 0
     _ids_known(truth["particle_id"][~noise], particles["particle_id"], path=paths["truth"],

@@ -231,3 +231,31 @@ def test_dangling_simhit_link(event_copy: Path, generic_detector: Detector) -> N
     _edit(path, 2, "hit_id", "999999")
     err = _read_error(event_copy, generic_detector)
     assert (err.path, err.row, err.column) == (str(path), 2, "hit_id")
+
+
+@pytest.mark.parametrize(("column", "value"), [("channel0", "100000"), ("channel1", "-1")])
+def test_channel_outside_segmentation(event_copy: Path, generic_detector: Detector,
+                                      column: str, value: str) -> None:
+    path = event_copy / f"{STEM}-cells.csv"
+    _edit(path, 4, column, value)
+    err = _read_error(event_copy, generic_detector)
+    assert (err.path, err.row, err.column) == (str(path), 4, column)
+    assert "readout grid" in str(err)
+
+
+def test_empty_event(event_copy: Path, generic_detector: Detector) -> None:
+    path = event_copy / f"{STEM}-cells.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    err = _read_error(event_copy, generic_detector)
+    assert err.path == str(path)
+    assert "empty event" in str(err)
+
+
+def test_empty_file(event_copy: Path, generic_detector: Detector) -> None:
+    path = event_copy / f"{STEM}-particles_simulated.csv"
+    if not path.exists():
+        path = event_copy / f"{STEM}-particles.csv"
+    path.write_text("")
+    err = _read_error(event_copy, generic_detector)
+    assert err.path == str(path)
+    assert "empty file" in str(err)
