@@ -12,7 +12,10 @@ from taas.errors import TaasError
 from taas.stages.base import Stage
 
 #: (stage, backend) -> "module:Class". Add a line here when a backend implementation lands.
-IMPLEMENTATIONS: dict[tuple[str, str], str] = {}
+IMPLEMENTATIONS: dict[tuple[str, str], str] = {
+    ("clustering", "cpu"): "backends.cpu.clustering:CpuClustering",
+    ("spacepoints", "cpu"): "backends.cpu.spacepoints:CpuSpacepoints",
+}
 
 
 class UnknownStageError(TaasError, LookupError):
