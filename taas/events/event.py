@@ -66,7 +66,11 @@ def atomic_write(path: Path, write) -> None:
 
 
 def write_event_parquet(event: Event, directory: str | Path) -> list[Path]:
-    """Write the event's tables as ``eventNNNNNNNNN-<table>.parquet`` (detector not included)."""
+    """Write the event's tables as ``eventNNNNNNNNN-<table>.parquet`` (detector not included).
+
+    Uncompressed on purpose: this is the local fast path, and decoding snappy cost half of the
+    read time of a ``large`` event for 12% less disk (benchmarks/io_and_simulation.py).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -74,7 +78,7 @@ def write_event_parquet(event: Event, directory: str | Path) -> list[Path]:
         table: pa.Table = getattr(event, suffix).to_arrow()
         table = table.replace_schema_metadata({"taas.source": event.source})
         path = directory / f"{event_stem(event.event_id)}-{suffix}.parquet"
-        atomic_write(path, lambda p, t=table: pq.write_table(t, str(p)))
+        atomic_write(path, lambda p, t=table: pq.write_table(t, str(p), compression="none"))
         written.append(path)
     return written
 
@@ -87,7 +91,7 @@ def read_event_parquet(directory: str | Path, event_id: int, detector: Detector)
     for suffix, kind in EVENT_TABLES.items():
         path = directory / f"{event_stem(event_id)}-{suffix}.parquet"
         try:
-            arrow = pq.read_table(str(path))
+            arrow = pq.read_table(str(path), memory_map=True)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"cannot read parquet: {exc}", path=path) from exc
         source = (arrow.schema.metadata or {}).get(b"taas.source", b"unknown").decode()
