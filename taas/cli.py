@@ -73,6 +73,27 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {len(ds)} events to {out} ({args.to})")
 
 
+def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    from taas.pipeline.reconstruct import reconstruct
+    from taas.pipeline.spec import get_pipeline
+
+    out = reconstruct(args.events, args.out, get_pipeline(args.pipeline), detector=args.detector,
+                      progress=not args.quiet)
+    print(f"wrote reconstruction outputs and timings.csv to {out}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from taas.metrics.config import MatchingConfig
+    from taas.pipeline.evaluation import evaluate_run
+
+    config = MatchingConfig(style=args.matching, pt_min=args.pt_min)
+    summary = evaluate_run(args.events, args.tracks, args.out, config, detector=args.detector)
+    for name in ("efficiency", "fake_rate", "duplicate_rate"):
+        value = summary[name]
+        print(f"{name:>15}: " + ("n/a" if value is None else f"{value:.4f}"))
+    print(f"wrote metrics.json and plots to {args.out}")
+
+
 def _cmd_detector(args: argparse.Namespace) -> None:
     from taas.events.dataset import load_detector
 
@@ -122,6 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", type=Path, help="detector file if not in the source directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_convert)
+
+    from taas.metrics.config import STYLES
+    from taas.pipeline.spec import PIPELINES
+
+    p = sub.add_parser("reconstruct", help="run a reconstruction pipeline over every event, "
+                       "saving its outputs and per-stage timings")
+    p.add_argument("--events", required=True, type=Path, help="event directory")
+    p.add_argument("--pipeline", choices=sorted(PIPELINES), default="cpu",
+                   help="pipeline (default: cpu)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--detector", type=Path, help="detector file if not in the event directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="efficiency, fake and duplicate rates of reconstructed "
+                       "tracks against truth (metrics.json + plots)")
+    p.add_argument("--events", required=True, type=Path, help="event directory (with truth)")
+    p.add_argument("--tracks", required=True, type=Path, help="output of taas reconstruct")
+    p.add_argument("--out", required=True, type=Path, help="where metrics.json and plots go")
+    p.add_argument("--matching", choices=STYLES, default="two_way",
+                   help="track-particle matching style (default: two_way)")
+    p.add_argument("--pt-min", type=float, default=1.0,
+                   help="fiducial particle pT cut in GeV (default: 1.0)")
+    p.add_argument("--detector", type=Path, help="detector file if not in the event directory")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("detector", help="save a detector (ACTS Generic or TrackML "
                        "detectors.csv) as a parquet module table")

@@ -15,6 +15,7 @@ from taas.stages.base import Stage
 IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("clustering", "cpu"): "backends.cpu.clustering:CpuClustering",
     ("spacepoints", "cpu"): "backends.cpu.spacepoints:CpuSpacepoints",
+    ("seeding", "cpu"): "backends.cpu.seeding:CpuSeeding",
     ("ambiguity", "cpu"): "backends.cpu.ambiguity:CpuAmbiguityResolution",
 }
 

@@ -1,0 +1,194 @@
+"""Cuts of the triplet seeding, with their sources and the reasons for any departure.
+
+Defaults follow ACTS' ``GridTripletSeedingAlgorithm`` (pyacts 48.1.0, as configured by
+``Examples/Scripts/Python/full_chain_test.py`` for the Generic detector) and traccc's
+``seedfinder_config`` / ``seedfilter_config``, tuned for the ACTS Generic (= TrackML) detector:
+pixel barrel layers at r = 32, 72, 116, 172 mm, pixel endcap disks at |z| = 600..1500 mm, strips
+beyond r = 200 mm. Units: mm, MeV, tesla.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+#: pT [MeV] = PT_PER_TESLA_MM * B [T] * R [mm] for a unit charge (c = 299.792458 mm/ns).
+PT_PER_TESLA_MM = 0.299792458
+
+
+@dataclass(frozen=True)
+class SeedingConfig:
+    """Named, validated cuts of the triplet seed finder (mm, MeV, T).
+
+    Field comments give the ACTS (``GridTripletSeedingAlgorithm.Config``) and traccc
+    (``seedfinder_config``) equivalents and defaults.
+    """
+
+    # --- space point selection --------------------------------------------------------------
+    #: Space points with r outside [r_min, r_max] are not used. r_max = 200 mm keeps the pixel
+    #: detector only, the standard choice for the Generic detector (traccc rMax = 200; ACTS
+    #: rMax = 600 but its geometry selection file keeps pixels only). r_min = 25 mm sits below
+    #: the innermost pixel layer (32 mm) and bounds the impact-parameter term of the phi window.
+    r_min: float = 25.0
+    r_max: float = 200.0
+    #: z extent of the space points used (traccc +-2000 mm; the pixel endcaps end at 1500 mm).
+    z_min: float = -2000.0
+    z_max: float = 2000.0
+    #: Middle space points only from this r range (ACTS rMinMiddle/rMaxMiddle = 60/120 mm).
+    #: Widened to 160 mm so that high-|eta| tracks whose middle hit lies on an endcap disk
+    #: between 120 and 160 mm still have a middle candidate.
+    r_middle_min: float = 60.0
+    r_middle_max: float = 160.0
+
+    # --- doublet cuts -----------------------------------------------------------------------
+    #: r distance between middle and bottom space points (ACTS deltaRMin/Max = 5/270 mm).
+    delta_r_bottom_min: float = 5.0
+    delta_r_bottom_max: float = 270.0
+    #: r distance between top and middle space points (ACTS deltaRMinTop/MaxTop = 5/270 mm).
+    delta_r_top_min: float = 5.0
+    delta_r_top_max: float = 270.0
+    #: Maximum |cot(theta)| of a doublet: 7.40627 = sinh(2.7), i.e. |eta| < 2.7 (the classic
+    #: ACTS SeedFinderConfig default; the Generic detector's pixels reach |eta| ~ 2.7-3).
+    cot_theta_max: float = 7.40627
+    #: z range at the beam line that a doublet must point to. ACTS uses +-150 mm, which loses
+    #: every particle of a vertex beyond 2.7 sigma of the 55.5 mm beam spot that ACTS' own
+    #: full chain simulates (about 0.7% of the vertices, all their particles); +-250 mm (traccc's
+    #: default) is 4.5 sigma and costs little combinatorics.
+    collision_region_min: float = -250.0
+    collision_region_max: float = 250.0
+    #: Doublet-level helix cut (ACTS interactionPointCut, default off there): a doublet whose
+    #: straight line misses the beam line by more than impact_max must be joinable to the beam
+    #: line window by a circle no tighter than a min_pt helix. Removes most random doublets
+    #: before the quadratic triplet step; the triplet cuts are unchanged.
+    interaction_point_cut: bool = True
+
+    # --- triplet cuts -----------------------------------------------------------------------
+    #: Minimum transverse momentum, cut on the triplet's helix radius (traccc minPt = 500 MeV;
+    #: ACTS GridTriplet default 400 MeV; the project simulates pT >= 500 MeV).
+    min_pt: float = 500.0
+    #: Magnetic field along z (the ACTS Generic detector examples use a constant 2 T).
+    bz: float = 2.0
+    #: Maximum transverse impact parameter |d0| of the triplet's circle (ACTS 20 mm, traccc
+    #: 10 mm). 3 mm is ample for primaries (transverse beam spot 12.5 um, d0 resolution of a
+    #: pixel triplet well below 0.5 mm) and removes much of the combinatorial background.
+    impact_max: float = 3.0
+    #: Number of sigmas of multiple scattering allowed between the two doublets' cot(theta)
+    #: (ACTS sigmaScattering = 5, traccc 3).
+    sigma_scattering: float = 5.0
+    #: Radiation length (x/X0) traversed along a seed, for the Highland scattering angle (ACTS
+    #: and traccc radLengthPerSeed = 0.05).
+    rad_length_per_seed: float = 0.05
+    #: Scattering allowance is evaluated at min(pT, max_pt_scattering) so that very stiff
+    #: triplets keep a floor of tolerance (traccc maxPtScattering = 10 GeV).
+    max_pt_scattering: float = 10_000.0
+    #: Nominal space point position uncertainties (mm) in r and z. The space point table
+    #: carries no covariance; 0.1 mm covers pixel pitch (50 um / sqrt(12)) plus alignment slack
+    #: (traccc's rAlign/zAlign and sigmaError play this role).
+    sp_sigma_r: float = 0.1
+    sp_sigma_z: float = 0.1
+
+    # --- seed filter (ACTS SeedFilter / traccc seedfilter_config) --------------------------
+    #: Two seeds sharing bottom and middle are "compatible" when their inverse helix diameters
+    #: differ by less than this (1/mm; ACTS/traccc deltaInvHelixDiameter = 3e-5).
+    delta_inv_helix_diameter: float = 3e-5
+    #: Weight added per compatible top space point (ACTS/traccc compatSeedWeight = 200) ...
+    compat_seed_weight: float = 200.0
+    #: ... for at most this many of them (ACTS/traccc compatSeedLimit = 2) ...
+    compat_seed_limit: int = 2
+    #: ... counting only tops whose radii differ by at least this, i.e. other layers
+    #: (ACTS SeedFilterConfig deltaRMin = 5 mm).
+    compat_delta_r_min: float = 5.0
+    #: The weight loses impact_weight_factor * |d0| (ACTS/traccc impactWeightFactor = 1).
+    impact_weight_factor: float = 1.0
+    #: Seed confirmation: keep a seed only if at least this many compatible tops confirm it.
+    #: 0 keeps all seeds (ACTS default seedConfirmation = False).
+    min_compatible_tops: int = 0
+    #: At most this many seeds (best weights) share one middle space point (ACTS/traccc
+    #: maxSeedsPerSpM = 5).
+    max_seeds_per_middle_sp: int = 5
+
+    # --- grid -------------------------------------------------------------------------------
+    #: Each phi bin covers 1/phi_bin_deflection_coverage of the largest azimuthal deflection a
+    #: min_pt, impact_max track can have between two seed space points, and as many
+    #: neighbouring bins are searched on each side (ACTS phiBinDeflectionCoverage with
+    #: numPhiNeighbors equal to it). 2 scans 2.5 deflections instead of 3 with coverage 1.
+    phi_bin_deflection_coverage: int = 2
+    #: Upper bound on the number of phi bins (ACTS maxPhiBins).
+    max_phi_bins: int = 10_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, f.type, getattr(self, f.name))
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SeedingConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ValueError(f"SeedingConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for lo, hi in _ORDERED:
+            if not getattr(self, lo) < getattr(self, hi):
+                raise ValueError(f"SeedingConfig: {lo} ({getattr(self, lo)}) must be smaller "
+                                 f"than {hi} ({getattr(self, hi)})")
+        if self.r_min <= self.impact_max:
+            raise ValueError(f"SeedingConfig: r_min ({self.r_min}) must exceed impact_max "
+                             f"({self.impact_max}): the phi window would span the full circle")
+        if self.min_compatible_tops > self.compat_seed_limit:
+            raise ValueError("SeedingConfig: min_compatible_tops cannot exceed compat_seed_limit "
+                             "(the filter stops counting there)")
+
+    # --- derived quantities ---------------------------------------------------------------
+    @property
+    def min_helix_radius(self) -> float:
+        """Helix radius (mm) of a min_pt track."""
+        return self.min_pt / (PT_PER_TESLA_MM * self.bz)
+
+    @property
+    def highland(self) -> float:
+        """Highland scattering constant (MeV) for rad_length_per_seed, as ACTS' DerivedConfig:
+        theta0 = highland / p with 13.6 MeV sqrt(x/X0) (1 + 0.038 ln(x/X0)) (PDG eq. 34.15)."""
+        t = self.rad_length_per_seed
+        return 13.6 * math.sqrt(t) * (1.0 + 0.038 * math.log(t))
+
+    @property
+    def max_phi_deflection(self) -> float:
+        """Largest azimuthal difference (rad) between two space points of one seed.
+
+        Bending of a min_pt helix from the beam line to r_max, plus the shift an impact
+        parameter of impact_max causes at r_min (phi(r) ~ phi0 + asin(r/2R) + d0/r).
+        """
+        bend = math.asin(min(1.0, self.r_max / (2.0 * self.min_helix_radius)))
+        return bend + math.asin(min(1.0, self.impact_max / self.r_min))
+
+    @property
+    def n_phi_bins(self) -> int:
+        """Number of phi bins of the space point grid."""
+        width = self.max_phi_deflection / self.phi_bin_deflection_coverage
+        return max(1, min(self.max_phi_bins, int(2.0 * math.pi / width)))
+
+
+_POSITIVE = ("r_max", "delta_r_bottom_max", "delta_r_top_max", "cot_theta_max", "min_pt", "bz",
+             "impact_max", "rad_length_per_seed", "max_pt_scattering", "max_seeds_per_middle_sp",
+             "phi_bin_deflection_coverage", "max_phi_bins")
+_NON_NEGATIVE = ("r_min", "delta_r_bottom_min", "delta_r_top_min", "sigma_scattering",
+                 "sp_sigma_r", "sp_sigma_z", "delta_inv_helix_diameter", "compat_seed_weight",
+                 "compat_seed_limit", "compat_delta_r_min", "impact_weight_factor",
+                 "min_compatible_tops")
+_ORDERED = (("r_min", "r_max"), ("z_min", "z_max"), ("r_middle_min", "r_middle_max"),
+            ("delta_r_bottom_min", "delta_r_bottom_max"), ("delta_r_top_min", "delta_r_top_max"),
+            ("collision_region_min", "collision_region_max"))
+
+
+def _check_type(name: str, annotation: object, value: object) -> None:
+    """Fields are annotated bool, int or float (strings under postponed annotations); a
+    float field takes an int, nothing takes a bool by accident, and numbers must be finite."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"SeedingConfig.{name} must be a bool, got {value!r}")
+        return
+    allowed = (int,) if kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise TypeError(f"SeedingConfig.{name} must be {'an int' if kind == 'int' else 'a number'}"
+                        f", got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"SeedingConfig.{name} must be finite, got {value!r}")

@@ -1,0 +1,102 @@
+"""Triplet seeding: space points in, (bottom, middle, top) seeds out.
+
+The Python side validates input, selects the seeding space points, sorts them into the phi-z
+grid and maps the kernel's seeds back to rows of the caller's space point table. The grid order
+depends on positions only, so shuffling the input rows changes no seed (only its row numbers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from taas.edm.hits import Spacepoints
+from taas.edm.tracks import Seeds
+from taas.errors import InputError
+from taas.seeding.config import PT_PER_TESLA_MM, SeedingConfig
+from taas.seeding.kernels import find_triplets
+
+
+def _kernel_params(cfg: SeedingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Float and integer cut arrays in the order ``kernels.find_triplets`` reads them."""
+    pt_per_radius = PT_PER_TESLA_MM * cfg.bz  # MeV per mm of helix radius
+    highland = cfg.highland
+    floats = np.array([
+        cfg.r_min, cfg.r_max, cfg.r_middle_min, cfg.r_middle_max,
+        cfg.delta_r_bottom_min, cfg.delta_r_bottom_max, cfg.delta_r_top_min, cfg.delta_r_top_max,
+        cfg.cot_theta_max, cfg.collision_region_min, cfg.collision_region_max,
+        (2.0 * cfg.min_helix_radius) ** 2,  # minimum helix diameter squared
+        pt_per_radius,
+        (highland / cfg.min_pt * cfg.sigma_scattering) ** 2,  # slope spread at min_pt
+        (2.0 * cfg.sigma_scattering * highland / pt_per_radius) ** 2,  # per (1/2R)^2
+        cfg.max_pt_scattering,
+        cfg.impact_max, cfg.sp_sigma_r ** 2, cfg.sp_sigma_z ** 2,
+        cfg.delta_inv_helix_diameter, cfg.compat_seed_weight, cfg.compat_delta_r_min,
+        cfg.impact_weight_factor,
+    ], dtype=np.float64)
+    ints = np.array([cfg.compat_seed_limit, cfg.min_compatible_tops,
+                     cfg.max_seeds_per_middle_sp, int(cfg.interaction_point_cut)],
+                    dtype=np.int64)
+    return floats, ints
+
+
+def _check_positions(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+    for name, a in (("x", x), ("y", y), ("z", z)):
+        bad = ~np.isfinite(a)
+        if np.any(bad):
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"seeding: space point {name} is not finite ({int(bad.sum())} rows)",
+                             row=row, column=name)
+
+
+def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None) -> Seeds:
+    """Triplet seeds from one event's space points.
+
+    Only x, y, z are read (r and phi are recomputed from them, so the seeds cannot depend on
+    inconsistent derived columns). Seed indices are rows of ``spacepoints``; seeds are sorted
+    by (middle, bottom, top). ``z_vertex`` is the bottom-middle line's z at r = 0, as ACTS'
+    seed ``vertexZ``. Non-finite positions raise ``InputError``; fewer than three usable space
+    points give no seeds.
+    """
+    cfg = SeedingConfig() if config is None else config
+    x = np.ascontiguousarray(spacepoints["x"], dtype=np.float64)
+    y = np.ascontiguousarray(spacepoints["y"], dtype=np.float64)
+    z = np.ascontiguousarray(spacepoints["z"], dtype=np.float64)
+    _check_positions(x, y, z)
+    r = np.hypot(x, y)
+    use = np.flatnonzero((r >= cfg.r_min) & (r <= cfg.r_max) & (z >= cfg.z_min)
+                         & (z <= cfg.z_max))
+    if len(use) < 3:
+        return Seeds.empty()
+
+    n_bins = cfg.n_phi_bins
+    phi = np.arctan2(y[use], x[use])
+    phi_bin = np.floor((phi + math.pi) * (n_bins / (2.0 * math.pi))).astype(np.int64)
+    np.clip(phi_bin, 0, n_bins - 1, out=phi_bin)
+    # grid order: phi bin, then z (the kernel binary-searches z), then x, y to break ties
+    # by position only
+    order = np.lexsort((y[use], x[use], z[use], phi_bin))
+    rows = use[order]
+    phi_bin = phi_bin[order]
+    bin_start = np.zeros(n_bins + 1, np.int64)
+    np.cumsum(np.bincount(phi_bin, minlength=n_bins), out=bin_start[1:])
+
+    floats, ints = _kernel_params(cfg)
+    b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r[rows], bin_start, phi_bin,
+                                   cfg.phi_bin_deflection_coverage, floats, ints)
+    triplets = np.stack([rows[b], rows[m], rows[t]], axis=1)
+    sort = np.lexsort((triplets[:, 2], triplets[:, 0], triplets[:, 1]))
+    return Seeds(spacepoints=triplets[sort], quality=w[sort], z_vertex=zv[sort])
+
+
+def warmup(config: SeedingConfig | None = None) -> None:
+    """Compile (or load from numba's cache) the kernels on a tiny event, so that the first
+    real event is not charged the compilation."""
+    radii = np.array([32.0, 72.0, 116.0, 172.0])
+    phis = 0.1 + radii * 1e-4
+    xs, ys = radii * np.cos(phis), radii * np.sin(phis)
+    zs = radii * 0.5
+    sp = Spacepoints(measurement_index=np.arange(4), x=xs, y=ys, z=zs, r=radii, phi=phis,
+                     eta=np.arcsinh(zs / radii))
+    find_seeds(sp, config)
