@@ -45,5 +45,5 @@ def test_routing_and_unknown_names():
 
 def test_missing_backend_is_named(tiny_sim_dir, tmp_path):
     spec = PipelineSpec("x", (("clustering", "fpga"),))
-    with pytest.raises(UnknownStageError, match="clustering.*fpga.*available"):
+    with pytest.raises(UnknownStageError, match=r"clustering.*fpga.*available"):
         reconstruct(tiny_sim_dir, tmp_path / "reco", spec, progress=False)
