@@ -17,6 +17,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("spacepoints", "cpu"): "backends.cpu.spacepoints:CpuSpacepoints",
     ("seeding", "cpu"): "backends.cpu.seeding:CpuSeeding",
     ("ambiguity", "cpu"): "backends.cpu.ambiguity:CpuAmbiguityResolution",
+    ("track_fit", "cpu"): "backends.cpu.track_fit:CpuTrackFit",
 }
 
 

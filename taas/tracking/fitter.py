@@ -1,0 +1,192 @@
+"""Fit proto-tracks (measurement lists) with the Kalman filter: the shared fitting stage's core.
+
+``fit_prototracks`` is what ``backends/cpu/track_fit.py`` runs and what the CKF reuses for its
+final fit. Steps per call:
+
+1. check the inputs (finite measurements, positive variances, a valid CSR list);
+2. order each proto-track's measurements along the track by the 3D distance of their global
+   position from the origin. For a track from the luminous region that has not turned through
+   half a loop, both r and |z| grow monotonically along the helix, so the distance does too
+   (this, unlike r alone, also orders hits on endcap disks at nearly equal r). Tracks with a
+   large impact parameter or loopers beyond half a turn are outside this rule;
+3. skip proto-tracks with fewer than ``min_measurements`` measurements (5 parameters need at
+   least 3 2D measurements): they are *absent* from the output, whose measurement lists
+   identify every fitted track; ``fit_prototracks`` also returns the indices of those fitted;
+4. estimate start parameters from the helix through the measurements (``estimation``), then
+   run filter + smoother on batches of equal-length tracks; optionally iterate, restarting
+   from the smoothed first state with the loose prior, to remove the linearisation error of a
+   poor start. Tracks whose propagation fails (no intersection with the next module) or whose
+   state turns invalid are skipped.
+
+Output parameters are the smoothed ones on the first measurement's module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from taas.detector.detector import Detector
+from taas.edm.hits import Measurements
+from taas.edm.tracks import ProtoTracks, Tracks
+from taas.errors import InputError
+from taas.tracking import helix
+from taas.tracking.estimation import estimate_parameters, loose_covariance
+from taas.tracking.kalman import Surfaces, kalman_fit
+from taas.tracking.material import X0_SILICON
+from taas.tracking.parameters import PHI, bound_to_perigee, wrap_phi
+
+
+@dataclass(frozen=True)
+class TrackFitConfig:
+    """Settings of the Kalman track fit.
+
+    ``bz``: solenoid field (T), non-zero; ``max_iterations``: filter+smoother passes at most
+    (later passes restart from the smoothed first state with the loose prior and stop once no
+    parameter moves by more than ``convergence`` of its error; one pass is the ACTS default and
+    was already converged for 0.55-1000 GeV toy tracks, so extra passes are for poor starts);
+    ``min_measurements``: shorter proto-tracks are skipped; ``multiple_scattering``: Highland
+    noise from each module's thickness in units of ``x0`` (mm); ``mass``: particle hypothesis
+    (GeV) for beta; ``batch_size``: tracks fitted together (bounds memory: ~2.5 kB per track and
+    measurement).
+    """
+
+    bz: float = 2.0
+    max_iterations: int = 1
+    convergence: float = 0.05
+    min_measurements: int = 3
+    multiple_scattering: bool = True
+    x0: float = X0_SILICON
+    mass: float = helix.PION_MASS
+    batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.bz) or self.bz == 0:
+            raise ValueError(f"bz must be finite and non-zero (T), got {self.bz}")
+        if self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if not self.convergence > 0:
+            raise ValueError(f"convergence must be > 0, got {self.convergence}")
+        if self.min_measurements < 3:
+            raise ValueError(f"min_measurements must be >= 3, got {self.min_measurements}")
+        if not self.x0 > 0:
+            raise ValueError(f"x0 must be > 0 (mm), got {self.x0}")
+        if not self.mass >= 0:
+            raise ValueError(f"mass must be >= 0 (GeV), got {self.mass}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def check_measurements(measurements: Measurements) -> None:
+    """Raise ``InputError`` naming the first row with a non-finite value or a variance <= 0."""
+    for column in ("local_u", "local_v", "var_u", "var_v"):
+        values = measurements[column]
+        bad = ~np.isfinite(values)
+        if column.startswith("var"):
+            bad |= ~(values > 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"measurement {column} = {values[row]} is not usable "
+                             f"({int(bad.sum())} rows affected)", row=row, column=column)
+
+
+def check_prototracks(prototracks: ProtoTracks, n_measurements: int) -> None:
+    """Raise ``InputError`` unless offsets and indices form a valid CSR list."""
+    offsets, indices = prototracks["offsets"], prototracks["indices"]
+    if len(offsets) == 0:
+        if len(indices):
+            raise InputError("prototracks: indices without offsets", column="offsets")
+        return
+    if offsets[0] != 0 or offsets[-1] != len(indices) or np.any(np.diff(offsets) < 0):
+        raise InputError(f"prototracks: offsets must rise from 0 to len(indices) = "
+                         f"{len(indices)}", column="offsets")
+    bad = (indices < 0) | (indices >= n_measurements)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"prototracks: measurement index {int(indices[row])} out of range "
+                         f"[0, {n_measurements})", row=row, column="indices")
+
+
+def order_along_tracks(offsets: np.ndarray, indices: np.ndarray,
+                       xyz: np.ndarray) -> np.ndarray:
+    """``indices`` re-ordered within each CSR list by distance of ``xyz[index]`` from the origin.
+    """
+    track = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    dist = np.linalg.norm(xyz[indices], axis=1)
+    return indices[np.lexsort((dist, track))]
+
+
+def fit_prototracks(detector: Detector, measurements: Measurements, prototracks: ProtoTracks,
+                    config: TrackFitConfig | None = None) -> tuple[Tracks, np.ndarray]:
+    """Fit every proto-track; returns the tracks and, per track, its proto-track index."""
+    config = config or TrackFitConfig()
+    check_measurements(measurements)
+    check_prototracks(prototracks, len(measurements))
+    offsets = prototracks["offsets"] if len(prototracks) else np.zeros(1, np.int64)
+    rows = detector.index_of(measurements["module_key"])
+    xyz = detector.local_to_global(rows, measurements["local_u"], measurements["local_v"])
+    ordered = order_along_tracks(offsets, prototracks["indices"], xyz)
+    lengths = np.diff(offsets)
+    uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
+    var = np.stack([measurements["var_u"], measurements["var_v"]], axis=1)
+
+    n = len(lengths)
+    params, cov = np.empty((n, 6)), np.empty((n, 6, 6))
+    chi2, fitted = np.empty(n), np.zeros(n, bool)
+    for length in np.unique(lengths[lengths >= config.min_measurements]):
+        group = np.flatnonzero(lengths == length)
+        for start in range(0, len(group), config.batch_size):
+            sel = group[start:start + config.batch_size]
+            meas_idx = ordered[offsets[sel][:, None] + np.arange(length)]
+            p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
+                                      var[meas_idx], config=config)
+            params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
+    keep = np.flatnonzero(fitted)
+    first_meas = ordered[offsets[keep]]
+    kept_lengths = lengths[keep]
+    meas_offsets = np.concatenate([[0], np.cumsum(kept_lengths)])
+    starts = np.repeat(offsets[keep] - meas_offsets[:-1], kept_lengths)
+    meas_indices = ordered[starts + np.arange(meas_offsets[-1])]
+    tracks = Tracks(module_key=measurements["module_key"][first_meas], params=params[keep],
+                    covariance=cov[keep], chi2=chi2[keep], ndf=2 * kept_lengths - 5,
+                    meas_offsets=meas_offsets, meas_indices=meas_indices)
+    return tracks, keep
+
+
+def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.ndarray,
+               var: np.ndarray, *, config: TrackFitConfig,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate + iterated Kalman fit of N tracks with n measurements each (arrays (N, n, ...))."""
+    surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
+                        detector.modules["thickness"][rows])
+    start, prior = estimate_parameters(xyz, surfaces.center[:, 0], surfaces.rotation[:, 0],
+                                       config.bz)
+    ok = np.all(np.isfinite(start), axis=1)
+    start[~ok] = np.nan
+    for _ in range(config.max_iterations):
+        result = kalman_fit(start, prior, surfaces, uv, var, bz=config.bz,
+                            multiple_scattering=config.multiple_scattering, x0=config.x0,
+                            mass=config.mass)
+        first, first_cov = result.params[:, 0], result.cov[:, 0]
+        delta = first - start
+        delta[:, PHI] = wrap_phi(delta[:, PHI])
+        with np.errstate(invalid="ignore"):
+            shift = np.abs(delta) / np.sqrt(np.diagonal(first_cov, axis1=1, axis2=2))
+        converged = bool(np.all(shift[result.ok] < config.convergence))
+        start, prior = first, loose_covariance(first)
+        if converged:
+            break
+    return first, first_cov, result.chi2, ok & result.ok
+
+
+def tracks_to_perigee(tracks: Tracks, detector: Detector, bz: float = 2.0,
+                      mass: float = helix.PION_MASS) -> tuple[np.ndarray, np.ndarray]:
+    """Perigee parameters (n, 6) ``(d0, z0, phi, theta, q/p, t)`` and covariances (n, 6, 6)."""
+    if len(tracks) == 0:
+        return np.zeros((0, 6)), np.zeros((0, 6, 6))
+    rows = detector.index_of(tracks["module_key"])
+    perigee, cov = bound_to_perigee(tracks["params"], tracks["covariance"], detector.center[rows],
+                                    detector.rotation[rows], bz=bz, mass=mass)
+    assert cov is not None
+    return perigee, cov

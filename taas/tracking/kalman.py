@@ -1,0 +1,175 @@
+"""Kalman filter and Rauch-Tung-Striebel smoother on bound parameters, batched over tracks.
+
+The textbook extended Kalman filter for track fitting (R. Frühwirth, NIM A 262 (1987) 444; the
+ACTS ``KalmanFitter`` with ``GainMatrixUpdater`` / ``GainMatrixSmoother``), written for many
+tracks at once: every array has a leading track axis N and a measurement axis n, and the loop
+runs over the n measurements with all N tracks advanced together. Tracks of equal length are
+batched by the caller (``taas.tracking.fitter``).
+
+Model, per measurement k on module k (ordered along the track):
+
+* predict: the state is propagated along the helix from module k-1 to module k
+  (``taas.tracking.propagation``) and the covariance with the transport Jacobian F_k,
+  ``C_k|k-1 = F_k (C_k-1|k-1 + Q_k-1) F_k^T``, where Q_k-1 is the multiple-scattering noise of
+  module k-1 (``taas.tracking.material``), added after the update on that module;
+* update: the 2D measurement (loc0, loc1) with covariance diag(var_u, var_v), gain form with the
+  Joseph covariance update (positive definite even for very loose priors); the chi2 increment is
+  the predicted one, ``r^T (V + H C H^T)^-1 r``, equal to the filtered one;
+* smooth: RTS backwards, ``A_k = C_k|k F_k+1^T C_k+1|k^-1``.
+
+The smoothed state on module k is the state *arriving* at module k (before its kink), the one
+the measurement there sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import numpy as np
+
+from taas.tracking import helix
+from taas.tracking.material import X0_SILICON, add_scattering
+from taas.tracking.parameters import PHI, THETA, direction, wrap_phi
+from taas.tracking.propagation import propagate
+
+
+class Surfaces(NamedTuple):
+    """Module geometry along N tracks of n measurements each."""
+
+    center: np.ndarray  #: (N, n, 3)
+    rotation: np.ndarray  #: (N, n, 3, 3) local -> global, columns u, v, w
+    thickness: np.ndarray  #: (N, n) mm
+
+
+class KalmanResult(NamedTuple):
+    """Smoothed states at every measurement, filter chi2 and a success flag per track."""
+
+    params: np.ndarray  #: (N, n, 6)
+    cov: np.ndarray  #: (N, n, 6, 6)
+    chi2: np.ndarray  #: (N,) sum of the chi2 increments
+    ok: np.ndarray  #: (N,) False where propagation failed or the state became invalid
+
+
+def _symmetric(cov: np.ndarray) -> np.ndarray:
+    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def _innovation(params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
+                var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residual r (N, 2) and inverse residual covariance S^-1 (N, 2, 2)."""
+    r = np.asarray(meas, float) - params[:, :2]
+    s = cov[:, :2, :2].copy()
+    s[:, 0, 0] += var[:, 0]
+    s[:, 1, 1] += var[:, 1]
+    det = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
+    inv = np.empty_like(s)
+    inv[:, 0, 0], inv[:, 1, 1] = s[:, 1, 1] / det, s[:, 0, 0] / det
+    inv[:, 0, 1], inv[:, 1, 0] = -s[:, 0, 1] / det, -s[:, 1, 0] / det
+    return r, inv
+
+
+def predicted_chi2(params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
+                   var: np.ndarray) -> np.ndarray:
+    """Chi2 (N,) of 2D measurements against predicted bound states on the same modules.
+
+    ``meas`` (N, 2) are local (u, v), ``var`` (N, 2) their variances; the residual covariance
+    includes the prediction's, so this is the compatibility test of a combinatorial Kalman
+    filter's measurement search.
+    """
+    params, cov, var = np.asarray(params, float), np.asarray(cov, float), np.asarray(var, float)
+    r, s_inv = _innovation(params, cov, meas, var)
+    return np.einsum("ni,nij,nj->n", r, s_inv, r)
+
+
+def kalman_update(params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Filtered (params, cov, chi2 increment) after one 2D measurement per track."""
+    params, cov, var = np.asarray(params, float), np.asarray(cov, float), np.asarray(var, float)
+    r, s_inv = _innovation(params, cov, meas, var)
+    gain = cov[:, :, :2] @ s_inv  # (N, 6, 2)
+    new_params = params + np.einsum("nij,nj->ni", gain, r)
+    new_params[:, PHI] = wrap_phi(new_params[:, PHI])
+    i_kh = np.broadcast_to(np.eye(6), cov.shape).copy()
+    i_kh[:, :, :2] -= gain
+    gvg = np.einsum("nik,nk,njk->nij", gain, var, gain)
+    new_cov = _symmetric(i_kh @ cov @ np.swapaxes(i_kh, 1, 2) + gvg)
+    return new_params, new_cov, np.einsum("ni,nij,nj->n", r, s_inv, r)
+
+
+def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: np.ndarray,
+               var: np.ndarray, *, bz: float, multiple_scattering: bool = True,
+               x0: float = X0_SILICON, mass: float = helix.PION_MASS) -> KalmanResult:
+    """Filter and smooth N tracks of n measurements each.
+
+    ``params0`` (N, 6) and ``cov0`` (N, 6, 6) are the prior on the first module (make it loose:
+    it enters the result); ``meas`` and ``var`` are (N, n, 2).
+    """
+    meas, var = np.asarray(meas, float), np.asarray(var, float)
+    n_tracks, n_meas = meas.shape[:2]
+    center, rotation, thickness = surfaces
+    filt = np.empty((n_tracks, n_meas, 6))
+    filt_cov = np.empty((n_tracks, n_meas, 6, 6))
+    pred = np.empty_like(filt)
+    pred_cov = np.empty_like(filt_cov)
+    jac = np.empty((n_tracks, n_meas, 6, 6))
+    chi2 = np.zeros(n_tracks)
+    ok = np.ones(n_tracks, bool)
+    state, state_cov = np.asarray(params0, float), np.asarray(cov0, float)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for k in range(n_meas):
+            if k > 0:
+                noisy = state_cov
+                if multiple_scattering:
+                    cos_inc = np.einsum("ni,ni->n", rotation[:, k - 1, :, 2],
+                                        direction(state[:, PHI], state[:, THETA]))
+                    noisy = add_scattering(state, state_cov, cos_inc, thickness[:, k - 1],
+                                           x0=x0, mass=mass)
+                prop = propagate(state, center[:, k - 1], rotation[:, k - 1], center[:, k],
+                                 rotation[:, k], bz=bz, mass=mass)
+                ok &= prop.ok
+                jac[:, k] = prop.jacobian
+                state = prop.params
+                state_cov = _symmetric(prop.jacobian @ noisy @ np.swapaxes(prop.jacobian, 1, 2))
+            pred[:, k], pred_cov[:, k] = state, state_cov
+            state, state_cov, dchi2 = kalman_update(state, state_cov, meas[:, k], var[:, k])
+            chi2 += dchi2
+            filt[:, k], filt_cov[:, k] = state, state_cov
+        smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac)
+        theta = smooth[:, :, THETA]
+        ok &= np.isfinite(chi2) & np.all(np.isfinite(smooth), axis=(1, 2))
+        ok &= np.all((theta > 0) & (theta < np.pi), axis=1)
+        ok &= np.all(np.isfinite(smooth_cov), axis=(1, 2, 3))
+    return KalmanResult(smooth, smooth_cov, chi2, ok)
+
+
+def _rts_smoother(filt: np.ndarray, filt_cov: np.ndarray, pred: np.ndarray,
+                  pred_cov: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rauch-Tung-Striebel pass; ``jac[:, k]`` transports module k-1 to k."""
+    smooth, smooth_cov = filt.copy(), filt_cov.copy()
+    for k in range(filt.shape[1] - 2, -1, -1):
+        bad = ~np.all(np.isfinite(pred_cov[:, k + 1]), axis=(1, 2))
+        pc = np.where(bad[:, None, None], np.eye(6), pred_cov[:, k + 1])
+        # A = C_f F^T P^-1  <=>  A^T = P^-1 F C_f (P symmetric)
+        gain = np.swapaxes(_solve(pc, jac[:, k + 1] @ filt_cov[:, k]), 1, 2)
+        gain[bad] = np.nan
+        diff = smooth[:, k + 1] - pred[:, k + 1]
+        diff[:, PHI] = wrap_phi(diff[:, PHI])
+        smooth[:, k] = filt[:, k] + np.einsum("nij,nj->ni", gain, diff)
+        smooth[:, k, PHI] = wrap_phi(smooth[:, k, PHI])
+        smooth_cov[:, k] = _symmetric(
+            filt_cov[:, k] + gain @ (smooth_cov[:, k + 1] - pred_cov[:, k + 1])
+            @ np.swapaxes(gain, 1, 2))
+    return smooth, smooth_cov
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched ``solve(a, b)``; a singular system gives NaN for its track only."""
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        out = np.full(b.shape, np.nan)
+        for i in range(len(a)):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                out[i] = np.linalg.solve(a[i], b[i])
+        return out
