@@ -145,7 +145,8 @@ def test_garbage_prototracks_do_not_break_the_batch(detector, event):
     tracks, keep = fit_prototracks(detector, meas,
                                    ProtoTracks(offsets=offsets, indices=np.concatenate(lists)))
     assert {0, 2, 4} <= set(keep.tolist())
-    assert np.all(np.isfinite(tracks["params"])) and np.all(np.isfinite(tracks["covariance"]))
+    assert np.all(np.isfinite(tracks["params"]))
+    assert np.all(np.isfinite(tracks["covariance"]))
     reference, _ = fit_prototracks(detector, meas, ProtoTracks(
         offsets=np.array([0, 10, 20, 30]), indices=good[:3].reshape(-1)))
     where = {int(k): i for i, k in enumerate(keep)}
