@@ -94,6 +94,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote metrics.json and plots to {args.out}")
 
 
+def _cmd_summarize(args: argparse.Namespace) -> None:
+    from taas.report.summary import write_summary
+
+    out = write_summary(args.reco, args.metrics, args.out)
+    print(out.read_text())
+
+
 def _cmd_detector(args: argparse.Namespace) -> None:
     from taas.events.dataset import load_detector
 
@@ -111,14 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every sub-command has a one-line help."""
     from taas.events.presets import PRESETS
 
-    parser = argparse.ArgumentParser(prog="taas", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="taas", description="taas: charged-particle track reconstruction on CPU, GPU and FPGA")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_event_commands(sub, PRESETS)
+    _add_reconstruction_commands(sub)
+    return parser
 
+
+def _add_event_commands(sub: argparse._SubParsersAction, presets: dict) -> None:
     p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
                        "geometric digitization) into ACTS/traccc CSV")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+    p.add_argument("--preset", choices=sorted(presets), default="tiny",
                    help="event size preset (default: tiny)")
     p.add_argument("--events", type=int, default=1, help="number of events (default: 1)")
     p.add_argument("--vertices", type=int, help="vertices per event (overrides the preset)")
@@ -144,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_convert)
 
+    p = sub.add_parser("detector", help="save a detector (ACTS Generic or TrackML "
+                       "detectors.csv) as a parquet module table")
+    p.add_argument("source", help="'generic' or a detectors.csv[.gz] / .parquet path")
+    p.add_argument("out", type=Path, help="output .parquet file")
+    p.set_defaults(func=_cmd_detector)
+
+
+def _add_reconstruction_commands(sub: argparse._SubParsersAction) -> None:
     from taas.metrics.config import STYLES
     from taas.pipeline.spec import PIPELINES
 
@@ -169,12 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", type=Path, help="detector file if not in the event directory")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("detector", help="save a detector (ACTS Generic or TrackML "
-                       "detectors.csv) as a parquet module table")
-    p.add_argument("source", help="'generic' or a detectors.csv[.gz] / .parquet path")
-    p.add_argument("out", type=Path, help="output .parquet file")
-    p.set_defaults(func=_cmd_detector)
-    return parser
+    p = sub.add_parser("summarize", help="compare pipelines side by side: time per stage, "
+                       "event sizes, efficiency, fake and duplicate rates")
+    p.add_argument("--reco", nargs="+", required=True, type=Path,
+                   help="output directories of taas reconstruct")
+    p.add_argument("--metrics", nargs="+", required=True, type=Path,
+                   help="metrics.json of each, in the same order")
+    p.add_argument("--out", required=True, type=Path, help="markdown file (JSON beside it)")
+    p.set_defaults(func=_cmd_summarize)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def plot_event(event: Event, path: str | Path) -> Path:
     xyz = hit_positions(event)
     volume = decode(event.hits["module_key"])["volume"]
     r = np.hypot(xyz[:, 0], xyz[:, 1])
-    fig, (ax_xy, ax_rz) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(1, 1.6))
+    fig, (ax_xy, ax_rz) = plt.subplots(1, 2, figsize=(14.5, 5.5), width_ratios=(1, 1.6))
     cmap = plt.get_cmap("tab10")
     for i, vol in enumerate(np.unique(volume)):
         sel = volume == vol
@@ -35,7 +35,7 @@ def plot_event(event: Event, path: str | Path) -> Path:
         ax_rz.scatter(xyz[sel, 2], r[sel], **style)
     ax_xy.set(xlabel="x [mm]", ylabel="y [mm]", aspect="equal", title="transverse view")
     ax_rz.set(xlabel="z [mm]", ylabel="r [mm]", title="longitudinal view")
-    ax_rz.legend(markerscale=6, fontsize=8, loc="upper left", ncols=2)
+    ax_rz.legend(markerscale=6, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sizes = event.sizes()
     fig.suptitle(f"event {event.event_id} ({event.source}): {sizes['cells']} cells, "
                  f"{sizes['hits']} hits, {sizes['particles']} particles")

@@ -1,0 +1,1 @@
+"""Helpers the Snakemake workflow calls: configuration validation and path layout."""
