@@ -16,6 +16,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("clustering", "cpu"): "backends.cpu.clustering:CpuClustering",
     ("spacepoints", "cpu"): "backends.cpu.spacepoints:CpuSpacepoints",
     ("seeding", "cpu"): "backends.cpu.seeding:CpuSeeding",
+    ("ckf", "cpu"): "backends.cpu.ckf:CpuCkf",
     ("ambiguity", "cpu"): "backends.cpu.ambiguity:CpuAmbiguityResolution",
     ("track_fit", "cpu"): "backends.cpu.track_fit:CpuTrackFit",
 }

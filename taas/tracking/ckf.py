@@ -1,0 +1,659 @@
+"""Combinatorial Kalman filter (CKF): seeds -> track candidates, all candidates stepped together.
+
+The algorithm follows ACTS' ``CombinatorialKalmanFilter`` (as configured by its full-chain
+example for the Generic detector) in what it finds, and traccc's GPU CKF
+(``core/include/traccc/finding/``: ``find_tracks`` with its ``propagate_to_next_surface``,
+``find_tracks`` kernel and ``build_tracks`` steps) in how: every active candidate of a batch of
+seeds advances one layer per step, and each step is a handful of array operations over all
+(candidate, module, measurement) combinations, never a Python loop over candidates.
+
+Per batch of seeds (best seed quality first):
+
+1. **seed fit** ("stayOnSeed"): helix estimate on the bottom space point's module with a loose
+   prior (``estimation``), Kalman update with the bottom measurement, propagation (with
+   multiple scattering) and update on the middle's and the top's modules.
+2. **steps**, for all active candidates at once:
+   a. next layer crossed by the helix (``navigation.Navigation.next_layer``); none -> finished;
+   b. candidate modules there (``candidate_modules``), exact propagation with the transport
+      Jacobian to each, ``C' = J (C + Q) J^T`` with Q the scattering of the module left behind;
+      pairs whose predicted local position is outside the module bounds (+ tolerance) drop out.
+      No pair left: a gap, the candidate tries the following layer from the same state;
+   c. every measurement on the surviving modules is tested with the predicted chi2; those under
+      ``chi2_cut`` compete per candidate and the best ``max_branches_per_surface`` (over all
+      modules of the layer) each make a new branch after a Kalman update (ACTS
+      ``numMeasurementsCutOff``). Where the track crosses two overlapping modules of the layer,
+      each branch then also takes the best compatible measurement on the second module (no
+      extra branching): ACTS, navigating module by module, collects those overlap hits too;
+   d. a candidate that crossed a module without a compatible measurement gets a hole and goes
+      on with the predicted state; more than ``max_holes`` holes *in total* (traccc's
+      ``max_num_skipping_per_cand``) end it;
+   e. at most ``max_branches_per_seed`` candidates survive per seed, lowest chi2/ndf first.
+   Before the steps, the seed is also run *inwards* (ACTS ``twoWay``): filtered top -> bottom
+   as the reversed helix and stepped towards the beam line; the best inward branch's
+   measurements are put in front of the seed's. Layers *between* the seed's space points
+   (seeds may skip a layer) are not searched: those hits are missing from the track.
+3. **output**: every finished candidate with ``>= min_measurements`` measurements, with its last
+   filtered state. Branches store only (parent node, measurement), so measurement lists are
+   rebuilt once at the end by walking parent pointers (traccc ``build_tracks``).
+4. **seed deduplication** (ACTS ``seedDeduplication``): before a batch runs, seeds whose three
+   measurements all lie on tracks already found are skipped. ACTS runs seeds one at a time, so
+   every seed sees all earlier tracks; here a seed sharing a measurement with a better seed of
+   the same batch is deferred to a later batch (``defer_shared``), which keeps batches large
+   and still lets most of a particle's other seeds be skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from taas.detector.detector import Detector
+from taas.edm.hits import Measurements, Spacepoints
+from taas.edm.tracks import Seeds, Tracks
+from taas.errors import InputError
+from taas.tracking import helix
+from taas.tracking.estimation import estimate_parameters
+from taas.tracking.fitter import check_measurements
+from taas.tracking.kalman import kalman_update
+from taas.tracking.material import X0_SILICON, add_scattering
+from taas.tracking.navigation import Navigation, group_by_module
+from taas.tracking.parameters import PHI, THETA, bound_to_free, direction
+from taas.tracking.propagation import propagate
+
+
+@dataclass(frozen=True)
+class CkfConfig:
+    """Settings of the CKF (defaults: ACTS full-chain example for the Generic detector).
+
+    ``bz``: field (T); ``chi2_cut``: predicted chi2 of a compatible measurement (ACTS
+    ``chi2CutOffMeasurement`` 15); ``max_branches_per_surface``: best compatible measurements
+    that branch per layer (ACTS ``numMeasurementsCutOff`` 2); ``max_branches_per_seed``: live
+    candidates per seed; ``max_holes``: total holes a candidate may collect (traccc
+    ``max_num_skipping_per_cand``); ``min_measurements``: shortest output track (ACTS
+    TrackSelector ``minMeasurements`` 7); ``seed_batch_size``: seeds per batch (deduplication
+    acts between batches; larger batches vectorise better); ``deduplicate_seeds``: skip seeds
+    whose measurements are all on found tracks; ``bounds_tolerance``: mm by which a predicted
+    position may lie outside a module and still count as crossing it; ``max_steps``: layers a
+    candidate may visit; ``multiple_scattering``/``x0``/``mass``: material model
+    (``taas.tracking.material``); ``navigation_margin``: mm added to layer and module extents
+    in the navigation grids; ``defer_shared``: a seed sharing this many measurements with a
+    better seed of the batch waits for a later batch (0: never); ``overlaps``: collect a
+    second hit where a layer's modules overlap; ``two_way``: also search inwards of the seed.
+    """
+
+    bz: float = 2.0
+    chi2_cut: float = 15.0
+    max_branches_per_surface: int = 2
+    max_branches_per_seed: int = 10
+    max_holes: int = 2
+    min_measurements: int = 7
+    seed_batch_size: int = 2048
+    deduplicate_seeds: bool = True
+    defer_shared: int = 1
+    overlaps: bool = True
+    two_way: bool = True
+    bounds_tolerance: float = 1.0
+    max_steps: int = 40
+    multiple_scattering: bool = True
+    x0: float = X0_SILICON
+    mass: float = helix.PION_MASS
+    navigation_margin: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.bz) or self.bz == 0:
+            raise ValueError(f"bz must be finite and non-zero (T), got {self.bz}")
+        if not self.chi2_cut > 0:
+            raise ValueError(f"chi2_cut must be > 0, got {self.chi2_cut}")
+        for name in ("max_branches_per_surface", "max_branches_per_seed", "seed_batch_size",
+                     "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.defer_shared <= 3:
+            raise ValueError(f"defer_shared must be in [0, 3], got {self.defer_shared}")
+        if self.max_holes < 0:
+            raise ValueError(f"max_holes must be >= 0, got {self.max_holes}")
+        if self.min_measurements < 3:
+            raise ValueError(f"min_measurements must be >= 3, got {self.min_measurements}")
+        for name in ("bounds_tolerance", "navigation_margin"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (mm), got {getattr(self, name)}")
+        if not self.x0 > 0:
+            raise ValueError(f"x0 must be > 0 (mm), got {self.x0}")
+        if not self.mass >= 0:
+            raise ValueError(f"mass must be >= 0 (GeV), got {self.mass}")
+
+
+@dataclass
+class CkfStats:
+    """Counters of one ``find_tracks`` call (for reports and benchmarks)."""
+
+    seeds: int = 0  #: seeds given
+    seeds_processed: int = 0  #: seeds not skipped by deduplication (and with a valid fit)
+    branches: int = 0  #: Kalman-updated branches created (after the seed)
+    pairs: int = 0  #: (candidate, module) pairs intersected
+    candidates: int = 0  #: finished candidates (before the min_measurements cut)
+    tracks: int = 0  #: tracks output
+    steps: list[int] = field(default_factory=list)  #: steps per batch
+
+
+class _Event:
+    """Per-event measurement data in the arrays the steps index."""
+
+    def __init__(self, detector: Detector, measurements: Measurements) -> None:
+        self.rows = detector.index_of(measurements["module_key"], column="measurements.module_key")
+        self.uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
+        self.var = np.stack([measurements["var_u"], measurements["var_v"]], axis=1)
+        self.offsets, self.order = group_by_module(self.rows, len(detector))
+
+
+class _Candidates:
+    """Structure of arrays of live candidates (one row each)."""
+
+    FIELDS = ("seed", "params", "cov", "row", "fparams", "fcov", "frow", "node", "n_meas",
+              "n_holes", "chi2", "s_min", "layer")
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        self.__dict__.update(arrays)
+
+    def __len__(self) -> int:
+        return len(self.seed)
+
+    def take(self, idx: np.ndarray) -> _Candidates:
+        return _Candidates(**{f: getattr(self, f)[idx] for f in self.FIELDS})
+
+    @staticmethod
+    def concat(parts: list[_Candidates]) -> _Candidates:
+        return _Candidates(**{f: np.concatenate([getattr(p, f) for p in parts])
+                              for f in _Candidates.FIELDS})
+
+
+class _Nodes:
+    """Append-only tree of (parent node, measurement): measurement lists without copies."""
+
+    def __init__(self) -> None:
+        self.parents: list[np.ndarray] = []
+        self.meas: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, parents: np.ndarray, meas: np.ndarray) -> np.ndarray:
+        ids = self.size + np.arange(len(meas), dtype=np.int64)
+        self.parents.append(np.asarray(parents, np.int64))
+        self.meas.append(np.asarray(meas, np.int64))
+        self.size += len(meas)
+        return ids
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.parents:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(self.parents), np.concatenate(self.meas)
+
+
+def check_seeds(seeds: Seeds, spacepoints: Spacepoints, n_measurements: int) -> np.ndarray:
+    """Measurement indices (n_seeds, 3) of the seeds' space points; ``InputError`` if unusable.
+
+    Space point indices must be valid rows, their positions finite, and their measurement
+    indices valid rows of the measurement table.
+    """
+    sp = seeds["spacepoints"]
+    n_sp = len(spacepoints)
+    bad = (sp < 0) | (sp >= n_sp)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(f"seed space point index out of range [0, {n_sp})", row=row,
+                         column="seeds.spacepoints")
+    xyz = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
+    finite = np.all(np.isfinite(xyz[sp]), axis=(1, 2))
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"seed space points with non-finite positions "
+                         f"({int((~finite).sum())} seeds affected)", row=row,
+                         column="seeds.spacepoints")
+    meas = spacepoints["measurement_index"][sp]
+    bad = (meas < 0) | (meas >= n_measurements)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(f"seed space point has measurement index outside [0, "
+                         f"{n_measurements})", row=row, column="spacepoints.measurement_index")
+    return meas
+
+
+def find_tracks(detector: Detector, navigation: Navigation, measurements: Measurements,
+                spacepoints: Spacepoints, seeds: Seeds,
+                config: CkfConfig | None = None) -> tuple[Tracks, CkfStats]:
+    """Run the CKF on one event; returns the track candidates and counters."""
+    config = config or CkfConfig()
+    check_measurements(measurements)
+    seed_meas = check_seeds(seeds, spacepoints, len(measurements))
+    stats = CkfStats(seeds=len(seeds))
+    if len(seeds) == 0 or len(measurements) == 0:
+        return Tracks.empty(), stats
+    event = _Event(detector, measurements)
+    xyz_sp = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
+    seed_xyz = xyz_sp[seeds["spacepoints"]]
+    order = np.argsort(-seeds["quality"].astype(np.float64), kind="stable")
+    used = np.zeros(len(measurements), bool)
+    nodes = _Nodes()
+    finished: list[_Candidates] = []
+    pending = order
+    while len(pending):
+        if config.deduplicate_seeds:
+            pending = pending[~used[seed_meas[pending]].all(axis=1)]
+        chosen = _select_batch(seed_meas[pending], len(measurements), config.seed_batch_size,
+                               config.defer_shared)
+        batch, pending = pending[chosen], pending[~chosen]
+        if len(batch) == 0:
+            continue
+        first_parent = np.full(len(batch), -1, np.int64)
+        n_inner, chi2_inner = np.zeros(len(batch), np.int64), np.zeros(len(batch))
+        if config.two_way:
+            first_parent, n_inner, chi2_inner = _inward(
+                detector, navigation, event, nodes, seed_meas[batch], seed_xyz[batch], config,
+                stats)
+        live = _fit_seeds(detector, event, nodes, seed_meas[batch], seed_xyz[batch], config,
+                          first_parent)
+        live.n_meas += n_inner[live.seed]
+        live.chi2 += chi2_inner[live.seed]
+        stats.seeds_processed += len(live)
+        done = _run_batch(detector, navigation, event, nodes, live, config, stats)
+        good = done.n_meas >= config.min_measurements
+        if good.any():
+            parents, meas = nodes.arrays()
+            lists = _walk(parents, meas, done.node[good], done.n_meas[good])
+            used[lists] = True
+        finished.append(done)
+    return _to_tracks(detector, nodes, finished, config, stats), stats
+
+
+@numba.njit(cache=True)
+def _select_batch(seed_meas: np.ndarray, n_measurements: int, batch_size: int,
+                  defer_shared: int) -> np.ndarray:
+    """Mask of the next batch: up to ``batch_size`` seeds in order, deferring conflicts.
+
+    A seed sharing ``defer_shared`` or more measurements with a better seed already in the
+    batch most likely belongs to the same particle: it waits for a later batch, by when the
+    better seed's track has been found and deduplication can skip it. This recovers most of
+    ACTS' one-seed-at-a-time deduplication while keeping batches large. The first remaining
+    seed is always taken, so every call makes progress.
+    """
+    chosen = np.zeros(len(seed_meas), np.bool_)
+    claimed = np.zeros(n_measurements, np.bool_)
+    taken = 0
+    for i in range(len(seed_meas)):
+        if taken >= batch_size:
+            break
+        shared = 0
+        for k in range(3):
+            if claimed[seed_meas[i, k]]:
+                shared += 1
+        if defer_shared > 0 and shared >= defer_shared:
+            continue
+        chosen[i] = True
+        taken += 1
+        for k in range(3):
+            claimed[seed_meas[i, k]] = True
+    return chosen
+
+
+def _inward(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
+            meas: np.ndarray, xyz: np.ndarray, config: CkfConfig,
+            stats: CkfStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Measurements inside the seeds' bottom space points (ACTS ``twoWay`` finding).
+
+    The seed is filtered top -> middle -> bottom, i.e. as the same helix run backwards (the
+    estimate from the reversed points has the opposite direction and charge), and the CKF
+    steps on inwards until the point of closest approach to the beam line. The best branch
+    per seed (most measurements, then lowest chi2) gives the inner measurements, which are
+    put in front of the seed's measurements in ``nodes``. Returns per seed the node to chain
+    the seed's bottom measurement to (-1: none), the number of inner measurements and their
+    chi2 increments.
+    """
+    n = len(meas)
+    tip, n_inner, chi2_inner = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n)
+    back_nodes = _Nodes()
+    live = _fit_seeds(detector, event, back_nodes, meas[:, ::-1], xyz[:, ::-1], config,
+                      np.full(n, -1, np.int64))
+    if len(live) == 0:
+        return tip, n_inner, chi2_inner
+    seed_chi2 = np.zeros(n)
+    seed_chi2[live.seed] = live.chi2
+    done = _run_batch(detector, navigation, event, back_nodes, live, config, stats,
+                      backward=True)
+    done = done.take(np.flatnonzero(done.n_meas > 3))
+    if len(done) == 0:
+        return tip, n_inner, chi2_inner
+    order = np.lexsort((done.chi2, -done.n_meas, done.seed))
+    first = np.r_[True, done.seed[order][1:] != done.seed[order][:-1]]
+    best = done.take(order[first])
+    parents, node_meas = back_nodes.arrays()
+    lists = _walk(parents, node_meas, best.node, best.n_meas)
+    ends = np.cumsum(best.n_meas)
+    k = best.n_meas - 3
+    n_inner[best.seed] = k
+    chi2_inner[best.seed] = best.chi2 - seed_chi2[best.seed]
+    # chain innermost first: depth d holds the d-th measurement counted from the inside
+    for d in range(int(k.max())):
+        has = np.flatnonzero(k > d)
+        inner_meas = lists[ends[has] - 1 - d]
+        tip[best.seed[has]] = nodes.add(tip[best.seed[has]], inner_meas)
+    return tip, n_inner, chi2_inner
+
+
+def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarray,
+               xyz: np.ndarray, config: CkfConfig, first_parent: np.ndarray) -> _Candidates:
+    """Estimate + Kalman filter through the three seed measurements (stayOnSeed).
+
+    ``first_parent`` is the node the first measurement's node hangs from (-1: a new list).
+    """
+    rows = event.rows[meas]
+    center, rotation = detector.center, detector.rotation
+    params, cov = estimate_parameters(xyz, center[rows[:, 0]], rotation[rows[:, 0]], config.bz)
+    chi2 = np.zeros(len(meas))
+    ok = np.all(np.isfinite(params), axis=1)
+    node = np.asarray(first_parent, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for k in range(3):
+            if k:
+                noisy = _scatter(detector, params, cov, rows[:, k - 1], config)
+                prop = propagate(params, center[rows[:, k - 1]], rotation[rows[:, k - 1]],
+                                 center[rows[:, k]], rotation[rows[:, k]], bz=config.bz,
+                                 mass=config.mass)
+                ok &= prop.ok
+                params = prop.params
+                jac = prop.jacobian
+                cov = jac @ noisy @ np.swapaxes(jac, 1, 2)
+            params, cov, dchi2 = kalman_update(params, cov, event.uv[meas[:, k]],
+                                               event.var[meas[:, k]])
+            chi2 += dchi2
+            node = nodes.add(node, meas[:, k])
+        ok &= _valid(params, cov)
+    n = len(meas)
+    live = _Candidates(seed=np.arange(n), params=params, cov=cov, row=rows[:, 2].copy(),
+                       fparams=params, fcov=cov, frow=rows[:, 2].copy(), node=node,
+                       n_meas=np.full(n, 3, np.int64), n_holes=np.zeros(n, np.int64),
+                       chi2=chi2, s_min=np.zeros(n), layer=np.full(n, -1, np.int64))
+    return live.take(np.flatnonzero(ok))
+
+
+def _valid(params: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    theta = params[:, THETA]
+    return (np.all(np.isfinite(params), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
+            & (theta > 0) & (theta < np.pi) & (cov[:, 0, 0] > 0) & (cov[:, 1, 1] > 0))
+
+
+def _scatter(detector: Detector, params: np.ndarray, cov: np.ndarray, rows: np.ndarray,
+             config: CkfConfig) -> np.ndarray:
+    """Covariance plus the multiple scattering of crossing modules ``rows``."""
+    if not config.multiple_scattering:
+        return cov
+    cos_inc = np.einsum("ni,ni->n", detector.rotation[rows, :, 2],
+                        direction(params[:, PHI], params[:, THETA]))
+    return add_scattering(params, cov, cos_inc, detector.modules["thickness"][rows],
+                          x0=config.x0, mass=config.mass)
+
+
+def _run_batch(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
+               live: _Candidates, config: CkfConfig, stats: CkfStats,
+               backward: bool = False) -> _Candidates:
+    """Step all candidates of a batch until every one has finished."""
+    finished: list[_Candidates] = []
+    # the layer each candidate sits on is excluded from the next-layer search
+    live.layer = navigation.module_layer[live.row]
+    step = 0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        while len(live) and step < config.max_steps:
+            live, done = _step(detector, navigation, event, nodes, live, config, stats,
+                               backward)
+            finished.append(done)
+            step += 1
+    finished.append(live)
+    stats.steps.append(step)
+    return _Candidates.concat(finished)
+
+
+def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
+          live: _Candidates, config: CkfConfig, stats: CkfStats,
+          backward: bool = False) -> tuple[_Candidates, _Candidates]:
+    """Advance every live candidate by one layer; returns (still live, finished).
+
+    ``backward``: candidates run inwards and stop at the transverse point of closest approach
+    to the beam line (straight-line estimate), not at the far side of the detector.
+    """
+    center, rotation = detector.center, detector.rotation
+    free = bound_to_free(live.params, center[live.row], rotation[live.row])
+    s_max = np.inf
+    if backward:
+        tt2 = np.maximum(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24)
+        s_max = np.maximum(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0)
+    layer, s = navigation.next_layer(free, live.s_min, live.layer, config.bz, s_max)
+    out = layer < 0
+    moving = np.flatnonzero(~out)
+    finished = [live.take(np.flatnonzero(out))]
+    if len(moving) == 0:
+        return live.take(moving), finished[0]
+    cand = live.take(moving)
+    layer, s = layer[moving], s[moving]
+    at = helix.helix_at(free[moving], s, config.bz, config.mass)
+    offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS], at[:, helix.DIR],
+                                                    config.bounds_tolerance)
+    pair_c, modules, path, pred, pred_cov = _cross(detector, cand, offsets, modules, config,
+                                                   stats)
+
+    # gaps: no module crossed on this layer -> try the next layer from the same state
+    crossed = np.zeros(len(cand), bool)
+    crossed[pair_c] = True
+    gap = cand.take(np.flatnonzero(~crossed))
+    gap.s_min = s[~crossed] + 1e-3
+    gap.layer = layer[~crossed]
+
+    # measurements on crossed modules: (pair, measurement) combinations, chi2, best per cand.
+    combo_p, combo_m = _combinations(event, modules)
+    chi2 = _chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m], event.var[combo_m])
+    ok = chi2 < config.chi2_cut
+    combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
+    combo_c = pair_c[combo_p]
+    best = _best_per_group(combo_c, chi2, config.max_branches_per_surface)
+    combo_p, combo_m, combo_c = combo_p[best], combo_m[best], combo_c[best]
+
+    new_params, new_cov, dchi2 = kalman_update(pred[combo_p], pred_cov[combo_p],
+                                               event.uv[combo_m], event.var[combo_m])
+    parent = cand.take(combo_c)
+    node = nodes.add(parent.node, combo_m)
+    stats.branches += len(combo_m)
+    rows = modules[combo_p]
+    branch = _Candidates(seed=parent.seed, params=new_params, cov=new_cov, row=rows,
+                         fparams=new_params, fcov=new_cov, frow=rows, node=node,
+                         n_meas=parent.n_meas + 1, n_holes=parent.n_holes,
+                         chi2=parent.chi2 + dchi2, s_min=np.zeros(len(rows)),
+                         layer=layer[combo_c])
+    if config.overlaps:
+        nxt_pair = _overlap_pair(combo_p, pair_c, modules, path)
+        with_overlap = np.flatnonzero(nxt_pair >= 0)
+        if len(with_overlap):
+            _overlap_update(detector, event, nodes, branch, with_overlap,
+                            modules[nxt_pair[with_overlap]], config, stats)
+    branch = branch.take(np.flatnonzero(_valid(branch.params, branch.cov)))  # broken updates
+
+    # holes: crossed a module, no compatible measurement -> go on with the prediction
+    has_meas = np.zeros(len(cand), bool)
+    has_meas[combo_c] = True
+    hole_c = np.flatnonzero(crossed & ~has_meas)
+    hole = _holes(cand.take(hole_c), np.searchsorted(pair_c, hole_c), layer[hole_c], modules,
+                  pred, pred_cov)
+    too_many = hole.n_holes > config.max_holes
+    finished.append(hole.take(np.flatnonzero(too_many)))
+    hole = hole.take(np.flatnonzero(~too_many))
+
+    nxt = _Candidates.concat([branch, hole, gap])
+    nxt = nxt.take(_cap_per_seed(nxt, config.max_branches_per_seed))
+    return nxt, _Candidates.concat(finished)
+
+
+def _cross(detector: Detector, cand: _Candidates, offsets: np.ndarray, modules: np.ndarray,
+           config: CkfConfig, stats: CkfStats,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions on the candidate modules each candidate actually crosses.
+
+    The cheap intersection of every (candidate, module) pair comes first; the Jacobian and
+    ``C' = J (C + Q) J^T`` only for the pairs whose crossing lies inside the module (typically a
+    third of them). Returns per crossing pair: candidate, module row, path, params, covariance
+    (pairs stay ordered by candidate).
+    """
+    center, rotation = detector.center, detector.rotation
+    pair_c = np.repeat(np.arange(len(cand)), np.diff(offsets))
+    src = cand.row[pair_c]
+    prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
+                     rotation[modules], bz=config.bz, mass=config.mass, jacobian=False)
+    inside = prop.ok & (prop.path > 0) & detector.inside_bounds(
+        modules, prop.params[:, 0], prop.params[:, 1], config.bounds_tolerance)
+    stats.pairs += len(inside)
+    keep = np.flatnonzero(inside)
+    pair_c, modules, src, path = pair_c[keep], modules[keep], src[keep], prop.path[keep]
+    noisy = _scatter(detector, cand.params, cand.cov, cand.row, config)
+    prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
+                     rotation[modules], bz=config.bz, mass=config.mass)
+    jac = prop.jacobian
+    pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2)
+    return pair_c, modules, path, prop.params, 0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2))
+
+
+def _holes(hole: _Candidates, pair: np.ndarray, layer: np.ndarray, modules: np.ndarray,
+           pred: np.ndarray, pred_cov: np.ndarray) -> _Candidates:
+    """Candidates that go on with the prediction on crossing pair ``pair``, one hole more."""
+    hole.params, hole.cov = pred[pair], pred_cov[pair]
+    hole.row, hole.layer = modules[pair], layer
+    hole.s_min = np.zeros(len(pair))
+    hole.n_holes = hole.n_holes + 1
+    return hole
+
+
+def _combinations(event: _Event, modules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (position in ``modules``, measurement on that module) combination."""
+    counts = event.offsets[modules + 1] - event.offsets[modules]
+    combo_p = np.repeat(np.arange(len(modules)), counts)
+    first = np.repeat(event.offsets[modules] - (np.cumsum(counts) - counts), counts)
+    return combo_p, event.order[first + np.arange(len(combo_p))]
+
+
+@numba.njit(cache=True)
+def _overlap_pair(chosen: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
+                  path: np.ndarray) -> np.ndarray:
+    """Per chosen pair, the nearest other crossed module of its candidate further along (-1).
+
+    ``pair_c`` is sorted, so a candidate's pairs are contiguous.
+    """
+    out = np.full(len(chosen), -1, np.int64)
+    n = len(pair_c)
+    for i in range(len(chosen)):
+        p = chosen[i]
+        c = pair_c[p]
+        lo = p
+        while lo > 0 and pair_c[lo - 1] == c:
+            lo -= 1
+        best = np.inf
+        q = lo
+        while q < n and pair_c[q] == c:
+            if modules[q] != modules[p] and path[q] > path[p] and path[q] < best:
+                best = path[q]
+                out[i] = q
+            q += 1
+    return out
+
+
+def _overlap_update(detector: Detector, event: _Event, nodes: _Nodes, branch: _Candidates,
+                    sel: np.ndarray, target: np.ndarray, config: CkfConfig,
+                    stats: CkfStats) -> None:
+    """Add a second measurement on the same layer where the track crosses a module overlap.
+
+    ACTS navigates module by module, so a track crossing two overlapping modules of one layer
+    collects both hits; this step does the same for branches whose crossing list holds another
+    module further along: propagate there, take the best compatible measurement (no extra
+    branching, no hole when there is none) and update ``branch`` in place.
+    """
+    params, cov, row = branch.params[sel], branch.cov[sel], branch.row[sel]
+    noisy = _scatter(detector, params, cov, row, config)
+    prop = propagate(params, detector.center[row], detector.rotation[row],
+                     detector.center[target], detector.rotation[target], bz=config.bz,
+                     mass=config.mass)
+    pred_cov = prop.jacobian @ noisy @ np.swapaxes(prop.jacobian, 1, 2)
+    combo_p, combo_m = _combinations(event, target)
+    chi2 = _chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
+                 event.var[combo_m])
+    ok = (chi2 < config.chi2_cut) & prop.ok[combo_p]
+    combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
+    best = _best_per_group(combo_p, chi2, 1)
+    combo_p, combo_m = combo_p[best], combo_m[best]
+    new_params, new_cov, dchi2 = kalman_update(prop.params[combo_p], pred_cov[combo_p],
+                                               event.uv[combo_m], event.var[combo_m])
+    good = _valid(new_params, new_cov)
+    combo_p, combo_m = combo_p[good], combo_m[good]
+    rows = sel[combo_p]
+    stats.branches += len(rows)
+    branch.node[rows] = nodes.add(branch.node[rows], combo_m)
+    branch.params[rows], branch.cov[rows] = new_params[good], new_cov[good]
+    branch.fparams[rows], branch.fcov[rows] = new_params[good], new_cov[good]
+    branch.row[rows] = branch.frow[rows] = target[combo_p]
+    branch.n_meas[rows] += 1
+    branch.chi2[rows] += dchi2[good]
+
+
+def _chi2(params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Predicted chi2 of 2D measurements (``kalman.predicted_chi2`` without the 6x6 copies)."""
+    r0, r1 = meas[:, 0] - params[:, 0], meas[:, 1] - params[:, 1]
+    s00, s11, s01 = cov[:, 0, 0] + var[:, 0], cov[:, 1, 1] + var[:, 1], cov[:, 0, 1]
+    det = s00 * s11 - s01 * s01
+    return (r0 * r0 * s11 - 2 * r0 * r1 * s01 + r1 * r1 * s00) / det
+
+
+def _best_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` lowest scores of each group."""
+    order = np.lexsort((score, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return order[rank < k]
+
+
+def _cap_per_seed(cands: _Candidates, k: int) -> np.ndarray:
+    """Rows to keep: the ``k`` candidates of each seed with the lowest chi2/ndf."""
+    ndf = np.maximum(2 * cands.n_meas - 5, 1)
+    keep = _best_per_group(cands.seed, cands.chi2 / ndf, k)
+    return np.sort(keep)
+
+
+@numba.njit(cache=True)
+def _walk(parents: np.ndarray, meas: np.ndarray, tips: np.ndarray,
+          lengths: np.ndarray) -> np.ndarray:
+    """Measurement lists (concatenated, in order along each track) from the tip nodes."""
+    total = 0
+    for n in lengths:
+        total += n
+    out = np.empty(total, np.int64)
+    pos = 0
+    for i in range(len(tips)):
+        node = tips[i]
+        for k in range(lengths[i] - 1, -1, -1):
+            out[pos + k] = meas[node]
+            node = parents[node]
+        pos += lengths[i]
+    return out
+
+
+def _to_tracks(detector: Detector, nodes: _Nodes, finished: list[_Candidates],
+               config: CkfConfig, stats: CkfStats) -> Tracks:
+    if not finished:
+        return Tracks.empty()
+    done = _Candidates.concat(finished)
+    stats.candidates += len(done)
+    done = done.take(np.flatnonzero(done.n_meas >= config.min_measurements))
+    stats.tracks = len(done)
+    if len(done) == 0:
+        return Tracks.empty()
+    parents, meas = nodes.arrays()
+    lists = _walk(parents, meas, done.node, done.n_meas)
+    offsets = np.zeros(len(done) + 1, np.int64)
+    np.cumsum(done.n_meas, out=offsets[1:])
+    return Tracks(module_key=detector.modules["module_key"][done.frow], params=done.fparams,
+                  covariance=done.fcov, chi2=done.chi2, ndf=2 * done.n_meas - 5,
+                  meas_offsets=offsets, meas_indices=lists)

@@ -1,0 +1,149 @@
+"""The CKF stage on simulated Generic-detector events: physics performance and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from backends.cpu.ambiguity import CpuAmbiguityResolution
+from backends.cpu.ckf import CpuCkf
+from backends.cpu.clustering import CpuClustering
+from backends.cpu.seeding import CpuSeeding
+from backends.cpu.spacepoints import CpuSpacepoints
+from taas.edm.hits import Measurements, Spacepoints
+from taas.edm.tracks import Seeds, Tracks
+from taas.errors import InputError
+from taas.events.dataset import open_dataset
+from taas.metrics.evaluate import evaluate_event, evaluate_events
+from taas.metrics.truth_link import measurement_particles
+from taas.tracking.ckf import CkfConfig
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_sim_dir):
+    return open_dataset(tiny_sim_dir)
+
+
+@pytest.fixture(scope="module")
+def ckf(dataset):
+    return CpuCkf(dataset.detector)
+
+
+@pytest.fixture(scope="module")
+def chain(dataset, ckf):
+    """Both tiny events through clustering -> ... -> CKF -> ambiguity resolution."""
+    det = dataset.detector
+    stages = [CpuClustering(det), CpuSpacepoints(det), CpuSeeding(det), ckf,
+              CpuAmbiguityResolution(det)]
+    out = []
+    for event_id in dataset.event_ids:
+        event = dataset.read(event_id)
+        tensors = event.cells.to_tensors()
+        for stage in stages:
+            tensors.update(stage.run(tensors))
+        out.append((event, tensors))
+    return out
+
+
+def _evaluate(chain, offsets_key: str, indices_key: str) -> dict:
+    results = []
+    for event, t in chain:
+        n_meas = len(t["measurements.module_key"])
+        mp = measurement_particles(event.cells["hit_id"], t["clusters.cluster_id"], n_meas,
+                                   event.hits)
+        results.append(evaluate_event(t[offsets_key], t[indices_key], mp, event.particles))
+    return evaluate_events(results)
+
+
+def test_stage_contract(ckf):
+    assert (ckf.NAME, ckf.BACKEND) == ("ckf", "cpu")
+    names = {s.name for s in ckf.INPUTS}
+    assert {"measurements.local_u", "spacepoints.measurement_index",
+            "seeds.spacepoints"} <= names
+    assert {s.name for s in ckf.OUTPUTS} == {s.name for s in Tracks.tensor_specs()}
+
+
+def test_tracks_are_well_formed(chain, dataset):
+    for _, t in chain:
+        tracks = Tracks.from_tensors(t)
+        offsets, indices = tracks["meas_offsets"], tracks["meas_indices"]
+        lengths = np.diff(offsets)
+        assert len(tracks) > 0
+        assert offsets[0] == 0
+        assert offsets[-1] == len(indices)
+        assert lengths.min() >= 7
+        assert np.array_equal(tracks["ndf"], 2 * lengths - 5)
+        assert np.all(np.isfinite(tracks["params"]))
+        assert np.all(tracks["chi2"] >= 0)
+        assert indices.min() >= 0
+        assert indices.max() < len(t["measurements.module_key"])
+        # no measurement twice on one track, and the lists run outwards along the track
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        assert len(np.unique(owner * len(t["measurements.module_key"]) + indices)) == len(owner)
+        xyz = np.stack([t["spacepoints.x"], t["spacepoints.y"], t["spacepoints.z"]], axis=1)
+        dist = np.linalg.norm(xyz[indices], axis=1)  # space point i is measurement i here
+        step = np.diff(dist)[owner[1:] == owner[:-1]]
+        assert np.mean(step > 0) > 0.99
+        # the reference surface is the last measurement's module
+        last = indices[offsets[1:] - 1]
+        assert np.array_equal(tracks["module_key"], t["measurements.module_key"][last])
+
+
+def test_efficiency_and_fakes_on_tiny(chain):
+    before = _evaluate(chain, "tracks.meas_offsets", "tracks.meas_indices")
+    after = _evaluate(chain, "prototracks.offsets", "prototracks.indices")
+    assert before["n_fiducial_particles"] > 50
+    assert after["efficiency"] >= 0.9, after["efficiency"]
+    assert after["fake_rate"] <= 0.05, after["fake_rate"]
+    assert after["duplicate_rate"] <= 0.02, after["duplicate_rate"]
+    assert before["efficiency"] >= after["efficiency"]
+
+
+def test_stats_and_deduplication(chain, ckf):
+    stats = ckf.last_stats
+    assert stats is not None
+    assert stats.seeds > 0
+    assert 0 < stats.seeds_processed < stats.seeds  # deduplication skipped seeds
+    assert stats.tracks == len(chain[-1][1]["tracks.chi2"])
+
+
+def _inputs(chain_tensors: dict, seeds: Seeds | None = None,
+            meas: Measurements | None = None) -> dict:
+    t = dict(chain_tensors)
+    if seeds is not None:
+        t.update(seeds.to_tensors())
+    if meas is not None:
+        t.update(meas.to_tensors())
+        t.update(Spacepoints.empty().to_tensors())
+    return t
+
+
+def test_no_seeds_and_no_measurements(chain, ckf):
+    t = chain[0][1]
+    out = ckf.run(_inputs(t, seeds=Seeds.empty()))
+    assert len(out["tracks.chi2"]) == 0
+    assert out["tracks.meas_offsets"].tolist() in ([], [0])
+    out = ckf.run(_inputs(t, seeds=Seeds.empty(), meas=Measurements.empty()))
+    assert len(out["tracks.chi2"]) == 0
+
+
+def test_bad_seeds_raise(chain, ckf):
+    t = dict(chain[0][1])
+    x = t["spacepoints.x"].copy()
+    x[t["seeds.spacepoints"][3, 1]] = np.nan
+    with pytest.raises(InputError, match="non-finite"):
+        ckf.run({**t, "spacepoints.x": x})
+    sp = t["seeds.spacepoints"].copy()
+    sp[0, 0] = len(x)
+    with pytest.raises(InputError, match="out of range"):
+        ckf.run({**t, "seeds.spacepoints": sp})
+
+
+@pytest.mark.parametrize("change", [{"bz": 0.0}, {"chi2_cut": 0.0}, {"max_holes": -1},
+                                    {"min_measurements": 2}, {"seed_batch_size": 0},
+                                    {"bounds_tolerance": -1.0}, {"max_branches_per_seed": 0}])
+def test_config_is_validated(change):
+    with pytest.raises(ValueError, match=next(iter(change))):
+        dataclasses.replace(CkfConfig(), **change)
