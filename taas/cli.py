@@ -78,7 +78,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     from taas.pipeline.spec import get_pipeline
 
     out = reconstruct(args.events, args.out, get_pipeline(args.pipeline), detector=args.detector,
-                      progress=not args.quiet)
+                      progress=not args.quiet, warmup=args.warmup)
     print(f"wrote reconstruction outputs and timings.csv to {out}")
 
 
@@ -175,6 +175,8 @@ def _add_reconstruction_commands(sub: argparse._SubParsersAction) -> None:
                    help="pipeline (default: cpu)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--detector", type=Path, help="detector file if not in the event directory")
+    p.add_argument("--warmup", action="store_true",
+                   help="run the first event once untimed (keeps JIT compilation out of timings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reconstruct)
 

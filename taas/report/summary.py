@@ -25,7 +25,7 @@ def pipeline_summary(reco_dir: str | Path, metrics_path: str | Path) -> dict[str
     with (reco_dir / "timings.csv").open() as fh:
         for row in csv.DictReader(fh):
             per_stage[(row["stage"], row["backend"], row["device"])].append(float(row["seconds"]))
-    stages = [{"stage": s, "backend": b, "device": d, "mean_s": float(np.mean(v)),
+    stages = [{"stage": s, "backend": b, "device": d, "median_s": float(np.median(v)),
                "events": len(v)} for (s, b, d), v in per_stage.items()]
     sizes = list(run["sizes"].values())
     mean_sizes = {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]} if sizes else {}
@@ -35,7 +35,8 @@ def pipeline_summary(reco_dir: str | Path, metrics_path: str | Path) -> dict[str
         "events": len(sizes),
         "mean_sizes": mean_sizes,
         "stages": stages,
-        "total_mean_s": sum(s["mean_s"] for s in stages),
+        "total_median_s": sum(s["median_s"] for s in stages),
+        "warmup": run.get("warmup", False),
         "metrics": {k: metrics.get(k) for k in (*RATES, "n_tracks", "n_fiducial_particles")},
         "matching": metrics.get("matching"),
     }
@@ -62,12 +63,13 @@ def to_markdown(summaries: list[dict[str, Any]]) -> str:
         m = s["metrics"]
         lines.append(f"| {s['pipeline']} | {_fmt(m['efficiency'], '.4f')} | "
                      f"{_fmt(m['fake_rate'], '.4f')} | {_fmt(m['duplicate_rate'], '.4f')} | "
-                     f"{m['n_tracks']} | {s['total_mean_s']:.3f} |")
-    lines += ["", "| pipeline | stage | backend | ran on | mean s/event |", "|---|---|---|---|---|"]
+                     f"{m['n_tracks']} | {s['total_median_s']:.3f} |")
+    lines += ["", "| pipeline | stage | backend | ran on | median s/event |",
+              "|---|---|---|---|---|"]
     for s in summaries:
         for st in s["stages"]:
             lines.append(f"| {s['pipeline']} | {st['stage']} | {st['backend']} | {st['device']} "
-                         f"| {st['mean_s']:.4f} |")
+                         f"| {st['median_s']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

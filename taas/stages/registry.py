@@ -19,6 +19,8 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("ckf", "cpu"): "backends.cpu.ckf:CpuCkf",
     ("ambiguity", "cpu"): "backends.cpu.ambiguity:CpuAmbiguityResolution",
     ("track_fit", "cpu"): "backends.cpu.track_fit:CpuTrackFit",
+    ("clustering", "gpu"): "backends.gpu.clustering:GpuClustering",
+    ("spacepoints", "gpu"): "backends.gpu.spacepoints:GpuSpacepoints",
 }
 
 

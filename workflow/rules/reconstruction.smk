@@ -10,7 +10,7 @@ rule reconstruct:
         RESULTS / "logs" / f"reconstruct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{TAAS} reconstruct --events {input} --pipeline {wildcards.pipeline}"
-        " --out {output} -q > {log} 2>&1"
+        " --out {output} --warmup -q > {log} 2>&1"
 
 
 rule evaluate:
