@@ -14,11 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
-## demo: simulate small events with ACTS, convert to parquet, and describe them
+## demo: the Snakemake workflow on its defaults (simulate, reconstruct, evaluate, summarize)
 demo: $(STAMP)
-	$(BIN)/taas simulate --preset small --events 3 --seed 1 --out results/events/small
-	$(BIN)/taas convert results/events/small results/events/small-parquet --to parquet
-	$(BIN)/taas info results/events/small-parquet --out results/info
+	$(BIN)/snakemake --cores 2
+	@cat results/summary/small.md
 
 ## test: lint and run the test suite
 test: $(STAMP)
