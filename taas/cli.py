@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taas.errors import TaasError
+from taas.service.commands import add_service_commands
 
 log = logging.getLogger("taas")
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_event_commands(sub, PRESETS)
     _add_reconstruction_commands(sub)
+    add_service_commands(sub)
     return parser
 
 

@@ -1,0 +1,355 @@
+"""Call served stages and pipelines with the same contract as local ones.
+
+``RemoteStage`` is a ``Stage`` whose ``compute`` is a Triton call, so anything that drives stages
+(``Pipeline``, benchmarks, Snakemake rules) runs them served without knowing. Its INPUTS and
+OUTPUTS come from the server's model metadata: the client imports no backend code.
+
+When the server is on this host, tensors travel through POSIX shared memory (registered once,
+reused, grown on demand): the request carries only region names, which is what makes large events
+cheap. Output sizes are not known in advance, so output regions are sized from earlier events and
+a call whose outputs do not fit is repeated with the outputs over plain gRPC. Remote servers get
+plain gRPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Mapping
+from itertools import count
+from typing import Any
+
+import numpy as np
+
+from taas.detector.detector import Detector
+from taas.edm.table import TensorSpec
+from taas.errors import TaasError
+from taas.pipeline.runner import Pipeline, PipelineResult, StageTiming
+from taas.pipeline.spec import PipelineSpec
+from taas.service.graph import model_name
+from taas.service.model_repo import ensemble_model_name, pipeline_model_name
+from taas.service.pbtxt import NUMPY_DTYPES, triton_dtype
+from taas.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "127.0.0.1:8001"
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_region_ids = count()
+
+
+class ServiceError(TaasError, RuntimeError):
+    """A served call failed; the message names the server URL and the model."""
+
+
+class ServiceUnavailableError(ServiceError, ConnectionError):
+    """The server cannot be reached."""
+
+
+def is_local(url: str) -> bool:
+    """True when ``url`` points at this host, so shared memory can replace the network."""
+    host = url.rsplit(":", 1)[0] if url.count(":") == 1 or url.startswith("[") else url
+    return host in _LOCAL_HOSTS
+
+
+def _status(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    return str(status()) if callable(status) else ""
+
+
+class _ShmRegion:
+    """One registered system shared-memory region, recreated larger when too small."""
+
+    def __init__(self, client: Any, role: str) -> None:
+        self.client = client
+        self.name = f"taas_{os.getpid()}_{next(_region_ids)}_{role}"
+        self.size = 0
+        self.handle: Any = None
+
+    def ensure(self, size: int) -> None:
+        import tritonclient.utils.shared_memory as shm
+
+        if self.handle is not None and size <= self.size:
+            return
+        self.close()
+        self.size = max(size, 1 << 16)
+        self.handle = shm.create_shared_memory_region(self.name, f"/{self.name}", self.size)
+        self._finalizer = weakref.finalize(self, shm.destroy_shared_memory_region, self.handle)
+        self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size)
+
+    def close(self) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.client.unregister_system_shared_memory(self.name)
+        except Exception as exc:  # server gone: the region is ours to free regardless
+            log.debug("unregistering %s: %s", self.name, exc)
+        self._finalizer()  # destroys the region once, also when close() is never called
+        self.handle, self.size = None, 0
+
+
+def _aligned(n: int) -> int:
+    return (n + 63) // 64 * 64
+
+
+class ModelClient:
+    """One served model: metadata, calls with retries and timeouts, optional shared memory."""
+
+    #: Output shared memory per output: this many rows per row of the largest input (clusters
+    #: never outnumber cells; seeds rarely exceed 8 per space point), plus slack, or twice the
+    #: largest size seen so far. Too small only costs a gRPC round for that event.
+    output_rows_factor: int = 8
+    output_slack_bytes: int = 4096
+
+    def __init__(self, model: str, url: str = DEFAULT_URL, *, shared_memory: bool | None = None,
+                 timeout_s: float = 120.0, retries: int = 3) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.model, self.url = model, url
+        self.timeout_s, self.retries = timeout_s, retries
+        self._client = grpcclient.InferenceServerClient(url)
+        metadata = self._call(self._client.get_model_metadata, model, as_json=True)
+        config = self._call(self._client.get_model_config, model, as_json=True)["config"]
+        self.inputs = tuple(_spec(t) for t in metadata["inputs"])
+        self.outputs = tuple(_spec(t) for t in metadata["outputs"])
+        self.device = _device(config)
+        self.shared_memory = is_local(url) if shared_memory is None else shared_memory
+        self._in: _ShmRegion | None = None
+        self._out: _ShmRegion | None = None
+        self._seen_bytes: dict[str, int] = {}
+
+    # --- public -----------------------------------------------------------------------------
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send one event, return every declared output (copies, safe to keep)."""
+        arrays = {s.name: np.ascontiguousarray(inputs[s.name], dtype=s.dtype)
+                  for s in self.inputs}
+        if not self.shared_memory:
+            return self._infer(arrays, use_shm=False)
+        try:
+            return self._infer(arrays, use_shm=True)
+        except ServiceError as exc:
+            if "shared memory" not in str(exc).lower() or "output" not in str(exc).lower():
+                raise
+            log.info("%s: outputs outgrew their shared memory; this event over gRPC", self.model)
+            return self._infer(arrays, use_shm=True, outputs_over_grpc=True)
+
+    def statistics(self) -> dict[str, Any]:
+        """The server's cumulative inference statistics of this model (raw JSON)."""
+        return self._call(self._client.get_inference_statistics, self.model, as_json=True)
+
+    def close(self) -> None:
+        for region in (self._in, self._out):
+            if region is not None:
+                region.close()
+        self._in = self._out = None
+        self._client.close()
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals --------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` with retries on UNAVAILABLE; errors become ``ServiceError`` naming the URL."""
+        from tritonclient.utils import InferenceServerException
+
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except InferenceServerException as exc:
+                unavailable = "UNAVAILABLE" in _status(exc) or "failed to connect" in str(exc)
+                if unavailable and attempt < self.retries:
+                    time.sleep(0.2 * 2**attempt)
+                    continue
+                if unavailable:
+                    raise ServiceUnavailableError(
+                        f"Triton server at {self.url} is not reachable (is it running? "
+                        f"`taas serve` starts one): {exc.message()}") from None
+                raise ServiceError(f"{self.model} at {self.url}: {exc.message()}") from None
+        raise AssertionError("unreachable")
+
+    def _infer(self, arrays: dict[str, np.ndarray], *, use_shm: bool,
+               outputs_over_grpc: bool = False) -> dict[str, np.ndarray]:
+        import tritonclient.grpc as grpcclient
+
+        request = []
+        for spec in self.inputs:
+            a = arrays[spec.name]
+            request.append(grpcclient.InferInput(spec.name, list(a.shape), triton_dtype(a.dtype)))
+        outputs = [grpcclient.InferRequestedOutput(s.name) for s in self.outputs]
+        if use_shm:
+            self._place_inputs(request, arrays)
+        else:
+            for item, spec in zip(request, self.inputs, strict=True):
+                item.set_data_from_numpy(arrays[spec.name])
+        out_offsets = {} if not use_shm or outputs_over_grpc else self._place_outputs(
+            outputs, arrays)
+        result = self._call(self._client.infer, self.model, request, outputs=outputs,
+                            client_timeout=self.timeout_s)
+        return self._read(result, out_offsets)
+
+    def _place_inputs(self, request: list[Any], arrays: dict[str, np.ndarray]) -> None:
+        import tritonclient.utils.shared_memory as shm
+
+        offsets, total = [], 0
+        for spec in self.inputs:
+            offsets.append(total)
+            total += _aligned(arrays[spec.name].nbytes)
+        if self._in is None:
+            self._in = _ShmRegion(self._client, "in")
+        self._in.ensure(total)
+        for item, spec, offset in zip(request, self.inputs, offsets, strict=True):
+            a = arrays[spec.name]
+            if a.nbytes == 0:  # Triton refuses zero-byte regions; nothing to copy anyway
+                item.set_data_from_numpy(a)
+                continue
+            shm.set_shared_memory_region(self._in.handle, [a], offset=offset)
+            item.set_shared_memory(self._in.name, a.nbytes, offset=offset)
+
+    def _place_outputs(self, outputs: list[Any],
+                       arrays: dict[str, np.ndarray]) -> dict[str, int]:
+        """Give each output its own slice of one region (see ``output_rows_factor``)."""
+        rows = max((a.shape[0] for a in arrays.values() if a.ndim), default=0)
+        capacity = {}
+        for spec in self.outputs:
+            row_bytes = spec.dtype.itemsize * int(np.prod(spec.shape[1:], dtype=np.int64))
+            guess = self.output_rows_factor * rows * row_bytes + self.output_slack_bytes
+            capacity[spec.name] = _aligned(max(guess, 2 * self._seen_bytes.get(spec.name, 0)))
+        if self._out is None:
+            self._out = _ShmRegion(self._client, "out")
+        self._out.ensure(sum(capacity.values()))
+        offsets, offset = {}, 0
+        for item, spec in zip(outputs, self.outputs, strict=True):
+            item.set_shared_memory(self._out.name, capacity[spec.name], offset=offset)
+            offsets[spec.name] = offset
+            offset += capacity[spec.name]
+        return offsets
+
+    def _read(self, result: Any, offsets: dict[str, int]) -> dict[str, np.ndarray]:
+        import tritonclient.utils.shared_memory as shm
+
+        out = {}
+        for spec in self.outputs:
+            if spec.name in offsets:
+                meta = result.get_output(spec.name)
+                shape = [int(d) for d in meta.shape]
+                array = shm.get_contents_as_numpy(self._out.handle, NUMPY_DTYPES[meta.datatype],
+                                                  shape, offset=offsets[spec.name]).copy()
+            else:
+                array = result.as_numpy(spec.name)
+            self._seen_bytes[spec.name] = max(self._seen_bytes.get(spec.name, 0), array.nbytes)
+            out[spec.name] = array
+        return out
+
+
+def _spec(meta: Mapping[str, Any]) -> TensorSpec:
+    return TensorSpec(meta["name"], NUMPY_DTYPES[meta["datatype"]],
+                      tuple(int(d) for d in meta["shape"]))
+
+
+def _device(config: Mapping[str, Any]) -> str:
+    """Where the server runs the model, from its instance groups (``cpu``, ``cuda:0``...)."""
+    devices = []
+    for group in config.get("instance_group", [{"kind": "KIND_CPU"}]):
+        kind = group.get("kind", "KIND_CPU")
+        if kind == "KIND_GPU":
+            devices += [f"cuda:{g}" for g in group.get("gpus", [])] or ["cuda"]
+        elif kind == "KIND_MODEL":
+            devices.append("model")
+        else:
+            devices.append("cpu")
+    return ",".join(dict.fromkeys(devices)) or "cpu"
+
+
+class RemoteStage(Stage):
+    """A (stage, backend) served by Triton, with the local stage contract.
+
+    ``device`` is what the server's instance groups say the model runs on; ``url`` says where.
+    """
+
+    def __init__(self, stage: str, backend: str, url: str = DEFAULT_URL, *,
+                 shared_memory: bool | None = None, timeout_s: float = 120.0,
+                 retries: int = 3) -> None:
+        super().__init__(detector=None)  # the server holds the detector
+        self.NAME, self.BACKEND, self.url = stage, backend, url
+        self.client = ModelClient(model_name(stage, backend), url, shared_memory=shared_memory,
+                                  timeout_s=timeout_s, retries=retries)
+        self.INPUTS, self.OUTPUTS = self.client.inputs, self.client.outputs
+
+    @property
+    def device(self) -> str:
+        return self.client.device
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.client.infer(inputs)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RemotePipeline:
+    """A whole pipeline served as one model (``pipeline_<name>``, or ``ensemble_<name>``)."""
+
+    def __init__(self, name: str, url: str = DEFAULT_URL, *, ensemble: bool = False,
+                 shared_memory: bool | None = None, timeout_s: float = 300.0,
+                 retries: int = 3) -> None:
+        self.name = name
+        self.model = ensemble_model_name(name) if ensemble else pipeline_model_name(name)
+        self.client = ModelClient(self.model, url, shared_memory=shared_memory,
+                                  timeout_s=timeout_s, retries=retries)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult:
+        """Like ``Pipeline.run``: the pool of inputs and outputs, one timing for the call."""
+        t0 = time.perf_counter()
+        outputs = self.client.infer(inputs)
+        seconds = time.perf_counter() - t0
+        return PipelineResult({**inputs, **outputs},
+                              [StageTiming(self.model, "triton", self.client.device, seconds)])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _ServedStagesPipeline(Pipeline):
+    """``Pipeline`` whose stages are ``RemoteStage``s: same pool and timings, served stages."""
+
+    def __init__(self, spec: PipelineSpec, url: str, **options: Any) -> None:
+        self.spec = spec
+        self.stages = [RemoteStage(stage, backend, url, **options) for stage, backend in spec.steps]
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+
+
+def make_stage(stage: str, backend: str, detector: Detector | None, mode: str = "direct",
+               url: str | None = None, **options: Any) -> Stage:
+    """The same stage in-process (``direct``) or from a Triton server (``served``)."""
+    if mode == "direct":
+        from taas.stages import registry
+
+        if detector is None:
+            raise TaasError("a direct stage needs the detector")
+        return registry.resolve(stage, backend)(detector)
+    if mode == "served":
+        return RemoteStage(stage, backend, url or DEFAULT_URL, **options)
+    raise TaasError(f"unknown mode {mode!r}; choose 'direct' or 'served'")
+
+
+def make_pipeline(spec: PipelineSpec, detector: Detector | None, mode: str = "direct",
+                  url: str | None = None, **options: Any) -> Pipeline | RemotePipeline:
+    """A pipeline run ``direct`` (in-process), ``served`` (each stage a served model) or
+    ``served-pipeline`` (the whole chain in one served model); all have ``run(inputs)``."""
+    if mode == "direct":
+        if detector is None:
+            raise TaasError("a direct pipeline needs the detector")
+        return Pipeline(spec, detector)
+    if mode == "served":
+        return _ServedStagesPipeline(spec, url or DEFAULT_URL, **options)
+    if mode == "served-pipeline":
+        return RemotePipeline(spec.name, url or DEFAULT_URL, **options)
+    raise TaasError(f"unknown mode {mode!r}; choose 'direct', 'served' or 'served-pipeline'")

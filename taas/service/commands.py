@@ -1,0 +1,110 @@
+"""``taas model-repo build``, ``taas serve`` and ``taas loadgen``: thin calls into taas.service.
+
+``taas.cli`` calls ``add_service_commands(sub)`` with its sub-parser collection; every command
+sets ``func`` like the others, so errors (``TaasError``) are reported the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from taas.errors import TaasError
+
+
+def _step(text: str) -> tuple[str, str]:
+    stage, sep, backend = text.partition("/")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"want stage/backend, got {text!r}")
+    return stage, backend
+
+
+def _cmd_model_repo_build(args: argparse.Namespace) -> None:
+    from taas.service.model_repo import build_model_repository
+
+    limit = {} if args.max_rows is None else {"max_rows": args.max_rows}
+    out = build_model_repository(
+        args.out, detector_path=args.detector, stages=args.stages, pipelines=args.pipelines,
+        instances=args.instances, kind=args.kind, ensembles=not args.no_ensembles, **limit)
+    models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
+    print(f"wrote {len(models)} models to {out}: {', '.join(models)}")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from taas.service.server import TritonServer
+
+    server = TritonServer(args.model_repository, host=args.host, grpc_port=args.grpc_port,
+                          http_port=args.http_port, metrics_port=args.metrics_port,
+                          log_path=args.log, ready_timeout=args.ready_timeout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server:
+        print(f"serving {args.model_repository}: gRPC {server.url}, HTTP "
+              f"{server.host}:{server.http_port}, metrics {server.host}:{server.metrics_port}; "
+              f"log {server.log_path}; Ctrl-C stops", flush=True)
+        try:
+            while not stop.wait(1.0):
+                if not server.running:
+                    raise TaasError(f"tritonserver died:\n{server.log_tail()}")
+        except KeyboardInterrupt:
+            pass
+
+
+def _cmd_loadgen(args: argparse.Namespace) -> None:
+    from taas.events.dataset import open_dataset
+    from taas.service.loadgen import sweep
+
+    dataset = open_dataset(args.events, detector=args.detector)
+    ids = dataset.event_ids[: args.n_events]
+    events = [dataset.read(i).cells.to_tensors() for i in ids]
+    reports = sweep(args.url, args.model, events, args.concurrency,
+                    max_requests=args.requests, max_seconds=args.seconds)
+    for report in reports:
+        print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2))
+
+
+def add_service_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``model-repo``, ``serve`` and ``loadgen`` to the ``taas`` command line."""
+    p = sub.add_parser("model-repo", help="generate a Triton model repository from the stages")
+    repo_sub = p.add_subparsers(dest="repo_command", required=True, metavar="ACTION")
+    b = repo_sub.add_parser("build", help="write one model per stage, pipeline and ensemble")
+    b.add_argument("out", type=Path, help="repository directory to write")
+    b.add_argument("--detector", type=Path, required=True,
+                   help="detector.parquet (or TrackML detectors.csv) copied into the repository")
+    b.add_argument("--stages", nargs="*", type=_step, default=None, metavar="STAGE/BACKEND",
+                   help="stage models to write (default: every registered one)")
+    b.add_argument("--pipelines", nargs="*", default=None, metavar="NAME",
+                   help="pipelines to serve (default: every one whose stages all exist)")
+    b.add_argument("--instances", type=int, default=1, help="instances per model")
+    b.add_argument("--kind", default="KIND_CPU", choices=("KIND_CPU", "KIND_GPU", "KIND_AUTO"))
+    b.add_argument("--max-rows", type=int, default=None,
+                   help="refuse events with more rows (cells...) than this")
+    b.add_argument("--no-ensembles", action="store_true", help="skip the ensemble models")
+    b.set_defaults(func=_cmd_model_repo_build)
+
+    p = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
+    p.add_argument("--model-repository", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--log", type=Path, default=None, help="server log file")
+    p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("loadgen", help="measure throughput and latency of a served model")
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address (loopback only)")
+    p.add_argument("--model", required=True, help="e.g. pipeline_cpu, clustering_cpu")
+    p.add_argument("--events", type=Path, required=True, help="event directory")
+    p.add_argument("--detector", type=Path, default=None)
+    p.add_argument("--n-events", type=int, default=10, help="events to cycle through")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--requests", type=int, default=200, help="requests per concurrency")
+    p.add_argument("--seconds", type=float, default=60.0, help="time limit per concurrency")
+    p.add_argument("--json", type=Path, default=None, help="write the reports here")
+    p.set_defaults(func=_cmd_loadgen)

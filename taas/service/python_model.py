@@ -1,0 +1,203 @@
+"""The logic behind every generated ``model.py``: load a stage or pipeline once, serve events.
+
+Triton's Python backend runs ``model.py`` in a stub process; the generated file only subclasses
+``TritonAdapter`` and sets ``pb`` to the stub's ``triton_python_backend_utils``. Keeping the logic
+here means it is importable, readable and testable like the rest of taas.
+
+Tensors cross the boundary with DLPack (zero-copy, and the only path that works with numpy 2 in
+the 2.51 stub; see notes/triton-server.md). Each request gets exactly one response; a bad event
+gets a response carrying a ``TritonError`` with the reason, and the instance serves on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from taas.errors import InputError, TaasError
+
+log = logging.getLogger(__name__)
+
+#: Keys of config.pbtxt ``parameters`` that the generator writes and the adapter reads.
+PARAM_KIND = "taas.kind"          # "stage" or "pipeline"
+PARAM_STEPS = "taas.steps"        # "clustering/cpu,spacepoints/cpu"
+PARAM_DETECTOR = "taas.detector"  # path relative to the repository root
+PARAM_MAX_ROWS = "taas.max_rows"  # reject events whose tensors have more rows than this
+PARAM_PIPELINE = "taas.pipeline"  # pipeline name (pipeline models only)
+
+
+def format_steps(steps: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
+    return ",".join(f"{stage}/{backend}" for stage, backend in steps)
+
+
+def parse_steps(text: str) -> tuple[tuple[str, str], ...]:
+    steps = []
+    for item in text.split(","):
+        stage, sep, backend = item.strip().partition("/")
+        if not sep or not stage or not backend:
+            raise TaasError(f"malformed {PARAM_STEPS} entry {item!r}; want stage/backend")
+        steps.append((stage, backend))
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What one generated model runs, read from its config.pbtxt parameters."""
+
+    kind: str
+    steps: tuple[tuple[str, str], ...]
+    detector: Path
+    max_rows: int
+    pipeline: str = ""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], model_dir: Path) -> ModelSettings:
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        missing = [k for k in (PARAM_KIND, PARAM_STEPS, PARAM_DETECTOR) if k not in params]
+        if missing:
+            raise TaasError(f"model {config.get('name')!r}: config.pbtxt lacks parameters "
+                            f"{missing}; regenerate it with `taas model-repo build`")
+        kind = params[PARAM_KIND]
+        if kind not in ("stage", "pipeline"):
+            raise TaasError(f"{PARAM_KIND} must be 'stage' or 'pipeline', got {kind!r}")
+        detector = Path(params[PARAM_DETECTOR])
+        if not detector.is_absolute():  # relocatable: relative to the repository root
+            detector = model_dir.parent / detector
+        return cls(kind, parse_steps(params[PARAM_STEPS]), detector,
+                   int(params.get(PARAM_MAX_ROWS, "0") or 0), params.get(PARAM_PIPELINE, ""))
+
+
+def build_runner(settings: ModelSettings) -> tuple[Callable[[dict[str, np.ndarray]],
+                                                            dict[str, np.ndarray]], str]:
+    """A function event tensors -> output tensors, and the device it runs on."""
+    from taas.events.dataset import load_detector
+    from taas.pipeline.runner import Pipeline
+    from taas.pipeline.spec import PipelineSpec
+    from taas.service.graph import PipelineGraph
+    from taas.stages import registry
+
+    detector = load_detector(settings.detector)
+    if settings.kind == "stage":
+        (stage_name, backend), = settings.steps
+        stage = registry.resolve(stage_name, backend)(detector)
+        return stage.run, stage.device
+    pipeline = Pipeline(PipelineSpec(settings.pipeline or "served", settings.steps), detector)
+    wanted = [s.name for s in PipelineGraph.from_steps(settings.steps).outputs]
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = pipeline.run(inputs).tensors
+        return {name: tensors[name] for name in wanted}
+
+    devices = sorted({s.device for s in pipeline.stages})
+    return run, ",".join(devices)
+
+
+def check_limits(inputs: Mapping[str, np.ndarray], max_rows: int) -> None:
+    """Refuse events beyond the configured size before any work is spent on them."""
+    if max_rows <= 0:
+        return
+    for name, array in inputs.items():
+        if array.ndim and array.shape[0] > max_rows:
+            raise InputError(f"event too large: tensor {name!r} has {array.shape[0]} rows, "
+                             f"more than this model's limit of {max_rows} "
+                             f"(parameter {PARAM_MAX_ROWS} in config.pbtxt)")
+
+
+_pycapsule_is_valid = ctypes.pythonapi.PyCapsule_IsValid
+_pycapsule_is_valid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_pycapsule_set_name = ctypes.pythonapi.PyCapsule_SetName
+_pycapsule_set_name.argtypes = [ctypes.py_object, ctypes.c_void_p]
+#: The name numpy's capsule destructor expects once a consumer owns the tensor. Kept alive here:
+#: a capsule stores the pointer, not a copy.
+_NUMPY_USED_NAME = ctypes.create_string_buffer(b"used_dltensor")
+
+
+def _mark_consumed(capsule: object) -> None:
+    """Rename a capsule the stub consumed so numpy's destructor stays silent.
+
+    The 2.51 stub renames consumed capsules ``used_dlpack``; numpy only recognises
+    ``used_dltensor`` and otherwise prints an "unraisable" traceback per tensor into the server
+    log (harmless: the stub frees the tensor either way, but it buries real errors).
+    """
+    if _pycapsule_is_valid(capsule, b"used_dlpack"):
+        _pycapsule_set_name(capsule, ctypes.addressof(_NUMPY_USED_NAME))
+
+
+class TritonAdapter:
+    """Base of the generated ``TritonPythonModel``; ``pb`` is the stub's utils module."""
+
+    pb: ClassVar[Any] = None
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Load the detector and build the stage or pipeline once per model instance."""
+        config = json.loads(args["model_config"])
+        self.name = args["model_name"]
+        self.settings = ModelSettings.from_config(config, Path(args["model_repository"]))
+        self.input_names = [t["name"] for t in config.get("input", [])]
+        self.output_names = [t["name"] for t in config.get("output", [])]
+        t0 = time.perf_counter()
+        self.runner, self.device = build_runner(self.settings)
+        self._log("info", f"{self.name}: {self.settings.kind} {format_steps(self.settings.steps)}"
+                          f" on {self.device} (instance {args.get('model_instance_name')}, "
+                          f"{args.get('model_instance_kind')}) ready in "
+                          f"{time.perf_counter() - t0:.1f} s")
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request; a failure is that request's error response only."""
+        return [self._respond(request) for request in requests]
+
+    def finalize(self) -> None:
+        self._log("info", f"{self.name}: unloaded")
+
+    # --- internals --------------------------------------------------------------------------
+    def _respond(self, request: Any) -> Any:
+        pb = self.pb
+        try:
+            inputs = {}
+            for name in self.input_names:
+                tensor = pb.get_input_tensor_by_name(request, name)
+                if tensor is None:
+                    raise InputError(f"{self.name}: missing input tensor {name!r}")
+                inputs[name] = np.from_dlpack(tensor)
+            check_limits(inputs, self.settings.max_rows)
+            outputs = self.runner(inputs)
+            return pb.InferenceResponse([self._to_triton(n, outputs[n])
+                                         for n in self.output_names])
+        except InputError as exc:
+            return pb.InferenceResponse(error=self._error(f"{self.name}: bad event: {exc}",
+                                                          "INVALID_ARG"))
+        except Exception as exc:  # a bug must not take the instance down: report, keep serving
+            log.exception("%s failed", self.name)
+            return pb.InferenceResponse(error=self._error(
+                f"{self.name}: {type(exc).__name__}: {exc}", "INTERNAL"))
+
+    def _to_triton(self, name: str, array: np.ndarray) -> Any:
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # e.g. a view of an input: legacy DLPack cannot say so
+            array = array.copy()
+        if array.size == 0:  # the stub rejects zero-size DLPack; an empty copy carries no data
+            return self.pb.Tensor(name, array)
+        capsule = array.__dlpack__()
+        tensor = self.pb.Tensor.from_dlpack(name, capsule)
+        _mark_consumed(capsule)
+        return tensor
+
+    def _error(self, message: str, code: str) -> Any:
+        error_cls = self.pb.TritonError
+        code_value = getattr(error_cls, code, None)
+        return error_cls(message) if code_value is None else error_cls(message, code_value)
+
+    def _log(self, level: str, message: str) -> None:
+        logger = getattr(self.pb, "Logger", None)
+        if logger is None:
+            getattr(log, level)(message)
+        else:
+            getattr(logger, f"log_{level}")(message)
