@@ -143,7 +143,46 @@ def test_bad_seeds_raise(chain, ckf):
 
 @pytest.mark.parametrize("change", [{"bz": 0.0}, {"chi2_cut": 0.0}, {"max_holes": -1},
                                     {"min_measurements": 2}, {"seed_batch_size": 0},
-                                    {"bounds_tolerance": -1.0}, {"max_branches_per_seed": 0}])
+                                    {"bounds_tolerance": -1.0}, {"max_branches_per_seed": 0},
+                                    {"dedup_used": 0}, {"dedup_used": 4}])
 def test_config_is_validated(change):
     with pytest.raises(ValueError, match=next(iter(change))):
         dataclasses.replace(CkfConfig(), **change)
+
+
+def _single_seed_track(ckf, t: dict, spacepoints: np.ndarray) -> list[int] | None:
+    seeds = Seeds(spacepoints=np.asarray(spacepoints)[None, :], quality=np.ones(1, np.float32),
+                  z_vertex=np.zeros(1, np.float32))
+    out = ckf.run(_inputs(t, seeds=seeds))
+    offsets, indices = out["tracks.meas_offsets"], out["tracks.meas_indices"]
+    return indices[offsets[0]:offsets[1]].tolist() if len(offsets) > 1 else None
+
+
+def test_seed_skipping_a_layer_picks_up_its_hit(chain, ckf, dataset):
+    """A seed whose bottom and middle space points skip a layer still gets that layer's hit.
+
+    The outward search starts at the bottom space point and walks every layer, so the track
+    holds the particle's measurement on the skipped layer, between the seed's, in order.
+    """
+    event, t = chain[0]
+    n_meas = len(t["measurements.module_key"])
+    mp = measurement_particles(event.cells["hit_id"], t["clusters.cluster_id"], n_meas,
+                               event.hits)
+    xyz = np.stack([t["spacepoints.x"], t["spacepoints.y"], t["spacepoints.z"]], axis=1)
+    layer = ckf.navigation.module_layer[dataset.detector.index_of(t["measurements.module_key"])]
+    tested = 0
+    for particle in np.unique(mp[mp != 0]):
+        own = np.flatnonzero(mp == particle)  # space point i is measurement i here
+        own = own[np.argsort(np.linalg.norm(xyz[own], axis=1))]
+        if len(own) < 8 or len(np.unique(layer[own[:4]])) < 4:
+            continue
+        if _single_seed_track(ckf, t, own[:3]) is None:  # not findable from its first hits
+            continue
+        track = _single_seed_track(ckf, t, own[[0, 2, 3]])
+        assert track is not None
+        assert own[1] in track
+        assert track.index(own[0]) < track.index(own[1]) < track.index(own[2])
+        tested += 1
+        if tested == 5:
+            break
+    assert tested == 5
