@@ -1,0 +1,90 @@
+"""Time per stage of the CPU pipeline versus event size (small -> medium -> large).
+
+Run: ``.venv/bin/python benchmarks/cpu_chain_scaling.py [--presets small medium large]
+[--events 2]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per preset the mean event
+sizes and each stage's median time per event (first event run once untimed first), and per
+stage the log-log slope of time against measurements (1 = linear) fitted over the presets.
+Physics rates are recorded beside the times so a speed-up that costs efficiency shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from taas.events.presets import PRESETS
+from taas.events.simulation import simulate
+from taas.pipeline.evaluation import evaluate_run
+from taas.pipeline.reconstruct import reconstruct
+from taas.pipeline.spec import CPU
+
+
+def stage_times(reco_dir: Path) -> dict[str, float]:
+    """Median over events of each stage's seconds."""
+    with (reco_dir / "timings.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    stages = dict.fromkeys(r["stage"] for r in rows)
+    return {s: float(np.median([float(r["seconds"]) for r in rows if r["stage"] == s]))
+            for s in stages}
+
+
+def bench(name: str, events: int, work: Path) -> dict:
+    preset = PRESETS[name]
+    sim = work / name
+    simulate(sim, events=events, vertices=preset.vertices,
+             particles_per_vertex=preset.particles_per_vertex, seed=11, progress=False)
+    t0 = time.perf_counter()
+    reconstruct(sim, work / f"{name}-reco", CPU, progress=False, warmup=True)
+    wall = time.perf_counter() - t0
+    run = json.loads((work / f"{name}-reco" / "run.json").read_text())
+    sizes = list(run["sizes"].values())
+    summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
+    return {
+        "preset": name, "events": events,
+        "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
+        "stage_s_per_event": stage_times(work / f"{name}-reco"),
+        "wall_s_incl_warmup": wall,
+        "metrics": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
+    }
+
+
+def slopes(results: list[dict]) -> dict[str, float]:
+    """Log-log slope of each stage's time against measurements per event."""
+    x = np.log([r["mean_sizes"]["measurements"] for r in results])
+    return {s: float(np.polyfit(x, np.log([r["stage_s_per_event"][s] for r in results]), 1)[0])
+            for s in results[0]["stage_s_per_event"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["small", "medium", "large"],
+                        choices=sorted(PRESETS))
+    parser.add_argument("--events", type=int, default=2)
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "cpu_chain_scaling.json")
+    args = parser.parse_args()
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = []
+        for name in args.presets:
+            results.append(bench(name, args.events, Path(tmp)))
+            print(json.dumps(results[-1]), flush=True)
+    out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
+           "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
+           "results": results,
+           "loglog_slope_vs_measurements": slopes(results) if len(results) > 1 else None}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out["loglog_slope_vs_measurements"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
