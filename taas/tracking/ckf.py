@@ -65,7 +65,7 @@ from taas.tracking import helix
 from taas.tracking.estimation import estimate_parameters
 from taas.tracking.fitter import check_measurements
 from taas.tracking.kalman import kalman_update
-from taas.tracking.material import X0_SILICON, add_scattering
+from taas.tracking.material import X0_SILICON, add_scattering, material_model, slab_noise
 from taas.tracking.navigation import Navigation, group_by_module
 from taas.tracking.parameters import PHI, THETA, bound_to_free, direction
 from taas.tracking.propagation import propagate
@@ -385,9 +385,10 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarra
                                  center[rows[:, k]], rotation[rows[:, k]], bz=config.bz,
                                  mass=config.mass)
                 ok &= prop.ok
-                params = prop.params
                 jac = prop.jacobian
-                cov = jac @ noisy @ np.swapaxes(jac, 1, 2)
+                cov = jac @ noisy @ np.swapaxes(jac, 1, 2) + _passive_noise(
+                    detector, params, rows[:, k - 1], rows[:, k], prop.path, config)
+                params = prop.params
             params, cov, dchi2 = kalman_update(params, cov, event.uv[meas[:, k]],
                                                event.var[meas[:, k]])
             chi2 += dchi2
@@ -487,13 +488,33 @@ def _valid(params: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 def _scatter(detector: Detector, params: np.ndarray, cov: np.ndarray, rows: np.ndarray,
              config: CkfConfig) -> np.ndarray:
-    """Covariance plus the multiple scattering of crossing modules ``rows``."""
+    """Covariance plus the material noise of crossing modules ``rows``.
+
+    With a material table (``taas.tracking.material.material_model``) the module's slab gives
+    scattering and straggling; the search leaves the mean energy loss to the final fit (it
+    runs both inwards and outwards, and a few MeV do not move a prediction by its error).
+    """
     if not config.multiple_scattering:
         return cov
     cos_inc = np.einsum("ni,ni->n", detector.rotation[rows, :, 2],
                         direction(params[:, PHI], params[:, THETA]))
+    slabs = material_model(detector)[0]
+    if slabs is not None:
+        return cov + slab_noise(params, cos_inc, slabs[rows], config.mass)[0]
     return add_scattering(params, cov, cos_inc, detector.modules["thickness"][rows],
                           x0=config.x0, mass=config.mass)
+
+
+def _passive_noise(detector: Detector, params: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                   path: np.ndarray, config: CkfConfig) -> np.ndarray | float:
+    """Noise on modules ``dst`` of the passive surfaces crossed on the way from ``src``."""
+    passive = material_model(detector)[1]
+    if not config.multiple_scattering or passive is None or not len(passive) or not len(src):
+        return 0.0
+    center, rotation = detector.center, detector.rotation
+    free = bound_to_free(params, center[src], rotation[src])
+    return passive.noise_at(free, np.where(np.isfinite(path), path, 0.0), center[dst],
+                            rotation[dst], bz=config.bz, mass=config.mass)[0]
 
 
 def _run_batch(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
@@ -621,7 +642,8 @@ def _cross(detector: Detector, cand: _Candidates, offsets: np.ndarray, modules: 
     prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
                      rotation[modules], bz=config.bz, mass=config.mass)
     jac = prop.jacobian
-    pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2)
+    pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2) + _passive_noise(
+        detector, cand.params[pair_c], src, modules, path, config)
     return pair_c, modules, path, prop.params, 0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2))
 
 

@@ -10,8 +10,11 @@ Model, per measurement k on module k (ordered along the track):
 
 * predict: the state is propagated along the helix from module k-1 to module k
   (``taas.tracking.propagation``) and the covariance with the transport Jacobian F_k,
-  ``C_k|k-1 = F_k (C_k-1|k-1 + Q_k-1) F_k^T``, where Q_k-1 is the multiple-scattering noise of
-  module k-1 (``taas.tracking.material``), added after the update on that module;
+  ``C_k|k-1 = F_k (C_k-1|k-1 + Q_k-1) F_k^T + P_k``, where Q_k-1 is the material noise of
+  module k-1 (``taas.tracking.material``), added after the update on that module, and P_k the
+  noise of passive surfaces the step crosses, transported from the crossings to module k;
+  the mean energy loss in module k-1 and in those surfaces lowers |q/p| (when a material table
+  gives the slabs: ``module_slab`` / ``passive``);
 * update: the 2D measurement (loc0, loc1) with covariance diag(var_u, var_v), gain form with the
   Joseph covariance update (positive definite even for very loose priors); the chi2 increment is
   the predicted one, ``r^T (V + H C H^T)^-1 r``, equal to the filtered one;
@@ -29,8 +32,14 @@ from typing import NamedTuple
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.material import X0_SILICON, add_scattering
-from taas.tracking.parameters import PHI, THETA, direction, wrap_phi
+from taas.tracking.material import (
+    X0_SILICON,
+    PassiveMaterial,
+    add_scattering,
+    apply_energy_loss,
+    slab_noise,
+)
+from taas.tracking.parameters import PHI, QOP, THETA, bound_to_free, direction, wrap_phi
 from taas.tracking.propagation import propagate
 
 
@@ -99,11 +108,16 @@ def kalman_update(params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np
 
 def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: np.ndarray,
                var: np.ndarray, *, bz: float, multiple_scattering: bool = True,
-               x0: float = X0_SILICON, mass: float = helix.PION_MASS) -> KalmanResult:
+               x0: float = X0_SILICON, mass: float = helix.PION_MASS,
+               module_slab: np.ndarray | None = None,
+               passive: PassiveMaterial | None = None) -> KalmanResult:
     """Filter and smooth N tracks of n measurements each.
 
     ``params0`` (N, 6) and ``cov0`` (N, 6, 6) are the prior on the first module (make it loose:
-    it enters the result); ``meas`` and ``var`` are (N, n, 2).
+    it enters the result); ``meas`` and ``var`` are (N, n, 2). Material (with
+    ``multiple_scattering``): ``module_slab`` (N, n, 4) ``(thickness, x0, molar_e_rho, I)``
+    per module adds scattering, straggling and mean energy loss; without it, scattering only in
+    silicon of ``surfaces.thickness`` and ``x0``. ``passive`` adds the surfaces between modules.
     """
     meas, var = np.asarray(meas, float), np.asarray(var, float)
     n_tracks, n_meas = meas.shape[:2]
@@ -123,14 +137,28 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                 if multiple_scattering:
                     cos_inc = np.einsum("ni,ni->n", rotation[:, k - 1, :, 2],
                                         direction(state[:, PHI], state[:, THETA]))
-                    noisy = add_scattering(state, state_cov, cos_inc, thickness[:, k - 1],
-                                           x0=x0, mass=mass)
+                    if module_slab is None:
+                        noisy = add_scattering(state, state_cov, cos_inc, thickness[:, k - 1],
+                                               x0=x0, mass=mass)
+                    else:
+                        q, de = slab_noise(state, cos_inc, module_slab[:, k - 1], mass)
+                        noisy = state_cov + q
+                        state = state.copy()
+                        state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
                 prop = propagate(state, center[:, k - 1], rotation[:, k - 1], center[:, k],
                                  rotation[:, k], bz=bz, mass=mass)
                 ok &= prop.ok
                 jac[:, k] = prop.jacobian
+                start = state
                 state = prop.params
                 state_cov = _symmetric(prop.jacobian @ noisy @ np.swapaxes(prop.jacobian, 1, 2))
+                if multiple_scattering and passive is not None and len(passive):
+                    q, de = passive.noise_at(
+                        bound_to_free(start, center[:, k - 1], rotation[:, k - 1]),
+                        np.where(prop.ok, prop.path, 0.0), center[:, k], rotation[:, k],
+                        bz=bz, mass=mass)
+                    state_cov = _symmetric(state_cov + q)
+                    state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
             pred[:, k], pred_cov[:, k] = state, state_cov
             state, state_cov, dchi2 = kalman_update(state, state_cov, meas[:, k], var[:, k])
             chi2 += dchi2

@@ -1,4 +1,4 @@
-"""Material effects at modules: multiple scattering only.
+"""Material effects: multiple scattering and mean energy loss at modules and passive surfaces.
 
 Each module is a silicon slab of its table thickness (``X0_SILICON``); a track crossing it at
 incidence cosine ``c = |n . T|`` traverses ``x = thickness / c``. The Highland formula
@@ -12,17 +12,35 @@ angle a perpendicular to T in the transverse direction changes phi by a / sin(th
 charge (z = 1) and the fitter's mass hypothesis give beta.
 
 The whole kink is placed at the module's mid-plane, after the measurement there (the thin-slab
-model of ACTS' surface material with full post-update). Mean energy loss is ignored: a 0.3 mm
-silicon module takes ~0.1 MeV, far below the momentum resolution of the tracks this fit serves
-(p > ~0.5 GeV); electrons, whose bremsstrahlung this model would miss, are out of scope.
+model of ACTS' surface material with full post-update).
+
+Passive material (``PassiveMaterial``: beam pipe, support tube, the per-layer material slabs of
+the ACTS Generic detector, see ``taas.detector.material``) sits on cylinders about the beam line
+and on discs normal to it. Where a propagation step crosses one, its scattering noise is added
+at the crossing point (on the plane tangent to the surface there) and transported with the
+helix Jacobian to the step's destination: a kink at a distance L before a module also moves the
+local position there by ~L theta0, which noise added on the module alone would miss.
+
+Mean ionisation energy loss (Bethe formula, PDG RPP 2024 eq. 34.5, with the high-energy density
+correction eq. 34.6, as ACTS ``computeEnergyLossBethe``) shifts |q/p| after every slab, and its
+straggling (Landau FWHM 4 xi as a Gaussian sigma, as ACTS ``computeEnergyLossLandauSigma``) adds
+q/p variance. A Generic-detector track loses ~5-10 MeV through its ~2-4 % X0 layer slabs: 1 % of
+a 1 GeV track's momentum, several times its q/p resolution. Electrons, whose bremsstrahlung
+this model would miss, are out of scope.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.parameters import PHI, QOP, THETA
+from taas.tracking.parameters import PHI, QOP, THETA, free_to_bound
+
+if TYPE_CHECKING:
+    from taas.detector.detector import Detector
+    from taas.detector.material import MaterialTable
 
 #: Radiation length of silicon, mm (PDG atomic and nuclear properties: 9.370 cm).
 X0_SILICON = 93.7
@@ -67,3 +85,233 @@ def add_scattering(params: np.ndarray, cov: np.ndarray, cos_incidence: np.ndarra
     out[:, PHI, PHI] += var_phi
     out[:, THETA, THETA] += var_theta
     return out
+
+
+# --- energy loss -----------------------------------------------------------------------------
+#: Bethe constant K = 4 pi N_A r_e^2 m_e c^2: 0.307075 MeV cm^2 / mol, in GeV mm^2 / mol.
+BETHE_K = 0.307075e-3 * 100.0
+#: Electron mass, GeV.
+ELECTRON_MASS = 0.51099895e-3
+#: Plasma energy constant: hbar omega_p = 28.816 eV sqrt(rho <Z/A> [g/cm^3]), in GeV.
+PLASMA_GEV = 28.816e-9
+
+
+def energy_loss(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray,
+                excitation: np.ndarray, mass: float = helix.PION_MASS,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean energy loss (GeV) and q/p straggling sigma along ``path`` mm of a material.
+
+    ``molar_e_rho`` is the electron density (mol/mm^3) and ``excitation`` the mean excitation
+    energy I (GeV), as ACTS stores them. Zero where the path is zero or q/p is not finite.
+    """
+    qop = np.abs(np.asarray(qop, float))
+    path = np.asarray(path, float)
+    ne = np.asarray(molar_e_rho, float)
+    excitation = np.asarray(excitation, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 1.0 / qop
+        bg = p / mass
+        gamma = np.sqrt(1.0 + bg**2)
+        beta2 = bg**2 / (1.0 + bg**2)
+        xi = 0.5 * BETHE_K * ne * path / beta2
+        ratio = ELECTRON_MASS / mass
+        wmax = 2 * ELECTRON_MASS * bg**2 / (1.0 + 2 * gamma * ratio + ratio**2)
+        plasma = PLASMA_GEV * np.sqrt(1000.0 * ne)  # ne * 1000: mol/cm^3 = rho Z/A
+        delta_half = np.maximum(np.log(plasma / excitation) + np.log(bg) - 0.5, 0.0)
+        running = np.log(2 * ELECTRON_MASS * bg**2 * wmax / excitation**2)
+        mean = 2 * xi * (0.5 * running - beta2 - delta_half)
+        sigma_e = 4 * xi / (2 * np.sqrt(2 * np.log(2)))
+        sigma_qop = sigma_e * qop**2 / np.sqrt(beta2)
+    good = (path > 0) & np.isfinite(mean) & (mean > 0)
+    return np.where(good, mean, 0.0), np.where(good, sigma_qop, 0.0)
+
+
+def apply_energy_loss(qop: np.ndarray, de: np.ndarray, mass: float = helix.PION_MASS,
+                      sign: float = 1.0) -> np.ndarray:
+    """q/p after losing (``sign`` = 1) or, backwards, regaining (-1) energy ``de`` (GeV)."""
+    qop = np.asarray(qop, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 1.0 / np.abs(qop)
+        energy = np.sqrt(p**2 + mass**2) - sign * de
+        p_new = np.sqrt(np.maximum(energy**2 - mass**2, 1e-12))
+    return np.where(de > 0, np.sign(qop) / p_new, qop)
+
+
+def slab_noise(params: np.ndarray, cos_incidence: np.ndarray, slab: np.ndarray,
+               mass: float = helix.PION_MASS) -> tuple[np.ndarray, np.ndarray]:
+    """Noise (n, 6, 6) and mean energy loss (n,) GeV of bound states crossing slabs.
+
+    ``slab`` is (n, 4): ``(thickness mm, x0 mm, molar_e_rho, excitation)`` per crossing; the
+    path is thickness / |cos incidence|.
+    """
+    params = np.asarray(params, float)
+    slab = np.asarray(slab, float)
+    cos_inc = np.maximum(np.abs(np.asarray(cos_incidence, float)), 1e-6)
+    path = slab[:, 0] / cos_inc
+    theta0 = highland_theta0(params[:, QOP], path / slab[:, 1], mass)
+    de, sigma_qop = energy_loss(params[:, QOP], path, slab[:, 2], slab[:, 3], mass)
+    noise = np.zeros((len(params), 6, 6))
+    noise[:, PHI, PHI] = theta0**2 / np.sin(params[:, THETA]) ** 2
+    noise[:, THETA, THETA] = theta0**2
+    noise[:, QOP, QOP] = sigma_qop**2
+    return noise, de
+
+
+class PassiveMaterial:
+    """Cylinders about and discs normal to the beam line carrying material slabs.
+
+    Built from a ``taas.detector.material.MaterialTable`` (its non-module rows); ``crossings``
+    finds where helix segments cross them.
+    """
+
+    def __init__(self, table: MaterialTable | None) -> None:
+        from taas.detector.material import CYLINDER, DISC
+
+        empty = np.zeros(0)
+        cyl = table.rows(CYLINDER) if table is not None else None
+        disc = table.rows(DISC) if table is not None else None
+        self.cyl_r = cyl["radius"] if cyl else empty
+        self.cyl_zmin = cyl["zmin"] if cyl else empty
+        self.cyl_zmax = cyl["zmax"] if cyl else empty
+        self.disc_z = disc["z"] if disc else empty
+        self.disc_rmin = disc["rmin"] if disc else empty
+        self.disc_rmax = disc["rmax"] if disc else empty
+        cols = ("thickness", "x0", "molar_e_rho", "excitation")
+        self.cyl_slab = np.stack([cyl[c] for c in cols], 1) if cyl else np.zeros((0, 4))
+        self.disc_slab = np.stack([disc[c] for c in cols], 1) if disc else np.zeros((0, 4))
+
+    def __len__(self) -> int:
+        return len(self.cyl_r) + len(self.disc_z)
+
+    def crossings(self, free: np.ndarray, s_end: np.ndarray, bz: float,
+                  mass: float = helix.PION_MASS,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Crossings of the segments ``s`` in (0, s_end) (or (s_end, 0) backwards).
+
+        Returns ``(track, free_at, normal, slab)``: the segment row of each crossing, the free
+        vector there (n, 8), the surface normal (n, 3) and its slab (n, 4). Cylinders are
+        assumed crossed at most once per segment (true for tracks not turning back in r).
+        """
+        free = np.asarray(free, float)
+        s_end = np.asarray(s_end, float)
+        lo, hi = np.minimum(s_end, 0.0), np.maximum(s_end, 0.0)
+        tracks, s_all, normals, slabs = [], [], [], []
+        if len(self.disc_z):
+            tz = free[:, 6]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = (self.disc_z[None, :] - free[:, 2, None]) / tz[:, None]
+            t, d = np.nonzero(np.isfinite(s) & (s > lo[:, None]) & (s < hi[:, None]))
+            if len(t):
+                at = helix.helix_at(free[t], s[t, d], bz, mass)
+                r = np.hypot(at[:, 0], at[:, 1])
+                inside = (r >= self.disc_rmin[d]) & (r <= self.disc_rmax[d])
+                t, d = t[inside], d[inside]
+                tracks.append(t)
+                s_all.append(s[t, d])
+                normals.append(np.tile([0.0, 0.0, 1.0], (len(t), 1)))
+                slabs.append(self.disc_slab[d])
+        if len(self.cyl_r):
+            start_r = np.hypot(free[:, 0], free[:, 1])
+            end = helix.helix_at(free, s_end, bz, mass)
+            end_r = np.hypot(end[:, 0], end[:, 1])
+            r_lo, r_hi = np.minimum(start_r, end_r), np.maximum(start_r, end_r)
+            t, c = np.nonzero((self.cyl_r[None, :] > r_lo[:, None])
+                              & (self.cyl_r[None, :] < r_hi[:, None]))
+            if len(t):
+                s, ok = _cylinder_path(free[t], self.cyl_r[c], s_end[t], start_r[t], end_r[t],
+                                       bz)
+                at = helix.helix_at(free[t], s, bz, mass)
+                ok &= (at[:, 2] >= self.cyl_zmin[c]) & (at[:, 2] <= self.cyl_zmax[c])
+                t, c, s, at = t[ok], c[ok], s[ok], at[ok]
+                tracks.append(t)
+                s_all.append(s)
+                radial = at[:, 0:3].copy()
+                radial[:, 2] = 0.0
+                normals.append(radial / np.linalg.norm(radial, axis=1)[:, None])
+                slabs.append(self.cyl_slab[c])
+        if not tracks:
+            return np.zeros(0, np.int64), np.zeros((0, 8)), np.zeros((0, 3)), np.zeros((0, 4))
+        t = np.concatenate(tracks)
+        at = helix.helix_at(free[t], np.concatenate(s_all), bz, mass)
+        return t, at, np.concatenate(normals), np.concatenate(slabs)
+
+    def noise_at(self, free: np.ndarray, s_end: np.ndarray, dst_center: np.ndarray,
+                 dst_rotation: np.ndarray, *, bz: float, mass: float = helix.PION_MASS,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Noise (n, 6, 6) on the destination planes and mean energy loss (n,) GeV of segments.
+
+        Each crossing's scattering and straggling noise is added at the crossing, in the bound
+        frame of the plane tangent to the surface there, and transported to the destination
+        plane with the helix Jacobian (``taas.tracking.propagation``).
+        """
+        from taas.tracking.propagation import propagate
+
+        n = len(free)
+        noise, loss = np.zeros((n, 6, 6)), np.zeros(n)
+        if not len(self):
+            return noise, loss
+        t, at, normal, slab = self.crossings(free, s_end, bz, mass)
+        if not len(t):
+            return noise, loss
+        rot = tangent_frame(normal)
+        center = at[:, 0:3]
+        params = free_to_bound(at, center, rot)
+        params[:, :2] = 0.0
+        cos_inc = np.einsum("ni,ni->n", normal, at[:, helix.DIR])
+        q, de = slab_noise(params, cos_inc, slab, mass)
+        prop = propagate(params, center, rot, dst_center[t], dst_rotation[t], bz=bz, mass=mass)
+        jac = np.where(np.isfinite(prop.jacobian), prop.jacobian, 0.0)
+        np.add.at(noise, t, jac @ q @ np.swapaxes(jac, 1, 2))
+        np.add.at(loss, t, de)
+        return noise, loss
+
+
+def tangent_frame(normal: np.ndarray) -> np.ndarray:
+    """Rotations (n, 3, 3) with the given unit normals as third column (any u, v)."""
+    helper = np.where(np.abs(normal[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
+    u = np.cross(helper, normal)
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    v = np.cross(normal, u)
+    return np.stack([u, v, normal], axis=2)
+
+
+def _cylinder_path(free: np.ndarray, radius: np.ndarray, s_end: np.ndarray,
+                   start_r: np.ndarray, end_r: np.ndarray, bz: float,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Path to r = radius within a segment whose ends bracket it (bisection then Newton-free).
+
+    r is monotonic along a segment from the beam line outwards, so bisection on
+    r(s) - radius over (0, s_end) converges to the one crossing; 40 halvings reach 1e-12 of
+    the segment.
+    """
+    lo, hi = np.zeros(len(free)), np.asarray(s_end, float).copy()
+    rising = end_r > start_r
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        at = helix.helix_at(free, mid, bz)
+        below = np.hypot(at[:, 0], at[:, 1]) < radius
+        move_lo = below == rising
+        lo = np.where(move_lo, mid, lo)
+        hi = np.where(move_lo, hi, mid)
+    s = 0.5 * (lo + hi)
+    return s, np.isfinite(s)
+
+
+def material_model(detector: Detector) -> tuple[np.ndarray | None, PassiveMaterial | None]:
+    """Per-module slabs (n_modules, 4) and passive surfaces of ``detector``, cached on it.
+
+    Both are None when only the silicon-only fallback exists
+    (``taas.detector.material.material_for``): the fit then keeps its legacy model, silicon of
+    the module thickness in units of the configured X0, scattering only.
+    """
+    cached = getattr(detector, "_taas_material_model", None)
+    if cached is not None:
+        return cached
+    from taas.detector.material import material_for
+
+    table = material_for(detector)
+    model: tuple[np.ndarray | None, PassiveMaterial | None] = (None, None)
+    if table.source != "silicon-only":
+        model = (table.module_slabs(detector), PassiveMaterial(table))
+    detector._taas_material_model = model  # type: ignore[attr-defined]
+    return model
