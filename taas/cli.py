@@ -59,6 +59,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from taas.detector.material import material_for, write_material
     from taas.events.acts_csv import write_acts_event
     from taas.events.dataset import open_dataset
     from taas.events.event import write_event_parquet
@@ -71,6 +72,8 @@ def _cmd_convert(args: argparse.Namespace) -> None:
                       disable=args.quiet):
         writer(event, out)
     ds.detector.to_parquet(out / "detector.parquet")
+    if ds.detector.material is not None or ds.detector.name == "acts-generic":
+        write_material(material_for(ds.detector), out)
     print(f"wrote {len(ds)} events to {out} ({args.to})")
 
 

@@ -27,6 +27,8 @@ class Detector:
         order = np.argsort(keys, kind="stable")
         self.modules = modules.take(order)
         self.name = name
+        #: Material description (``taas.detector.material.MaterialTable``) when one is known.
+        self.material: object | None = None
 
     def __len__(self) -> int:
         return len(self.modules)

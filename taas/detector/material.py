@@ -247,5 +247,5 @@ def material_for(detector: Detector) -> MaterialTable:
         log.info("no material table for %r: modelling the module silicon only", detector)
     if table is None:
         table = silicon_only(detector)
-    detector.material = table  # type: ignore[attr-defined]
+    detector.material = table
     return table

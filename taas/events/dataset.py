@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from taas.detector.detector import Detector
+from taas.detector.material import MATERIAL_FILE, MaterialTable
 from taas.detector.trackml import load_trackml_detector
 from taas.errors import InputError
 from taas.events.acts_csv import read_acts_event
@@ -62,7 +63,12 @@ class Dataset:
 
     @cached_property
     def detector(self) -> Detector:
-        return load_detector(self.detector_path)
+        """The detector, with the material table saved beside it when there is one."""
+        detector = load_detector(self.detector_path)
+        material = self.detector_path.parent / MATERIAL_FILE
+        if material.is_file():
+            detector.material = MaterialTable.from_parquet(material)
+        return detector
 
     def __len__(self) -> int:
         return len(self.event_ids)

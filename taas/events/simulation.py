@@ -24,6 +24,7 @@ from taas.detector.acts_generic import (
     digitization_config_json,
     generic_tracking_geometry,
 )
+from taas.detector.material import MATERIAL_FILE, generic_material
 from taas.events.event import atomic_write, write_manifest
 from taas.events.presets import DEFAULT_PDG
 
@@ -120,6 +121,7 @@ def simulate(
     text = _digitization_json()
     atomic_write(digi_path, lambda p: p.write_text(text))
     atomic_write(out / "detector.parquet", detector.to_parquet)
+    atomic_write(out / MATERIAL_FILE, generic_material().to_parquet)
     t_setup = time.perf_counter() - t0
 
     level = acts.logging.WARNING

@@ -89,3 +89,18 @@ def test_skip_reproduces_later_events(tiny_sim_dir: Path, tmp_path: Path) -> Non
 def test_rejects_empty_request(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="positive"):
         simulate(tmp_path, events=0, vertices=1, particles_per_vertex=1, seed=1)
+
+
+def test_material_travels_with_the_events(tiny_sim_dir: Path, tmp_path: Path) -> None:
+    """The material table is saved beside the detector and reloaded without ACTS' help."""
+    from taas.cli import main
+    from taas.detector.material import MaterialTable
+    from taas.events.dataset import open_dataset
+
+    assert (tiny_sim_dir / "material.parquet").is_file()
+    detector = open_dataset(tiny_sim_dir).detector
+    assert isinstance(detector.material, MaterialTable)
+    assert main(["convert", str(tiny_sim_dir), str(tmp_path / "pq"), "-q"]) == 0
+    reloaded = open_dataset(tmp_path / "pq").detector.material
+    assert isinstance(reloaded, MaterialTable)
+    assert len(reloaded) == len(detector.material)
