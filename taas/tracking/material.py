@@ -278,23 +278,33 @@ def tangent_frame(normal: np.ndarray) -> np.ndarray:
 def _cylinder_path(free: np.ndarray, radius: np.ndarray, s_end: np.ndarray,
                    start_r: np.ndarray, end_r: np.ndarray, bz: float,
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Path to r = radius within a segment whose ends bracket it (bisection then Newton-free).
+    """Path to r = radius within a segment whose ends bracket it.
 
-    r is monotonic along a segment from the beam line outwards, so bisection on
-    r(s) - radius over (0, s_end) converges to the one crossing; 40 halvings reach 1e-12 of
-    the segment.
+    r is monotonic along a segment from the beam line outwards, so f(s) = r(s)^2 - radius^2
+    has one root in the segment: Newton's method (f' = 2 (x t_x + y t_y)) from the linear
+    interpolation of r, kept inside the segment, reaches 1e-9 mm in a few steps where
+    bisection needed 40 helix evaluations.
     """
-    lo, hi = np.zeros(len(free)), np.asarray(s_end, float).copy()
-    rising = end_r > start_r
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        at = helix.helix_at(free, mid, bz)
-        below = np.hypot(at[:, 0], at[:, 1]) < radius
-        move_lo = below == rising
-        lo = np.where(move_lo, mid, lo)
-        hi = np.where(move_lo, hi, mid)
-    s = 0.5 * (lo + hi)
-    return s, np.isfinite(s)
+    s_end = np.asarray(s_end, float)
+    lo, hi = np.minimum(s_end, 0.0), np.maximum(s_end, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.nan_to_num(s_end * (radius - start_r) / (end_r - start_r))
+    for _ in range(_NEWTON_STEPS):
+        at = helix.helix_at(free, s, bz)
+        f = at[:, 0] ** 2 + at[:, 1] ** 2 - radius**2
+        df = 2.0 * (at[:, 0] * at[:, 4] + at[:, 1] * at[:, 5])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(np.abs(df) > 1e-300, f / df, 0.0)
+        s = np.clip(s - step, lo, hi)
+        if np.all(np.abs(step) < 1e-9):
+            break
+    at = helix.helix_at(free, s, bz)
+    ok = np.abs(np.hypot(at[:, 0], at[:, 1]) - radius) < 1e-6
+    return s, ok
+
+
+#: Newton iterations allowed for a cylinder crossing (3-4 suffice in practice).
+_NEWTON_STEPS = 12
 
 
 def material_model(detector: Detector) -> tuple[np.ndarray | None, PassiveMaterial | None]:
