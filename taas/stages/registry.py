@@ -21,6 +21,8 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("track_fit", "cpu"): "backends.cpu.track_fit:CpuTrackFit",
     ("clustering", "gpu"): "backends.gpu.clustering:GpuClustering",
     ("spacepoints", "gpu"): "backends.gpu.spacepoints:GpuSpacepoints",
+    ("track_building", "cpu"): "backends.cpu.track_building:CpuTrackBuilding",
+    ("track_building", "gpu"): "backends.gpu.track_building:GpuTrackBuilding",
 }
 
 

@@ -1,0 +1,17 @@
+"""CPU track building: scipy connected components, torch on the CPU device, numba walk.
+
+The algorithm lives in ``taas.gnn.track_building``; this backend only picks its kernels.
+"""
+
+from __future__ import annotations
+
+from taas.gnn.track_building import TrackBuildingConfig, TrackBuildingStage, components_scipy
+
+__all__ = ["CpuTrackBuilding", "TrackBuildingConfig"]
+
+
+class CpuTrackBuilding(TrackBuildingStage):
+    """Scored edges + space points -> proto-tracks on the CPU."""
+
+    BACKEND = "cpu"
+    components = staticmethod(components_scipy)

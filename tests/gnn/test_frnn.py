@@ -1,0 +1,120 @@
+"""Fixed-radius nearest neighbours against a brute-force answer, and CPU against torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from taas.gnn.frnn import frnn, frnn_cpu, frnn_torch
+
+
+def brute_force(x: np.ndarray, r: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair by the full distance matrix, in the canonical order (src, distance, dst)."""
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    src, dst = [], []
+    for i in range(len(x)):
+        near = [j for j in np.lexsort((np.arange(len(x)), d2[i])) if j != i and d2[i, j] < r * r]
+        src += [i] * len(near[:k])
+        dst += near[:k]
+    return np.array(src, np.int64), np.array(dst, np.int64)
+
+
+def as_numpy(edges: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    return edges[0].numpy(), edges[1].numpy()
+
+
+def assert_same(got: tuple, want: tuple) -> None:
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize(("d", "radii"), [(3, (0.05, 0.15, 0.4)), (12, (0.6, 0.9))])
+@pytest.mark.parametrize("k", [1, 4, 1000])
+def test_matches_brute_force(d: int, radii: tuple[float, ...], k: int) -> None:
+    x = np.random.default_rng(d * 100 + k).random((300, d))
+    for r in radii:
+        want = brute_force(x, r, k)
+        assert len(want[0]) > 0
+        assert_same(frnn_cpu(x, r, k), want)
+        assert_same(as_numpy(frnn_torch(torch.from_numpy(x), r, k)), want)
+
+
+def test_k_keeps_the_nearest() -> None:
+    x = np.random.default_rng(1).random((400, 3))
+    full = brute_force(x, 0.3, 10_000)
+    src, dst = frnn_cpu(x, 0.3, 5)
+    counts = np.bincount(full[0], minlength=len(x))
+    assert np.array_equal(np.bincount(src, minlength=len(x)), np.minimum(counts, 5))
+    for i in range(0, len(x), 37):  # the first five of the full sorted list
+        assert dst[src == i].tolist() == full[1][full[0] == i][:5].tolist()
+
+
+@pytest.mark.parametrize("grid_dims", [1, 2, 3, None])
+def test_torch_grid_and_chunking_do_not_change_the_answer(grid_dims: int | None) -> None:
+    x = np.random.default_rng(2).normal(size=(500, 8))
+    want = frnn_cpu(x, 1.5, 7)
+    got = frnn_torch(torch.from_numpy(x), 1.5, 7, grid_dims=grid_dims, max_candidates=20_000)
+    assert_same(as_numpy(got), want)
+
+
+def test_float32_cpu_and_torch_agree() -> None:
+    x = np.random.default_rng(3).random((2000, 3)).astype(np.float32)
+    assert_same(as_numpy(frnn_torch(torch.from_numpy(x), 0.05, 16)), frnn_cpu(x, 0.05, 16))
+
+
+def test_wide_extent_small_radius() -> None:
+    """Cell coordinates are capped so packed keys cannot overflow."""
+    x = np.random.default_rng(4).random((200, 3)) * np.array([1e9, 1.0, 1.0])
+    x[:100] = np.random.default_rng(5).random((100, 3)) * 2e-3
+    want = brute_force(x, 1e-3, 50)
+    assert len(want[0]) > 0
+    assert_same(as_numpy(frnn_torch(torch.from_numpy(x), 1e-3, 50)), want)
+    assert_same(frnn_cpu(x, 1e-3, 50), want)
+
+
+def test_duplicate_points() -> None:
+    x = np.zeros((6, 3))
+    for src, dst in (frnn_cpu(x, 0.1, 3), as_numpy(frnn_torch(torch.from_numpy(x), 0.1, 3))):
+        assert np.bincount(src).tolist() == [3] * 6
+        assert not np.any(src == dst)
+        assert src.tolist() == sorted(src.tolist())
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_tiny_inputs(n: int) -> None:
+    x = np.arange(n * 3, dtype=float).reshape(n, 3) * 0.01
+    for src, dst in (frnn_cpu(x, 1.0, 4), as_numpy(frnn_torch(torch.from_numpy(x), 1.0, 4))):
+        assert src.dtype == dst.dtype == np.int64
+        assert src.tolist() == ([0, 1] if n == 2 else [])
+        assert dst.tolist() == ([1, 0] if n == 2 else [])
+
+
+def test_zero_radius_gives_no_edges() -> None:
+    x = np.zeros((5, 2))
+    assert len(frnn_cpu(x, 0.0, 3)[0]) == 0
+    assert len(frnn_torch(torch.from_numpy(x), 0.0, 3)[0]) == 0
+
+
+@pytest.mark.parametrize(("r", "k"), [(-1.0, 3), (1.0, 0), (float("nan"), 3)])
+def test_bad_arguments(r: float, k: int) -> None:
+    x = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=r"radius|k must"):
+        frnn_cpu(x, r, k)
+    with pytest.raises(ValueError, match=r"radius|k must"):
+        frnn_torch(torch.from_numpy(x), r, k)
+
+
+def test_non_finite_points() -> None:
+    x = np.zeros((4, 3))
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        frnn_cpu(x, 1.0, 3)
+    with pytest.raises(ValueError, match="finite"):
+        frnn_torch(torch.from_numpy(x), 1.0, 3)
+
+
+def test_dispatch_by_type() -> None:
+    x = np.random.default_rng(6).random((50, 3))
+    assert isinstance(frnn(x, 0.3, 5)[0], np.ndarray)
+    assert isinstance(frnn(torch.from_numpy(x), 0.3, 5)[0], torch.Tensor)
