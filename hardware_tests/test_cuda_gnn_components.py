@@ -1,0 +1,41 @@
+"""FRNN and track building on a real CUDA device agree with the CPU implementations.
+
+Skips unless torch sees a CUDA device (tests/gnn runs the same code on torch's CPU device).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device visible to torch", allow_module_level=True)
+
+from taas.gnn.frnn import frnn_cpu, frnn_torch  # noqa: E402
+from taas.gnn.track_building import components_scipy, components_torch  # noqa: E402
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("n", "dim", "r"), [(6_000, 3, 0.05), (50_000, 3, 0.02),
+                                             (20_000, 12, 0.3)])
+def test_frnn_cuda_equals_kdtree(n, dim, r):
+    rng = np.random.default_rng(n)
+    x = rng.random((n, dim)).astype(np.float32)
+    src, dst = frnn_cpu(x, r, 32)
+    src_gpu, dst_gpu = frnn_torch(torch.as_tensor(x, device="cuda"), r, 32)
+    assert src_gpu.device.type == "cuda"
+    np.testing.assert_array_equal(src_gpu.cpu().numpy(), src)
+    np.testing.assert_array_equal(dst_gpu.cpu().numpy(), dst)
+
+
+@pytest.mark.gpu
+def test_connected_components_cuda_equal_scipy():
+    rng = np.random.default_rng(3)
+    n = 200_000
+    src = torch.as_tensor(rng.integers(0, n, 150_000))
+    dst = torch.as_tensor(rng.integers(0, n, 150_000))
+    expected = components_scipy(n, src, dst)
+    labels = components_torch(n, src.cuda(), dst.cuda())
+    assert labels.device.type == "cuda"
+    np.testing.assert_array_equal(labels.cpu().numpy(), np.asarray(expected))
