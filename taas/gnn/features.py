@@ -1,0 +1,120 @@
+"""Node and edge input features of the GNN pipeline, defined once, in a fixed documented order.
+
+Every model (metric-learning embedding, edge filter, interaction GNN) reads the same node
+features, so a checkpoint is only valid for the feature definition it was trained with: that is
+``FEATURE_VERSION``, stored in every checkpoint and checked when one is loaded.
+
+Node features follow Exa.TrkX / ACORN (Ju et al. 2021, "Performance of a geometric deep learning
+pipeline for HL-LHC particle tracking"): cylindrical coordinates scaled to O(1) (``r/1000``,
+``phi/pi``, ``z/3000`` as in ACORN's TrackML configs) plus the cluster-shape features, which
+carry a (sign-ambiguous) track direction and let graph building reject fake pairs early. Each
+column is scaled to roughly [-2, 2] so that fixed-point arithmetic (hls4ml ``ap_fixed<16,6>``)
+keeps its precision and no input saturates.
+
+Edge features are ACORN's ``dr, dphi, dz, deta, phislope, rphislope``, computed from the node
+features of the two endpoints. They are glue, not learned: on an FPGA they are a few subtractions
+in the gather kernel, and they fix what a plain MLP on node features handles badly, the wrap of
+``phi`` at +-pi.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+#: Version of the feature definition below; bump on any change of order, scaling or content.
+FEATURE_VERSION = 1
+
+#: Node feature columns, in order, with the transformation each applies (``sp.`` = space point
+#: column, ``cf.`` = ``SpacepointFeatures`` column).
+NODE_FEATURES: tuple[tuple[str, str], ...] = (
+    ("r", "sp.r / 1000 mm"),
+    ("phi", "sp.phi / pi"),
+    ("z", "sp.z / 3000 mm"),
+    ("eta", "sp.eta / 3, clipped to [-2, 2]"),
+    ("n_cells", "log(1 + cf.n_cells) / 3"),
+    ("charge", "cf.charge (summed cell activation, O(1))"),
+    ("extent_u", "cf.extent_u * 4 (mm^-1)"),
+    ("extent_v", "cf.extent_v / 10 (mm^-1)"),
+    ("local_angle", "cf.local_angle / (pi / 2)"),
+    ("local_eta", "cf.local_eta / 2, clipped to [-2, 2]"),
+    ("global_eta", "cf.global_eta / 3, clipped to [-2, 2]"),
+    ("global_phi", "cf.global_phi / pi"),
+    ("cos_phi", "cos(sp.phi): with sin_phi, phi without the wrap at +-pi"),
+    ("sin_phi", "sin(sp.phi)"),
+)
+NODE_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in NODE_FEATURES)
+N_NODE_FEATURES = len(NODE_FEATURES)
+
+#: Edge feature columns, in order (all from scaled node features; ``dphi`` wrapped to [-1, 1)).
+EDGE_FEATURE_NAMES: tuple[str, ...] = ("dr", "dphi", "dz", "deta", "phislope", "rphislope")
+N_EDGE_FEATURES = len(EDGE_FEATURE_NAMES)
+
+#: Bound of the slope features: |dphi / dr| explodes for pairs at equal radius (endcap disks).
+SLOPE_CLIP = 5.0
+
+
+def _column(table: Mapping[str, np.ndarray], name: str, prefix: str) -> np.ndarray:
+    """A column given either bare (``"r"``) or under its stage-contract prefix."""
+    if name in table:
+        return np.asarray(table[name])
+    key = f"{prefix}.{name}"
+    if key in table:
+        return np.asarray(table[key])
+    raise KeyError(f"node_features: missing column {name!r} (or {key!r})")
+
+
+def node_features(spacepoints: Mapping[str, np.ndarray],
+                  features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Node features ``(n, N_NODE_FEATURES)`` float32, in the order of ``NODE_FEATURES``.
+
+    ``spacepoints`` holds the ``Spacepoints`` columns, ``features`` the ``SpacepointFeatures``
+    columns (plain names or the ``spacepoints.``/``spacepoint_features.`` tensor names of the
+    stage contract; a ``Table``'s ``columns()`` works too). Non-finite values become 0.
+    """
+
+    def sp(name: str) -> np.ndarray:
+        return _column(spacepoints, name, "spacepoints").astype(np.float64)
+
+    def cf(name: str) -> np.ndarray:
+        return _column(features, name, "spacepoint_features").astype(np.float64)
+
+    cols = [
+        sp("r") / 1000.0,
+        sp("phi") / math.pi,
+        sp("z") / 3000.0,
+        np.clip(sp("eta") / 3.0, -2.0, 2.0),
+        np.log1p(cf("n_cells")) / 3.0,
+        cf("charge"),
+        cf("extent_u") * 4.0,
+        cf("extent_v") / 10.0,
+        cf("local_angle") / (math.pi / 2),
+        np.clip(cf("local_eta") / 2.0, -2.0, 2.0),
+        np.clip(cf("global_eta") / 3.0, -2.0, 2.0),
+        cf("global_phi") / math.pi,
+        np.cos(sp("phi")),
+        np.sin(sp("phi")),
+    ]
+    out = np.stack(cols, axis=1) if len(cols[0]) else np.zeros((0, N_NODE_FEATURES))
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def edge_features(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Edge features ``(E, N_EDGE_FEATURES)`` of edges ``src -> dst`` from node features ``x``.
+
+    Differences are ``dst - src`` in the scaled units of ``node_features``; ``dphi`` is wrapped
+    into [-1, 1) (units of pi). The slopes are clipped to +-``SLOPE_CLIP``.
+    """
+    xs, xd = x[src], x[dst]
+    dr = xd[:, 0] - xs[:, 0]
+    dphi = torch.remainder(xd[:, 1] - xs[:, 1] + 1.0, 2.0) - 1.0
+    dz = xd[:, 2] - xs[:, 2]
+    deta = xd[:, 3] - xs[:, 3]
+    safe_dr = torch.where(dr.abs() < 1e-4, torch.full_like(dr, 1e-4), dr.abs()) * torch.where(
+        dr < 0, -torch.ones_like(dr), torch.ones_like(dr))
+    phislope = torch.clamp(dphi / safe_dr, -SLOPE_CLIP, SLOPE_CLIP)
+    rphislope = torch.clamp(0.5 * (xs[:, 0] + xd[:, 0]) * phislope, -SLOPE_CLIP, SLOPE_CLIP)
+    return torch.stack([dr, dphi, dz, deta, phislope, rphislope], dim=1)

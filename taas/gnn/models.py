@@ -1,0 +1,248 @@
+"""The three learned stages of the ACORN / Exa.TrkX GNN tracking pipeline, in plain torch.
+
+* ``EmbeddingMLP`` (metric learning): maps each space point to a point on the unit sphere so that
+  hits that follow each other on a track are close; a fixed-radius neighbour search in that space
+  builds the graph (Ju et al. 2021, "Performance of a geometric deep learning pipeline for HL-LHC
+  particle tracking", section 3.1).
+* ``EdgeFilter``: an MLP on the two endpoints' features (and the edge features) that prunes the
+  radius graph cheaply before the expensive GNN (ibid., section 3.2).
+* ``InteractionGNN``: node and edge encoders, ``n_iterations`` rounds of message passing with
+  residual connections, an edge classifier (ibid., section 3.3; ACORN's ``InteractionGNN``).
+
+Design constraints, from the FPGA path (``notes/hls4ml.md``, "A sound shape for an FPGA GNN"):
+every learned block is an ``nn.Sequential`` of ``Linear`` + activation (+ optional
+``LayerNorm``), which hls4ml converts one by one; the graph part is only integer-index gathers
+and ``index_add_`` / ``scatter_reduce`` aggregation, which becomes a small HLS kernel; no
+torch_geometric, no data-dependent Python control flow, so ``torch.fx`` traces every module.
+Everything runs on CPU and CUDA and under ``torch.autocast`` (aggregation buffers take the dtype
+of the messages).
+
+Hyperparameters live in frozen dataclasses; defaults are sized to train in minutes on two CPU
+cores. ACORN's GPU-size settings (its TrackML / CTD example configs) are given as
+``*.gpu_size()`` for users with a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import nn
+
+from taas.gnn.features import N_EDGE_FEATURES, N_NODE_FEATURES
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def make_mlp(n_in: int, hidden: int, n_out: int, n_layers: int, *, activation: str = "relu",
+             layer_norm: bool = False, output_activation: bool = False) -> nn.Sequential:
+    """``n_layers`` Linear layers ``n_in -> hidden -> ... -> n_out`` with activations between.
+
+    ``layer_norm`` puts a LayerNorm before each hidden activation (ACORN's default; it keeps the
+    residual GNN stable). ``output_activation`` also normalises and activates the output (used
+    by blocks whose output is a hidden state, not a logit).
+    """
+    if n_layers < 1:
+        raise ValueError(f"an MLP needs at least one layer, got {n_layers}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid: {sorted(_ACTIVATIONS)}")
+    act = _ACTIVATIONS[activation]
+    sizes = [n_in] + [hidden] * (n_layers - 1) + [n_out]
+    layers: list[nn.Module] = []
+    for i in range(n_layers):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        last = i == n_layers - 1
+        if not last or output_activation:
+            if layer_norm:
+                layers.append(nn.LayerNorm(sizes[i + 1]))
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class _Config:
+    """Shared helpers of the frozen model configs (plain-dict round trip for checkpoints)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig(_Config):
+    """Metric-learning MLP. ACORN (TrackML example): hidden 1024, 4 layers, emb_dim 12, Tanh."""
+
+    n_features: int = N_NODE_FEATURES
+    hidden: int = 128
+    n_layers: int = 4
+    emb_dim: int = 12
+    activation: str = "tanh"
+    layer_norm: bool = False
+
+    @classmethod
+    def gpu_size(cls) -> EmbeddingConfig:
+        return cls(hidden=1024, n_layers=4)
+
+
+@dataclass(frozen=True)
+class FilterConfig(_Config):
+    """Edge filter MLP. ACORN (TrackML example): hidden 1024, 3-5 layers, LayerNorm."""
+
+    n_features: int = N_NODE_FEATURES
+    n_edge_features: int = N_EDGE_FEATURES
+    hidden: int = 128
+    n_layers: int = 4
+    activation: str = "relu"
+    layer_norm: bool = True
+
+    @classmethod
+    def gpu_size(cls) -> FilterConfig:
+        return cls(hidden=1024, n_layers=5)
+
+
+@dataclass(frozen=True)
+class GNNConfig(_Config):
+    """Interaction GNN. ACORN (CTD 2023 / TrackML example): hidden 128, 8 iterations, 2-layer
+    node and edge networks, sum + max aggregation, LayerNorm, not recurrent.
+
+    ``recurrent`` shares one node and one edge network across iterations (fewer weights: one
+    hls4ml block each on an FPGA) instead of one pair per iteration.
+    """
+
+    n_features: int = N_NODE_FEATURES
+    n_edge_features: int = N_EDGE_FEATURES
+    hidden: int = 64
+    n_iterations: int = 6
+    n_node_layers: int = 2
+    n_edge_layers: int = 2
+    n_output_layers: int = 3
+    activation: str = "relu"
+    layer_norm: bool = True
+    recurrent: bool = True
+
+    @classmethod
+    def gpu_size(cls) -> GNNConfig:
+        return cls(hidden=128, n_iterations=8, recurrent=False)
+
+
+class EmbeddingMLP(nn.Module):
+    """Node features -> L2-normalised embedding (metric learning for graph construction)."""
+
+    CONFIG: ClassVar[type] = EmbeddingConfig
+
+    def __init__(self, config: EmbeddingConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EmbeddingConfig()
+        c = self.config
+        self.net = make_mlp(c.n_features, c.hidden, c.emb_dim, c.n_layers,
+                            activation=c.activation, layer_norm=c.layer_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, emb_dim)`` unit vectors (computed in float32, also under autocast)."""
+        return nn.functional.normalize(self.net(x).float(), dim=-1)
+
+
+class EdgeFilter(nn.Module):
+    """MLP on ``[x_src, x_dst, edge_features]`` -> one logit per edge."""
+
+    CONFIG: ClassVar[type] = FilterConfig
+
+    def __init__(self, config: FilterConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or FilterConfig()
+        c = self.config
+        self.net = make_mlp(2 * c.n_features + c.n_edge_features, c.hidden, 1, c.n_layers,
+                            activation=c.activation, layer_norm=c.layer_norm)
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                edge_attr: torch.Tensor) -> torch.Tensor:
+        """``(E,)`` logits."""
+        return self.net(torch.cat([x[src], x[dst], edge_attr], dim=1)).squeeze(-1)
+
+
+def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: int | torch.Tensor
+              ) -> torch.Tensor:
+    """Sum and max of ``messages`` per target node ``index`` -> ``(n_nodes, 2 * width)``.
+
+    A node without edges gets zeros (``include_self=False`` leaves the zero initial value).
+    """
+    width = messages.shape[1]
+    idx = index.unsqueeze(1).expand(-1, width)
+    # new_zeros, not torch.zeros: the buffers follow the messages' dtype (autocast) and device,
+    # and a method call on a tensor is what torch.fx can trace with symbolic sizes
+    total = messages.new_zeros((n_nodes, width)).index_add(0, index, messages)
+    peak = messages.new_zeros((n_nodes, width)).scatter_reduce(
+        0, idx, messages, reduce="amax", include_self=False)
+    return torch.cat([total, peak], dim=1)
+
+
+class InteractionGNN(nn.Module):
+    """Interaction network edge classifier (ACORN ``InteractionGNN``).
+
+    Encoders map node features and ``[h_src, h_dst, edge_features]`` to ``hidden``. Each
+    iteration updates edges with ``edge_net([h_src, h_dst, e])`` and nodes with
+    ``node_net([h, sum_in, max_in, sum_out, max_out])``: aggregating over incoming *and* outgoing
+    edges makes the directed graph behave as undirected while keeping the direction information
+    in the edge features. Both updates are residual. The classifier reads ``[h_src, h_dst, e]``.
+    """
+
+    CONFIG: ClassVar[type] = GNNConfig
+
+    def __init__(self, config: GNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GNNConfig()
+        c = self.config
+        h = c.hidden
+        kw = {"activation": c.activation, "layer_norm": c.layer_norm}
+        self.node_encoder = make_mlp(c.n_features, h, h, c.n_node_layers,
+                                     output_activation=True, **kw)
+        self.edge_encoder = make_mlp(2 * h + c.n_edge_features, h, h, c.n_edge_layers,
+                                     output_activation=True, **kw)
+        n_blocks = 1 if c.recurrent else c.n_iterations
+        self.edge_nets = nn.ModuleList(
+            make_mlp(3 * h, h, h, c.n_edge_layers, output_activation=True, **kw)
+            for _ in range(n_blocks))
+        self.node_nets = nn.ModuleList(
+            make_mlp(5 * h, h, h, c.n_node_layers, output_activation=True, **kw)
+            for _ in range(n_blocks))
+        self.classifier = make_mlp(3 * h, h, 1, c.n_output_layers, **kw)
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                edge_attr: torch.Tensor) -> torch.Tensor:
+        """``(E,)`` logits of the directed edges ``src -> dst``."""
+        n = x.shape[0]
+        h = self.node_encoder(x)
+        e = self.edge_encoder(torch.cat([h[src], h[dst], edge_attr], dim=1))
+        for i in range(self.config.n_iterations):
+            k = 0 if self.config.recurrent else i
+            e = e + self.edge_nets[k](torch.cat([h[src], h[dst], e], dim=1))
+            agg = torch.cat([aggregate(e, dst, n), aggregate(e, src, n)], dim=1)
+            h = h + self.node_nets[k](torch.cat([h, agg], dim=1))
+        return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(-1)
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "embedding": EmbeddingMLP, "filter": EdgeFilter, "gnn": InteractionGNN,
+}
+
+
+def build_model(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh model of ``kind`` (``"embedding"``, ``"filter"``, ``"gnn"``) from a config dict."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; valid: {sorted(MODELS)}")
+    cls = MODELS[kind]
+    cfg_cls = cls.CONFIG
+    return cls(cfg_cls.from_dict(config) if config is not None else cfg_cls())
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def with_overrides(config: Any, **overrides: Any) -> Any:
+    """A copy of a frozen config with some fields changed (``dataclasses.replace``)."""
+    return replace(config, **overrides)

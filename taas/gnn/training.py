@@ -1,0 +1,634 @@
+"""Training of the GNN pipeline: metric learning -> edge filter -> interaction GNN, in sequence.
+
+Each stage is trained on the output of the previous one, as in Exa.TrkX / ACORN (Ju et al.
+2021, "Performance of a geometric deep learning pipeline for HL-LHC particle tracking"):
+
+1. **Metric learning** (``EmbeddingMLP``): a hinge loss on pairs pulls truth-consecutive hits
+   together and pushes random and hard-negative pairs (current neighbours in the embedding that
+   are not truth pairs) beyond a margin. The working point ``(r, k)`` of the radius graph is then
+   chosen on validation events: the fewest edges that keep ``target_efficiency`` of all truth
+   edges.
+2. **Edge filter** (``EdgeFilter``) on the radius graph's edges, weighted BCE; its cut keeps
+   ``target_efficiency`` of the true edges of the validation graphs.
+3. **Interaction GNN** on the filtered graphs, BCE; validated at score cut 0.5.
+
+Everything is seeded (torch, numpy) and runs with deterministic algorithms, so the same data and
+config give the same weights on the same device. Defaults train on two CPU cores in minutes from
+a few dozen ``small`` events; ``TrainingConfig.gpu_size()`` gives ACORN-size models and longer
+schedules for a GPU.
+
+Metrics are counted over all validation events together: *efficiency* = truth edges present in
+the graph / truth edges (``taas.metrics.graph``), *purity* = true graph edges / graph edges,
+*target efficiency* the same over truth edges of particles above ``target_pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from taas.gnn.checkpoint import Checkpoint, plain, save_checkpoint, shipped_path
+from taas.gnn.data import GraphSample, knn_pairs, load_samples, prepare_samples, radius_graph
+from taas.gnn.features import edge_features
+from taas.gnn.models import (
+    EdgeFilter,
+    EmbeddingConfig,
+    EmbeddingMLP,
+    FilterConfig,
+    GNNConfig,
+    InteractionGNN,
+    n_parameters,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- configuration --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbeddingTraining:
+    """Metric learning. ACORN's TrackML example: margin = r_train 0.1, knn 50, lr 1e-3.
+
+    ``n_random``: random negative pairs per node and step; ``knn``: hard-negative neighbours
+    per query node, from ``query_fraction`` of the nodes; ``positive_weight`` scales the
+    attraction term. ``r_grid``/``k_grid``: working points tried for the radius graph.
+    """
+
+    epochs: int = 12
+    lr: float = 1e-2
+    margin: float = 0.1
+    n_random: int = 8
+    knn: int = 32
+    query_fraction: float = 0.5
+    positive_weight: float = 2.0
+    target_efficiency: float = 0.99
+    r_grid: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(1, 26))
+    k_grid: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64, 128)
+
+
+@dataclass(frozen=True)
+class FilterTraining:
+    """Edge filter. ``pos_weight`` weights true edges in the BCE (ACORN weights signal edges);
+    ``max_edges`` subsamples larger graphs per step; the cut keeps ``target_efficiency``."""
+
+    epochs: int = 10
+    lr: float = 2e-3
+    pos_weight: float = 2.0
+    max_edges: int = 400_000
+    target_efficiency: float = 0.995
+
+
+@dataclass(frozen=True)
+class GNNTraining:
+    """Interaction GNN. ACORN: lr 1e-3, BCE, edge_cut 0.5."""
+
+    epochs: int = 16
+    lr: float = 2e-3
+    pos_weight: float = 1.0
+    score_cut: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything ``train_all`` needs besides the data. ``device="auto"``: CUDA when present."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    target_pt: float = 1.0
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    embedding_training: EmbeddingTraining = field(default_factory=EmbeddingTraining)
+    filter_training: FilterTraining = field(default_factory=FilterTraining)
+    gnn_training: GNNTraining = field(default_factory=GNNTraining)
+
+    @classmethod
+    def gpu_size(cls) -> TrainingConfig:
+        """ACORN-size models and longer schedules, for a GPU and a few hundred events."""
+        return cls(amp=True, embedding=EmbeddingConfig.gpu_size(), filter=FilterConfig.gpu_size(),
+                   gnn=GNNConfig.gpu_size(),
+                   embedding_training=EmbeddingTraining(epochs=100, lr=1e-3, knn=50),
+                   filter_training=FilterTraining(epochs=50, lr=1e-3),
+                   gnn_training=GNNTraining(epochs=100, lr=1e-3))
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(asdict(self))
+
+
+#: What the shipped checkpoints are trained on: ``small`` events, seeds for train and validation.
+SHIPPED_DATA = {"preset": "small", "train_events": 40, "val_events": 10, "train_seed": 1,
+                "val_seed": 2}
+
+
+# --- helpers --------------------------------------------------------------------------------
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[np.random.Generator]:
+    """Seed torch and give a numpy generator; deterministic algorithms inside, restored after."""
+    torch.manual_seed(seed)
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield np.random.default_rng(seed)
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    return np.minimum(a, b).astype(np.int64) * np.int64(n) + np.maximum(a, b)
+
+
+@dataclass
+class _Graph:
+    """One event's graph as tensors on the training device."""
+
+    x: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
+    attr: torch.Tensor
+    y: torch.Tensor
+
+
+def _to_graph(sample: GraphSample, src: np.ndarray, dst: np.ndarray,
+              device: torch.device) -> _Graph:
+    x = torch.from_numpy(sample.x).to(device)
+    s = torch.from_numpy(np.ascontiguousarray(src, np.int64)).to(device)
+    d = torch.from_numpy(np.ascontiguousarray(dst, np.int64)).to(device)
+    y = torch.from_numpy(sample.labels(src, dst).astype(np.float32)).to(device)
+    return _Graph(x, s, d, edge_features(x, s, d), y)
+
+
+class GraphCounts:
+    """Edge counts summed over events, turned into efficiency / purity at the end."""
+
+    def __init__(self) -> None:
+        self.c = dict.fromkeys(("edges", "true", "truth", "found", "target_truth",
+                                "target_found", "spacepoints", "events"), 0)
+
+    def add(self, sample: GraphSample, src: np.ndarray, dst: np.ndarray, target_pt: float
+            ) -> None:
+        n = sample.n_nodes
+        keys = _pair_keys(src, dst, n)
+        tkeys = _pair_keys(sample.truth_src, sample.truth_dst, n)
+        is_true = np.isin(keys, tkeys)
+        found = np.isin(tkeys, keys[is_true])
+        target = sample.truth_pt() > target_pt
+        for k, v in (("edges", len(keys)), ("true", is_true.sum()), ("truth", len(tkeys)),
+                     ("found", found.sum()), ("target_truth", target.sum()),
+                     ("target_found", found[target].sum()), ("spacepoints", n), ("events", 1)):
+            self.c[k] += int(v)
+
+    def result(self) -> dict[str, float]:
+        c = self.c
+        return {
+            "efficiency": c["found"] / max(c["truth"], 1),
+            "purity": c["true"] / max(c["edges"], 1),
+            "target_efficiency": c["target_found"] / max(c["target_truth"], 1),
+            "edges_per_spacepoint": c["edges"] / max(c["spacepoints"], 1),
+            "edges_per_event": c["edges"] / max(c["events"], 1),
+            "spacepoints_per_event": c["spacepoints"] / max(c["events"], 1),
+            "truth_edges_per_event": c["truth"] / max(c["events"], 1),
+        }
+
+
+def _progress(iterable: Any, desc: str, progress: bool, **kw: Any) -> Any:
+    return tqdm(iterable, desc=desc, disable=not progress, leave=False, **kw)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1),
+                                                      eta_min=optimizer.param_groups[0]["lr"] / 20)
+
+
+# --- inference (used by validation and by the reconstruction stages) -------------------------
+@torch.no_grad()
+def embed(model: EmbeddingMLP, x: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Embedding of node features ``x`` as a float32 numpy array."""
+    model.eval()
+    return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+
+@torch.no_grad()
+def edge_scores(model: nn.Module, x: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                device: torch.device | str = "cpu", amp: bool = False) -> np.ndarray:
+    """Sigmoid scores of edges ``src -> dst`` from an ``EdgeFilter`` or ``InteractionGNN``."""
+    model.eval()
+    dev = torch.device(device)
+    xt = torch.from_numpy(x).to(dev)
+    s = torch.from_numpy(np.ascontiguousarray(src, np.int64)).to(dev)
+    d = torch.from_numpy(np.ascontiguousarray(dst, np.int64)).to(dev)
+    with _autocast(dev, amp):
+        logits = model(xt, s, d, edge_features(xt, s, d))
+    return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+def score_event(sample: GraphSample, embedding: EmbeddingMLP, filt: EdgeFilter,
+                gnn: InteractionGNN, *, r: float, k: int, filter_cut: float,
+                gnn_cut: float = 0.5, device: torch.device | str = "cpu"
+                ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The edges after each stage: ``{"graph", "filter", "gnn"}`` -> ``(src, dst, score)``."""
+    src, dst = radius_graph(embed(embedding, sample.x, device), sample.xyz, r, k)
+    out = {"graph": (src, dst, np.ones(len(src), np.float32))}
+    fs = edge_scores(filt, sample.x, src, dst, device)
+    keep = fs > filter_cut
+    src, dst = src[keep], dst[keep]
+    gs = edge_scores(gnn, sample.x, src, dst, device)
+    out["filter"] = (src, dst, fs[keep])
+    keep = gs > gnn_cut
+    out["gnn"] = (src[keep], dst[keep], gs[keep])
+    return out
+
+
+def evaluate(samples: Sequence[GraphSample], checkpoints: dict[str, Checkpoint], *,
+             target_pt: float = 1.0, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Edge efficiency / purity after graph construction, filter and GNN on ``samples``.
+
+    ``checkpoints`` maps ``"embedding"``, ``"filter"``, ``"gnn"`` to loaded checkpoints, whose
+    metadata gives the working points (``r``, ``k``, filter ``cut``, GNN ``cut``).
+    """
+    e, f, g = checkpoints["embedding"], checkpoints["filter"], checkpoints["gnn"]
+    counts = {stage: GraphCounts() for stage in ("graph", "filter", "gnn")}
+    t0 = time.perf_counter()
+    for s in samples:
+        out = score_event(s, e.model, f.model, g.model, r=e["r"], k=e["k"],
+                          filter_cut=f["cut"], gnn_cut=g["cut"], device=device)
+        for stage, (src, dst, _) in out.items():
+            counts[stage].add(s, src, dst, target_pt)
+    result: dict[str, Any] = {stage: c.result() for stage, c in counts.items()}
+    result["seconds_per_event"] = (time.perf_counter() - t0) / max(len(samples), 1)
+    return result
+
+
+# --- stage 1: metric learning ---------------------------------------------------------------
+def _hinge_loss(emb: torch.Tensor, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+                margin: float, positive_weight: float) -> torch.Tensor:
+    """ACORN's pair loss on squared distances: mean d^2 of positive pairs (times
+    ``positive_weight``) + mean of ``relu(margin^2 - d^2)`` of negative pairs, averaged
+    separately so that the rare positives are not drowned by the negatives."""
+    d2 = ((emb[a] - emb[b]) ** 2).sum(-1)
+    pos = y > 0.5
+    zero = d2.sum() * 0.0
+    loss_pos = d2[pos].mean() if bool(pos.any()) else zero
+    loss_neg = torch.relu(margin**2 - d2[~pos]).mean() if bool((~pos).any()) else zero
+    return positive_weight * loss_pos + loss_neg
+
+
+def _embedding_pairs(sample: GraphSample, emb: np.ndarray, cfg: EmbeddingTraining,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Truth pairs (attract), random pairs and current hard neighbours (labelled by truth)."""
+    n = sample.n_nodes
+    ra = np.repeat(np.arange(n), cfg.n_random)
+    rb = rng.integers(0, n, len(ra))
+    query = np.flatnonzero(rng.random(n) < cfg.query_fraction)
+    qa, qb = knn_pairs(emb, cfg.margin, cfg.knn)
+    keep = np.isin(qa, query)
+    a = np.concatenate([sample.truth_src, ra, qa[keep]])
+    b = np.concatenate([sample.truth_dst, rb, qb[keep]])
+    y = sample.labels(a, b)
+    # hits of one particle that are not consecutive (a skipped layer) are neither pulled nor
+    # pushed: pushing them apart fights the pull of the truth pairs between them
+    same = (sample.particle[a] == sample.particle[b]) & (sample.particle[a] != 0)
+    ok = (a != b) & (y | ~same)
+    return a[ok], b[ok], y[ok].astype(np.float32)
+
+
+def _graph_scan(samples: Sequence[GraphSample], embeddings: Sequence[np.ndarray],
+                cfg: EmbeddingTraining) -> dict[tuple[float, int], tuple[int, int, int]]:
+    """(r, k) -> (found truth pairs, truth pairs, edges), summed over events, for the grid."""
+    r_max, k_max = max(cfg.r_grid), max(cfg.k_grid)
+    totals: dict[tuple[float, int], list[int]] = {
+        (r, k): [0, 0, 0] for r in cfg.r_grid for k in cfg.k_grid}
+    from scipy.spatial import cKDTree
+
+    for s, emb in zip(samples, embeddings, strict=True):
+        n = s.n_nodes
+        tree = cKDTree(emb.astype(np.float64))
+        kq = min(k_max + 1, n)
+        dist, idx = tree.query(emb, k=kq, distance_upper_bound=r_max)
+        rows = np.repeat(np.arange(n), kq).reshape(n, kq)
+        ok = np.isfinite(dist) & (idx != rows) & (idx < n)
+        rank = np.cumsum(ok, axis=1)
+        ok &= rank <= k_max
+        keys = _pair_keys(rows[ok], idx[ok], n)
+        d, rk = dist[ok], rank[ok]
+        order = np.lexsort((rk, keys))  # per pair: the smaller rank of its two directions first
+        keys, d, rk = keys[order], d[order], rk[order]
+        first = np.r_[True, keys[1:] != keys[:-1]]
+        keys, d, rk = keys[first], d[first], rk[first]
+        is_true = np.isin(keys, _pair_keys(s.truth_src, s.truth_dst, n))
+        for (r, k), t in totals.items():
+            m = (d < r) & (rk <= k)
+            t[0] += int((m & is_true).sum())
+            t[1] += len(s.truth_src)
+            t[2] += int(m.sum())
+    return {key: (v[0], v[1], v[2]) for key, v in totals.items()}
+
+
+def choose_working_point(scan: dict[tuple[float, int], tuple[int, int, int]],
+                         target: float) -> tuple[float, int]:
+    """The (r, k) with fewest edges whose efficiency reaches ``target`` (else the best one)."""
+    eff = {key: f / max(t, 1) for key, (f, t, _) in scan.items()}
+    ok = [key for key, e in eff.items() if e >= target]
+    if not ok:
+        best = max(eff, key=lambda key: (eff[key], -scan[key][2]))
+        log.warning("no (r, k) reaches efficiency %.3f; best %.4f at r=%s k=%s", target,
+                    eff[best], *best)
+        return best
+    return min(ok, key=lambda key: (scan[key][2], key[0], key[1]))
+
+
+def train_embedding(train: Sequence[GraphSample], val: Sequence[GraphSample],
+                    config: TrainingConfig, *, progress: bool = True
+                    ) -> tuple[EmbeddingMLP, dict[str, Any]]:
+    """Train the metric-learning model; choose ``(r, k)``; return the model and its metrics."""
+    cfg = config.embedding_training
+    device = resolve_device(config.device)
+    with deterministic(config.seed) as rng:
+        model = EmbeddingMLP(config.embedding).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        sched = _cosine(opt, cfg.epochs * len(train))
+        history = []
+        bar = _progress(range(cfg.epochs), "metric learning", progress, unit="epoch")
+        for _ in bar:
+            model.train()
+            total = 0.0
+            for i in rng.permutation(len(train)):
+                s = train[i]
+                x = torch.from_numpy(s.x).to(device)
+                with torch.no_grad():
+                    current = model(x).cpu().numpy()
+                a, b, y = _embedding_pairs(s, current, cfg, rng)
+                with _autocast(device, config.amp):
+                    emb = model(x)
+                loss = _hinge_loss(emb, torch.from_numpy(a).to(device),
+                                   torch.from_numpy(b).to(device), torch.from_numpy(y).to(device),
+                                   cfg.margin, cfg.positive_weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+            history.append(total / len(train))
+            bar.set_postfix(loss=f"{history[-1]:.4g}")
+    scan = _graph_scan(val, [embed(model, s.x, device) for s in val], cfg)
+    r, k = choose_working_point(scan, cfg.target_efficiency)
+    counts = GraphCounts()
+    for s in val:
+        src, dst = radius_graph(embed(model, s.x, device), s.xyz, r, k)
+        counts.add(s, src, dst, config.target_pt)
+    metrics = {"loss_history": history, "r": r, "k": k, "validation": counts.result(),
+               "n_parameters": n_parameters(model)}
+    log.info("metric learning: r=%.3f k=%d %s", r, k, metrics["validation"])
+    return model.cpu(), metrics
+
+
+# --- stages 2 and 3: edge classifiers -------------------------------------------------------
+def _train_classifier(model: nn.Module, graphs: Sequence[_Graph], *, epochs: int, lr: float,
+                      pos_weight: float, max_edges: int | None, config: TrainingConfig,
+                      rng: np.random.Generator, desc: str, progress: bool) -> list[float]:
+    """Per-event steps of weighted BCE; returns the mean loss of each epoch."""
+    device = resolve_device(config.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    sched = _cosine(opt, epochs * len(graphs))
+    pw = torch.tensor(pos_weight, device=device)
+    history = []
+    bar = _progress(range(epochs), desc, progress, unit="epoch")
+    for _ in bar:
+        model.train()
+        total = 0.0
+        for i in rng.permutation(len(graphs)):
+            g = graphs[i]
+            src, dst, attr, y = g.src, g.dst, g.attr, g.y
+            if max_edges is not None and len(src) > max_edges:
+                sel = torch.from_numpy(rng.choice(len(src), max_edges, replace=False)).to(device)
+                src, dst, attr, y = src[sel], dst[sel], attr[sel], y[sel]
+            with _autocast(device, config.amp):
+                logits = model(g.x, src, dst, attr)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), y,
+                                                                  pos_weight=pw)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item()
+        history.append(total / max(len(graphs), 1))
+        bar.set_postfix(loss=f"{history[-1]:.4g}")
+    return history
+
+
+def _graphs(samples: Sequence[GraphSample], edges: Sequence[tuple[np.ndarray, np.ndarray]],
+            device: torch.device) -> list[_Graph]:
+    return [_to_graph(s, src, dst, device) for s, (src, dst) in zip(samples, edges, strict=True)]
+
+
+def train_filter(train: Sequence[GraphSample], val: Sequence[GraphSample],
+                 train_edges: Sequence[tuple[np.ndarray, np.ndarray]],
+                 val_edges: Sequence[tuple[np.ndarray, np.ndarray]], config: TrainingConfig,
+                 *, progress: bool = True) -> tuple[EdgeFilter, dict[str, Any]]:
+    """Train the edge filter on radius-graph edges; choose its cut on the validation graphs."""
+    cfg = config.filter_training
+    device = resolve_device(config.device)
+    with deterministic(config.seed + 1) as rng:
+        model = EdgeFilter(config.filter).to(device)
+        history = _train_classifier(model, _graphs(train, train_edges, device), epochs=cfg.epochs,
+                                    lr=cfg.lr, pos_weight=cfg.pos_weight,
+                                    max_edges=cfg.max_edges, config=config, rng=rng,
+                                    desc="edge filter", progress=progress)
+    scores = [edge_scores(model, s.x, src, dst, device) for s, (src, dst) in zip(val, val_edges,
+                                                                             strict=True)]
+    labels = [s.labels(src, dst) for s, (src, dst) in zip(val, val_edges, strict=True)]
+    true_scores = np.concatenate([sc[lab] for sc, lab in zip(scores, labels, strict=True)])
+    cut = float(np.quantile(true_scores, 1.0 - cfg.target_efficiency)) if len(true_scores) \
+        else 0.5
+    counts = GraphCounts()
+    for s, (src, dst), sc in zip(val, val_edges, scores, strict=True):
+        keep = sc > cut
+        counts.add(s, src[keep], dst[keep], config.target_pt)
+    metrics = {"loss_history": history, "cut": cut, "validation": counts.result(),
+               "n_parameters": n_parameters(model)}
+    log.info("edge filter: cut=%.4f %s", cut, metrics["validation"])
+    return model.cpu(), metrics
+
+
+def train_gnn(train: Sequence[GraphSample], val: Sequence[GraphSample],
+              train_edges: Sequence[tuple[np.ndarray, np.ndarray]],
+              val_edges: Sequence[tuple[np.ndarray, np.ndarray]], config: TrainingConfig,
+              *, progress: bool = True) -> tuple[InteractionGNN, dict[str, Any]]:
+    """Train the interaction GNN on filtered graphs; validate at ``score_cut``."""
+    cfg = config.gnn_training
+    device = resolve_device(config.device)
+    with deterministic(config.seed + 2) as rng:
+        model = InteractionGNN(config.gnn).to(device)
+        history = _train_classifier(model, _graphs(train, train_edges, device), epochs=cfg.epochs,
+                                    lr=cfg.lr, pos_weight=cfg.pos_weight, max_edges=None,
+                                    config=config, rng=rng, desc="interaction GNN",
+                                    progress=progress)
+    counts = GraphCounts()
+    stage_true = stage_kept = 0
+    for s, (src, dst) in zip(val, val_edges, strict=True):
+        keep = edge_scores(model, s.x, src, dst, device, config.amp) > cfg.score_cut
+        lab = s.labels(src, dst)
+        stage_true += int(lab.sum())
+        stage_kept += int((lab & keep).sum())
+        counts.add(s, src[keep], dst[keep], config.target_pt)
+    metrics = {"loss_history": history, "cut": cfg.score_cut, "validation": counts.result(),
+               "stage_efficiency": stage_kept / max(stage_true, 1),
+               "n_parameters": n_parameters(model)}
+    log.info("interaction GNN: %s", metrics["validation"])
+    return model.cpu(), metrics
+
+
+# --- the whole chain ------------------------------------------------------------------------
+def _simulate(out: Path, preset: str, events: int, seed: int) -> Path:
+    from taas.events.presets import get_preset
+    from taas.events.simulation import simulate
+
+    if (out / "dataset.json").exists():
+        return out
+    p = get_preset(preset)
+    return simulate(out, events=events, vertices=p.vertices,
+                    particles_per_vertex=p.particles_per_vertex, seed=seed, progress=False)
+
+
+def train_all(out_dir: str | Path, *, events_dir: str | Path | None = None,
+              val_dir: str | Path | None = None, preset: str = "small", train_events: int = 40,
+              val_events: int = 10, seed: int = 1, config: TrainingConfig | None = None,
+              num_threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train embedding, filter and GNN in sequence; write checkpoints and ``metrics.json``.
+
+    Data: ``events_dir`` (and optionally ``val_dir``; without it the last fifth of
+    ``events_dir`` validates), or, when ``events_dir`` is None, ``train_events`` + ``val_events``
+    freshly simulated ``preset`` events (seeds ``seed`` and ``seed + 1``) under
+    ``out_dir/events``. Checkpoints land in ``out_dir`` as ``embedding.pt``, ``filter.pt``,
+    ``gnn.pt``. Returns the metrics (also written to ``out_dir/metrics.json``).
+    ``num_threads`` sets torch's CPU threads for the call (1 is fastest on a busy machine: small
+    per-event kernels gain little from threads and suffer badly from oversubscription).
+    """
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _train_all(out_dir, events_dir=events_dir, val_dir=val_dir, preset=preset,
+                          train_events=train_events, val_events=val_events, seed=seed,
+                          config=config or TrainingConfig(), progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_all(out_dir: str | Path, *, events_dir: str | Path | None,
+               val_dir: str | Path | None, preset: str, train_events: int, val_events: int,
+               seed: int, config: TrainingConfig, progress: bool) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    data: dict[str, Any]
+    if events_dir is None:
+        events_dir = _simulate(out / "events" / "train", preset, train_events, seed)
+        val_dir = _simulate(out / "events" / "val", preset, val_events, seed + 1)
+        data = {"preset": preset, "train_events": train_events, "val_events": val_events,
+                "train_seed": seed, "val_seed": seed + 1}
+    else:
+        data = {"events_dir": str(events_dir), "val_dir": None if val_dir is None
+                else str(val_dir)}
+    train_paths = prepare_samples(events_dir, out / "samples" / "train", progress=progress)
+    if val_dir is not None:
+        val_paths = prepare_samples(val_dir, out / "samples" / "val", progress=progress)
+    else:
+        n_val = max(1, len(train_paths) // 5)
+        if len(train_paths) < 2:
+            raise ValueError("need at least two events to split off validation")
+        train_paths, val_paths = train_paths[:-n_val], train_paths[-n_val:]
+    train, val = load_samples(train_paths), load_samples(val_paths)
+    device = resolve_device(config.device)
+    timing: dict[str, float] = {}
+    common = {"training_config": config.to_dict(), "data": data, "device": str(device),
+              "torch": str(torch.__version__)}
+
+    t0 = time.perf_counter()
+    embedding, m_emb = train_embedding(train, val, config, progress=progress)
+    r, k = m_emb["r"], m_emb["k"]
+    timing["embedding_s"] = time.perf_counter() - t0
+    save_checkpoint(out / "embedding.pt", embedding, kind="embedding",
+                    metadata={**common, "r": r, "k": k, "metrics": m_emb})
+
+    t0 = time.perf_counter()
+    embedding.to(device)
+
+    def graphs(samples: Sequence[GraphSample]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [radius_graph(embed(embedding, s.x, device), s.xyz, r, k) for s in samples]
+
+    train_graph, val_graph = graphs(train), graphs(val)
+    embedding.cpu()
+    filt, m_filt = train_filter(train, val, train_graph, val_graph, config, progress=progress)
+    timing["filter_s"] = time.perf_counter() - t0
+    save_checkpoint(out / "filter.pt", filt, kind="filter",
+                    metadata={**common, "cut": m_filt["cut"], "metrics": m_filt})
+
+    t0 = time.perf_counter()
+    filt.to(device)
+
+    def filtered(samples: Sequence[GraphSample], edges: Sequence[tuple[np.ndarray, np.ndarray]]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        out_edges = []
+        for s, (src, dst) in zip(samples, edges, strict=True):
+            keep = edge_scores(filt, s.x, src, dst, device) > m_filt["cut"]
+            out_edges.append((src[keep], dst[keep]))
+        return out_edges
+
+    train_filtered, val_filtered = filtered(train, train_graph), filtered(val, val_graph)
+    filt.cpu()
+    gnn, m_gnn = train_gnn(train, val, train_filtered, val_filtered, config, progress=progress)
+    timing["gnn_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - t_start
+    metrics = {"embedding": m_emb, "filter": m_filt, "gnn": m_gnn, "timing": timing,
+               "data": data, "device": str(device), "torch_threads": torch.get_num_threads()}
+    save_checkpoint(out / "gnn.pt", gnn, kind="gnn",
+                    metadata={**common, "cut": m_gnn["cut"], "metrics": m_gnn})
+    (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
+    return metrics
+
+
+def reproduce_shipped(out_dir: str | Path, *, install: bool = False, progress: bool = True,
+                      num_threads: int | None = 1) -> dict[str, Any]:
+    """Retrain the shipped checkpoints with the shipped defaults (``SHIPPED_DATA``).
+
+    Simulates the same events (same seeds), trains with ``TrainingConfig()`` and, with
+    ``install=True``, copies ``embedding.pt``, ``filter.pt``, ``gnn.pt`` over the shipped ones.
+    Same device, same library versions -> same weights (the shipped ones: CPU, one thread,
+    about 7 minutes).
+    """
+    d = SHIPPED_DATA
+    metrics = train_all(out_dir, preset=str(d["preset"]), train_events=int(d["train_events"]),
+                        val_events=int(d["val_events"]), seed=int(d["train_seed"]),
+                        config=TrainingConfig(device="cpu"), num_threads=num_threads,
+                        progress=progress)
+    if install:
+        for name in ("embedding", "filter", "gnn"):
+            shutil.copyfile(Path(out_dir) / f"{name}.pt", shipped_path(name))
+    return metrics
