@@ -10,21 +10,34 @@ from __future__ import annotations
 import csv
 import json
 import platform
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from taas import __version__
+from taas.detector.detector import Detector
 from taas.events.dataset import open_dataset
 from taas.events.event import atomic_write, event_stem
-from taas.pipeline.runner import Pipeline
+from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
 
 #: Tensors whose lengths describe an event's size in every figure we print.
 SIZE_TENSORS = {"cells": "cells.ch0", "measurements": "measurements.local_u",
                 "spacepoints": "spacepoints.x", "seeds": "seeds.quality",
                 "tracks": "tracks.chi2"}
+
+
+class EventRunner(Protocol):
+    """What ``reconstruct`` drives: ``Pipeline``, or a served one from ``make_pipeline``."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult: ...
+
+
+#: Builds the runner of a pipeline for a dataset's detector (in-process by default).
+PipelineFactory = Callable[[PipelineSpec, Detector], EventRunner]
 
 
 def reco_path(directory: Path, event_id: int) -> Path:
@@ -43,14 +56,17 @@ def event_sizes(tensors: dict[str, np.ndarray]) -> dict[str, int]:
 
 def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
                 detector: str | Path | None = None, progress: bool = True,
-                warmup: bool = False) -> Path:
+                warmup: bool = False, factory: PipelineFactory | None = None,
+                info: Mapping[str, Any] | None = None) -> Path:
     """Reconstruct every event of ``events`` with ``spec`` into ``out``; returns ``out``.
 
     ``warmup`` runs the first event once, untimed, before the timed loop: just-in-time
     compilation and caches then stay out of the figures, as ACTS' Sequencer timings do.
+    ``factory`` builds the runner instead of an in-process ``Pipeline`` (the workflow's served
+    mode passes ``taas.service.client.make_pipeline``); ``info`` adds keys to run.json.
     """
     dataset = open_dataset(events, detector=detector)
-    pipeline = Pipeline(spec, dataset.detector)
+    pipeline = (factory or Pipeline)(spec, dataset.detector)
     if warmup and dataset.event_ids:
         pipeline.run(dataset.read(dataset.event_ids[0]).cells.to_tensors())
     out = Path(out)
@@ -69,7 +85,7 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
             "events": str(events), "format": dataset.format,
             "sizes": {str(k): v for k, v in sizes.items()}, "warmup": warmup,
             "taas_version": __version__, "python": platform.python_version(),
-            "machine": platform.platform()}
+            "machine": platform.platform(), **dict(info or {})}
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(info, indent=2)))
     return out
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from taas.pipeline.spec import PIPELINES
 from taas.workflow.config import ConfigError, validate_config
+from taas.workflow.devices import Devices
+from taas.workflow.routing import GPU_ON_CPU_NOTE, PlanError, plan_pipelines, resolve_accel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,11 +43,77 @@ def test_command_line_strings_are_coerced():
         ({"pt_min": -1}, r"pt_min"),
         ({"n_event": 3}, r"unknown configuration key\(s\) \['n_event'\]"),
         ({"n_events": "three"}, r"n_events: 'three' is not of type 'integer'"),
+        ({"accel": "tpu"}, r"accel: 'tpu' is not one of \['cpu', 'gpu', 'fpga', 'auto'\]"),
+        ({"mode": "remote"}, r"mode: 'remote' is not one of \['direct', 'served'\]"),
+        ({"concurrency": 0}, r"concurrency.0: 0 is less than the minimum of 1"),
+        ({"concurrency": "[1,0]"}, r"concurrency.1: 0 is less than the minimum of 1"),
+        ({"instances": "two"}, r"instances.0: 'two' is not of type 'integer'"),
+        ({"allow_cpu_device": "maybe"}, r"allow_cpu_device: 'maybe' is not of type 'boolean'"),
+        ({"routing": "clustering"}, r"routing: want stage:backend pairs"),
     ],
 )
 def test_bad_values_are_named(config, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def test_new_keys_are_coerced():
+    out = validate_config({"routing": "clustering:gpu, spacepoints:gpu", "instances": "[1,2]",
+                           "concurrency": "1-4", "allow_cpu_device": "true", "accel": "cpu"})
+    assert out["routing"] == {"clustering": "gpu", "spacepoints": "gpu"}
+    assert out["instances"] == [1, 2]
+    assert out["concurrency"] == [1, 2, 3, 4]
+    assert out["allow_cpu_device"] is True
+    assert validate_config({"concurrency": 3})["concurrency"] == [3]
+    assert validate_config({"routing": {"cpu.ckf": "cpu"}})["routing"] == {"cpu.ckf": "cpu"}
+
+
+NO_GPU = Devices(cuda=0, opencl_cpu=("pthread-test",))
+WITH_GPU = Devices(cuda=1)
+
+
+def _plan(devices: Devices = NO_GPU, **config):
+    return plan_pipelines(validate_config(config), devices=lambda: devices)
+
+
+def test_default_plan_is_the_registered_cpu_pipeline():
+    plan = _plan(accel="cpu")
+    assert plan["cpu"].spec.steps == PIPELINES["cpu"].steps
+    assert plan["cpu"].notes == ()
+    assert _plan(accel="auto")["cpu"].spec.steps == PIPELINES["cpu"].steps
+
+
+def test_auto_accel_follows_cuda():
+    assert resolve_accel("auto", lambda: WITH_GPU) == "gpu"
+    assert resolve_accel("auto", lambda: NO_GPU) == "cpu"
+
+
+def test_routing_overrides_single_stages():
+    plan = _plan(routing="clustering:gpu,cpu.spacepoints:gpu", allow_cpu_device=True)
+    steps = dict(plan["cpu"].spec.steps)
+    assert steps["clustering"] == steps["spacepoints"] == "gpu"
+    assert steps["ckf"] == "cpu"
+    assert any(GPU_ON_CPU_NOTE in note for note in plan["cpu"].notes)
+    assert plan["cpu"].steps_arg.startswith("clustering/gpu,spacepoints/gpu,seeding/cpu")
+    assert _plan(WITH_GPU, routing="clustering:gpu")["cpu"].notes == ()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"routing": "clustering:fpga"},
+         r"stage 'clustering' on backend 'fpga', which is not implemented.*available: .*"
+         r"clustering/cpu, clustering/gpu"),
+        ({"routing": "gnn:gpu"}, r"no selected pipeline has a stage 'gnn'"),
+        ({"routing": "acorn.gnn:gpu"}, r"names pipeline 'acorn', which is not selected"),
+        ({"routing": "clustering:gpu"},
+         r"routes stage 'clustering' to backend 'gpu', but this machine has no GPU.*"
+         r"allow_cpu_device=true"),
+    ],
+)
+def test_plans_the_machine_cannot_run_are_refused(config, message):
+    with pytest.raises(PlanError, match=message):
+        _plan(**config)
 
 
 def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -56,9 +125,10 @@ def test_dry_run_shows_the_plan(tmp_path):
     result = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/r",
                         "preset=tiny", "n_events=1")
     assert result.returncode == 0, result.stderr
-    for rule in ("simulate", "events_to_parquet", "event_info", "reconstruct", "evaluate",
-                 "summary"):
-        assert rule in result.stdout
+    for rule in ("simulate", "events_to_parquet", "event_info", "model_repository",
+                 "reconstruct", "evaluate", "served_vs_direct", "throughput", "summary",
+                 "report"):
+        assert f"rule {rule}:" in result.stdout, rule
 
 
 def test_bad_override_stops_the_workflow(tmp_path):
@@ -66,3 +136,12 @@ def test_bad_override_stops_the_workflow(tmp_path):
                         f"results={tmp_path}/r")
     assert result.returncode != 0
     assert "preset: 'huge' is not one of" in result.stdout + result.stderr
+
+
+def test_unbuilt_backend_stops_the_workflow_at_start(tmp_path):
+    result = _snakemake("-n", "--cores", "1", "--config", "routing=clustering:fpga",
+                        f"results={tmp_path}/r")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "stage 'clustering' on backend 'fpga', which is not implemented" in out
+    assert "available: ambiguity/cpu" in out

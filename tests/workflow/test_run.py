@@ -1,4 +1,10 @@
-"""A real Snakemake run of the whole workflow on one tiny simulated event (accel=cpu)."""
+"""Real Snakemake runs of the whole workflow on one tiny simulated event (accel=cpu).
+
+One direct run (events -> model repositories -> reconstruct -> evaluate -> served vs direct and a
+throughput sweep on a real tritonserver -> report), then the same results directory again with
+mode=served: only reconstruction and what follows it rerun. Numbers are not asserted (a loaded
+2-core box is no benchmark), only that the report holds every required section.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from taas.report.sections import TITLES
+
 REPO = Path(__file__).resolve().parents[2]
+TINY = ("preset=tiny", "n_events=1", "seed=3", "accel=cpu", "instances=1",
+        "concurrency=[1,2]", "requests=4", "compare_repeats=1")
 
 
-def test_tiny_workflow_end_to_end(tmp_path):
-    results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "preset=tiny",
-           "n_events=1", "seed=3", f"results={results}"]
-    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+def _snakemake(results: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *TINY,
+           f"results={results}", *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def _ok(run: subprocess.CompletedProcess) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
+
+@pytest.fixture(scope="module")
+def direct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = tmp_path_factory.mktemp("wf") / "results"
+    _ok(_snakemake(results, "mode=direct"))
+    return results
+
+
+def test_tiny_workflow_end_to_end(direct_run: Path):
+    results = direct_run
     metrics = json.loads((results / "metrics" / "tiny" / "cpu" / "metrics.json").read_text())
     for key in ("efficiency", "fake_rate", "duplicate_rate", "n_tracks", "n_fiducial_particles"):
         assert key in metrics
@@ -34,7 +58,55 @@ def test_tiny_workflow_end_to_end(tmp_path):
     text = (results / "summary" / "tiny.md").read_text()
     assert "| cpu | ckf | cpu | cpu |" in text
 
-    # a rerun has nothing to do: outputs are incremental
-    again = subprocess.run([*cmd, "-n"], cwd=REPO, capture_output=True, text=True, check=False)
+
+def test_report_has_every_section(direct_run: Path):
+    report = direct_run / "report"
+    data = json.loads((report / "report.json").read_text())
+    (cpu,) = data["pipelines"]
+    assert cpu["mode"] == "direct"
+    assert cpu["events_per_s"] > 0
+    assert set(cpu["latency_ms"]) >= {"p50", "p95", "p99"}
+    assert cpu["served_vs_direct"]["outputs_identical"]
+    assert cpu["served_vs_direct"]["ratio"] > 0
+    assert {p["concurrency"] for p in data["throughput"]} == {1, 2}
+    assert all(p["errors"] == 0 and p["throughput"] > 0 for p in data["throughput"])
+    assert set(data["events"]["mean_sizes"]) >= {"cells", "measurements", "spacepoints"}
+    assert data["versions"]["tritonserver"] != "unknown"
+    assert data["config"]["accel"] == "cpu"
+    md = (report / "report.md").read_text()
+    page = (report / "report.html").read_text()
+    for title in TITLES:
+        assert f"## {title}" in md
+        assert f">{title}</h2>" in page
+    assert page.count("data:image/png;base64,") == 5
+    assert "src=\"http" not in page
+    assert "<script" not in page
+    for name in ("stage_breakdown", "throughput_vs_concurrency", "throughput_vs_instances",
+                 "efficiency_vs_pt", "efficiency_vs_eta"):
+        assert (report / "plots" / f"{name}.png").stat().st_size > 5000
+
+
+def test_rerun_is_incremental_and_snakemake_report_works(direct_run: Path):
+    again = _snakemake(direct_run, "mode=direct", "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    _ok(_snakemake(direct_run, "mode=direct", "--report", str(direct_run / "sm-report.html")))
+    assert (direct_run / "sm-report.html").stat().st_size > 100_000
+
+
+@pytest.mark.triton
+def test_served_mode_reruns_only_reconstruction(direct_run: Path):
+    plan = _snakemake(direct_run, "mode=served", "-n")
+    assert plan.returncode == 0
+    out = plan.stdout
+    assert "rule reconstruct:" in out
+    assert "rule report:" in out
+    assert "rule throughput:" not in out
+    assert "rule served_vs_direct:" not in out
+    _ok(_snakemake(direct_run, "mode=served"))
+    data = json.loads((direct_run / "report" / "report.json").read_text())
+    assert data["pipelines"][0]["mode"] == "served"
+    reco = json.loads((direct_run / "reco" / "tiny" / "cpu" / "run.json").read_text())
+    assert reco["mode"] == "served"
+    metrics = json.loads((direct_run / "metrics" / "tiny" / "cpu" / "metrics.json").read_text())
+    assert metrics["efficiency"] > 0.8

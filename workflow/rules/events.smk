@@ -5,12 +5,15 @@ rule simulate:
     output:
         directory(RESULTS / "events" / "{preset}-csv"),
     params:
+        taas=TAAS,
         n_events=config["n_events"],
         seed=config["seed"],
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / "simulate-{preset}.log",
     shell:
-        "{TAAS} simulate --preset {wildcards.preset} --events {params.n_events}"
+        "{params.taas} simulate --preset {wildcards.preset} --events {params.n_events}"
         " --seed {params.seed} --out {output} -q > {log} 2>&1"
 
 
@@ -19,10 +22,14 @@ rule events_to_parquet:
         (RESULTS / "events" / f"{EVENTS_NAME}-csv") if SIMULATE else config["events_path"],
     output:
         directory(EVENTS),
+    params:
+        taas=TAAS,
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"parquet-{EVENTS_NAME}.log",
     shell:
-        "{TAAS} convert {input} {output} --to parquet -q > {log} 2>&1"
+        "{params.taas} convert {input} {output} --to parquet -q > {log} 2>&1"
 
 
 rule event_info:
@@ -30,7 +37,11 @@ rule event_info:
         EVENTS,
     output:
         RESULTS / "info" / EVENTS_NAME / "info.json",
+    params:
+        taas=TAAS,
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"info-{EVENTS_NAME}.log",
     shell:
-        "{TAAS} info {input} --out $(dirname {output}) > {log} 2>&1"
+        "{params.taas} info {input} --out $(dirname {output}) > {log} 2>&1"

@@ -1,16 +1,32 @@
-# Reconstruction per pipeline, evaluation against truth, and a side-by-side summary.
+# Reconstruction per pipeline (direct, or through a served per-stage chain), evaluation against
+# truth, and the side-by-side summary (results/summary/<events>.md).
 
 
 rule reconstruct:
     input:
-        EVENTS,
+        events=EVENTS,
+        repo=(
+            []
+            if config["mode"] == "direct" or SERVER_URL
+            else repo_dir("{pipeline}", "stages")
+        ),
     output:
         directory(RESULTS / "reco" / EVENTS_NAME / "{pipeline}"),
+    params:
+        wf=WF,
+        steps=steps_of,
+        mode=config["mode"],
+        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+    threads: all_cores()  # a timing job: nothing else runs beside it
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"reconstruct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
-        "{TAAS} reconstruct --events {input} --pipeline {wildcards.pipeline}"
-        " --out {output} --warmup -q > {log} 2>&1"
+        "{params.wf} reconstruct --events {input.events} --pipeline {wildcards.pipeline}"
+        " --steps {params.steps} --mode {params.mode} {params.repo} {params.server}"
+        " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
 
 
 rule evaluate:
@@ -20,29 +36,35 @@ rule evaluate:
     output:
         RESULTS / "metrics" / EVENTS_NAME / "{pipeline}" / "metrics.json",
     params:
+        taas=TAAS,
         matching=config["matching"],
         pt_min=config["pt_min"],
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"evaluate-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
-        "{TAAS} evaluate --events {input.events} --tracks {input.tracks}"
+        "{params.taas} evaluate --events {input.events} --tracks {input.tracks}"
         " --out $(dirname {output}) --matching {params.matching}"
         " --pt-min {params.pt_min} > {log} 2>&1"
 
 
 rule summary:
     input:
-        reco=expand(
-            RESULTS / "reco" / EVENTS_NAME / "{pipeline}", pipeline=config["pipelines"]
-        ),
+        reco=expand(RESULTS / "reco" / EVENTS_NAME / "{pipeline}", pipeline=PLAN),
         metrics=expand(
             RESULTS / "metrics" / EVENTS_NAME / "{pipeline}" / "metrics.json",
-            pipeline=config["pipelines"],
+            pipeline=PLAN,
         ),
     output:
-        RESULTS / "summary" / f"{EVENTS_NAME}.md",
+        md=RESULTS / "summary" / f"{EVENTS_NAME}.md",
+        json=RESULTS / "summary" / f"{EVENTS_NAME}.json",
+    params:
+        taas=TAAS,
+    conda:
+        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"summary-{EVENTS_NAME}.log",
     shell:
-        "{TAAS} summarize --reco {input.reco} --metrics {input.metrics}"
-        " --out {output} > {log} 2>&1"
+        "{params.taas} summarize --reco {input.reco} --metrics {input.metrics}"
+        " --out {output.md} > {log} 2>&1"

@@ -1,0 +1,160 @@
+"""The report's content as renderer-neutral sections: text, tables and plot references.
+
+Markdown and HTML are two renderings of the same list, so the two files can never disagree
+about a number; every formatting decision (units, rounding, the honesty labels) lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Required section titles, in order (tests check the rendered files for them).
+TITLES = ("Events", "Throughput and latency", "Served vs direct", "Per-stage time",
+          "Throughput vs concurrency and model instances", "Physics performance",
+          "Devices", "Software versions and configuration")
+
+
+@dataclass
+class Table:
+    header: Sequence[str]
+    rows: list[Sequence[str]]
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # keys of taas.report.plots.PLOTS
+    code: str = ""
+
+
+def _f(value: float | None, pattern: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, pattern)
+
+
+def _rate(physics: Mapping[str, Any], key: str) -> str:
+    value = physics.get(key)
+    lo, hi = physics.get(f"{key}_err") or (None, None)
+    if value is None:
+        return "n/a"
+    if lo is None or hi is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} (-{lo:.4f} +{hi:.4f})"
+
+
+def _events(data: Mapping[str, Any]) -> Section:
+    ev = data["events"]
+    rows = [[str(e.get("event_id")), f"{e.get('cells', 0):,}", f"{e.get('hits', 0):,}",
+             f"{e.get('particles', 0):,}"] for e in ev["per_event"]]
+    sizes = ev["mean_sizes"]
+    return Section("Events", [
+        f"Source: `{ev['source']}` ({ev['format']}, {ev['modules']} detector modules).",
+        "Mean reconstructed sizes per event: " + ", ".join(
+            f"{v:,.0f} {k}" for k, v in sizes.items()) + "."],
+        [Table(["event", "cells", "hits", "particles"], rows)])
+
+
+def _throughput_latency(data: Mapping[str, Any]) -> Section:
+    rows = []
+    for p in data["pipelines"]:
+        lat = p["latency_ms"]
+        rows.append([p["pipeline"], f"{p['mode']} (in-process)" if p["mode"] == "direct"
+                     else "served (per-stage models)", _f(p["events_per_s"], ".2f"),
+                     _f(lat.get("p50"), ".1f"), _f(lat.get("p95"), ".1f"),
+                     _f(lat.get("p99"), ".1f"), str(p["events"])])
+    for t in data["throughput"]:
+        lat = t["latency_ms"]
+        inst = t["instances"] if t["instances"] else "server's"
+        rows.append([t["pipeline"], f"served, {inst} instance(s), concurrency "
+                     f"{t['concurrency']}", _f(t["throughput"], ".2f"),
+                     _f(lat.get("p50"), ".1f"), _f(lat.get("p95"), ".1f"),
+                     _f(lat.get("p99"), ".1f"), f"{t['requests']} req"])
+    return Section("Throughput and latency", [
+        f"Event size: {data['event_size_text']}. Direct rows time each event once through "
+        "the in-process pipeline (after one untimed warm-up event); served rows are measured by "
+        "the load generator against the whole-pipeline model. Latency is per event.",
+        f"Machine: {data['machine']['cpu_count']} cores, 1-minute load average during the "
+        f"measurements {_loads(data)}."],
+        [Table(["pipeline", "how", "events/s", "p50 ms", "p95 ms", "p99 ms", "events"], rows)])
+
+
+def _loads(data: Mapping[str, Any]) -> str:
+    loads = data["machine"]["load_1min_during_measurements"]
+    return f"{min(loads):.2f}-{max(loads):.2f}" if loads else "not recorded"
+
+
+def _served_vs_direct(data: Mapping[str, Any]) -> Section:
+    rows = []
+    for p in data["pipelines"]:
+        c = p["served_vs_direct"]
+        if not c:
+            continue
+        rows.append([p["pipeline"], f"{c['direct_s_per_event'] * 1e3:.1f}",
+                     f"{c['served_s_per_event'] * 1e3:.1f}", _f(c["ratio"], ".3f"),
+                     f"{c['events']} x {c['repeats']}", c["transport"],
+                     "yes" if c["outputs_identical"] else
+                     "NO: " + ", ".join(c.get("differing_outputs", [])[:6])])
+    text = ["Same events, same process, alternating direct and served event by event; served "
+            "is the whole-pipeline model on a local tritonserver (one instance). Ratio = served "
+            "/ direct time per event (target <= 1.05 on medium events)."]
+    if not rows:
+        text.append("Not measured in this run.")
+    return Section("Served vs direct", text, [Table(
+        ["pipeline", "direct ms/event", "served ms/event", "ratio", "events x passes",
+         "transport", "outputs identical"], rows)] if rows else [])
+
+
+def _stages(data: Mapping[str, Any]) -> Section:
+    rows = [[p["pipeline"], s["stage"], s["backend"], s["ran_on"], f"{s['median_s'] * 1e3:.2f}"]
+            for p in data["pipelines"] for s in p["stages"]]
+    return Section("Per-stage time", [f"Median per event, {data['event_size_text']}."],
+                   [Table(["pipeline", "stage", "backend", "ran on", "median ms/event"], rows)],
+                   ["stage_breakdown"])
+
+
+def _curves(data: Mapping[str, Any]) -> Section:
+    text = [f"Served whole-pipeline model; each point is a bounded number of requests "
+            f"(`requests` = {data['config'].get('requests')}) with the given number in flight. "
+            f"The machine has {data['machine']['cpu_count']} cores (dotted line): beyond that, "
+            "more instances cannot add throughput."]
+    if not data["throughput"]:
+        text.append("No throughput measured in this run.")
+    return Section("Throughput vs concurrency and model instances", text, [],
+                   ["throughput_vs_concurrency", "throughput_vs_instances"])
+
+
+def _physics(data: Mapping[str, Any]) -> Section:
+    rows = [[p["pipeline"], _rate(p["physics"], "efficiency"), _rate(p["physics"], "fake_rate"),
+             _rate(p["physics"], "duplicate_rate"), str(p["physics"]["n_tracks"]),
+             str(p["physics"]["n_fiducial_particles"])] for p in data["pipelines"]]
+    return Section("Physics performance", [
+        f"{data['matching_text']}; errors are 68% binomial intervals."],
+        [Table(["pipeline", "efficiency", "fake rate", "duplicate rate", "tracks",
+                "fiducial particles"], rows)], ["efficiency_vs_pt", "efficiency_vs_eta"])
+
+
+def _devices(data: Mapping[str, Any]) -> Section:
+    rows = [[p["pipeline"], s["stage"], s["backend"], s["ran_on"]]
+            for p in data["pipelines"] for s in p["stages"]]
+    text = ["The device each stage reported running on (not the one asked for)."]
+    for p in data["pipelines"]:
+        text += [f"{p['pipeline']}: {note}" for note in p["notes"]]
+    return Section("Devices", text, [Table(["pipeline", "stage", "backend", "device"], rows)])
+
+
+def _versions(data: Mapping[str, Any]) -> Section:
+    rows = [[k, v] for k, v in data["versions"].items()]
+    return Section("Software versions and configuration", [
+        f"Platform: {data['machine']['platform']} ({data['machine']['processor']}), "
+        f"generated {data['generated']}."],
+        [Table(["software", "version"], rows)],
+        code=json.dumps({"config": data["config"], "plan": data["plan"]}, indent=2))
+
+
+def sections(data: Mapping[str, Any]) -> list[Section]:
+    return [_events(data), _throughput_latency(data), _served_vs_direct(data), _stages(data),
+            _curves(data), _physics(data), _devices(data), _versions(data)]

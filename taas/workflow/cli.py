@@ -1,0 +1,178 @@
+"""``python -m taas.workflow.cli ACTION``: the steps the Snakemake rules run, as thin commands.
+
+Each action parses arguments and calls library code (taas.workflow, taas.report, taas.service),
+so the rules hold wiring only and everything here is testable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from taas.errors import TaasError
+
+log = logging.getLogger("taas.workflow")
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _cmd_model_repo(args: argparse.Namespace) -> None:
+    from taas.service.model_repo import build_model_repository
+    from taas.workflow.serving import spec_from_steps
+
+    spec = spec_from_steps(args.pipeline, args.steps)
+    build_model_repository(args.out, detector_path=args.events / "detector.parquet",
+                           stages=list(spec.steps) if args.stage_models else [],
+                           pipelines=[] if args.stage_models else [spec],
+                           instances=args.instances, ensembles=False)
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    from taas.pipeline.reconstruct import reconstruct
+    from taas.workflow.serving import server_url_for, spec_from_steps
+
+    spec = spec_from_steps(args.pipeline, args.steps)
+    if args.mode == "direct":
+        reconstruct(args.events, args.out, spec, progress=False, warmup=True,
+                    info={"mode": "direct"})
+        return
+    from taas.service.client import make_pipeline
+
+    runners = []
+
+    def served(spec_, _detector):  # every stage a served model: per-stage times stay visible
+        runners.append(make_pipeline(spec_, None, "served", url))
+        return runners[-1]
+
+    with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
+        try:
+            reconstruct(args.events, args.out, spec, progress=False, warmup=True,
+                        factory=served, info={"mode": "served", "server_url": url})
+        finally:
+            for runner in runners:
+                runner.close()
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from taas.workflow.measure import served_vs_direct
+    from taas.workflow.serving import server_url_for, spec_from_steps
+
+    spec = spec_from_steps(args.pipeline, args.steps)
+    with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
+        result = served_vs_direct(args.events, spec, url, repeats=args.repeats,
+                                  n_events=args.n_events)
+    _write_json(args.out, result)
+
+
+def _cmd_throughput(args: argparse.Namespace) -> None:
+    from taas.workflow.measure import throughput
+    from taas.workflow.serving import server_url_for, spec_from_steps
+
+    spec = spec_from_steps(args.pipeline, args.steps)
+    with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
+        result = throughput(args.events, spec, url,
+                            instances=None if args.server_url else args.instances,
+                            concurrency=args.concurrency, requests=args.requests,
+                            max_seconds=args.seconds, n_events=args.n_events)
+    _write_json(args.out, result)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from taas.report.build import ReportInputs, write_report
+
+    inputs = ReportInputs(
+        config=json.loads(args.config), plan=json.loads(args.plan), summary=args.summary,
+        info=args.info, compare=args.compare, throughput=args.throughput,
+        metrics=args.metrics, reco=args.reco)
+    write_report(inputs, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m taas.workflow.cli",
+                                     description="steps of the taas Snakemake workflow")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def pipeline_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--events", type=Path, required=True, help="parquet event directory")
+        p.add_argument("--pipeline", required=True)
+        p.add_argument("--steps", required=True, help="resolved steps: stage/backend,...")
+
+    def server_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--repo", type=Path, default=None, help="model repository to serve")
+        p.add_argument("--server-url", default="", help="use this server instead of starting one")
+        p.add_argument("--server-log", type=Path, default=None)
+
+    p = sub.add_parser("model-repo", help="model repository of one resolved pipeline")
+    pipeline_args(p)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--stage-models", action="store_true", help="also one model per stage")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_model_repo)
+
+    p = sub.add_parser("reconstruct", help="reconstruct direct or served")
+    pipeline_args(p)
+    server_args(p)
+    p.add_argument("--mode", choices=("direct", "served"), default="direct")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_reconstruct)
+
+    _add_measure_commands(sub, pipeline_args, server_args)
+
+    p = sub.add_parser("report", help="the HTML, Markdown and JSON report")
+    p.add_argument("--config", required=True, help="the validated configuration (JSON)")
+    p.add_argument("--plan", required=True, help="the resolved pipelines (JSON)")
+    p.add_argument("--summary", type=Path, required=True, help="summary JSON")
+    p.add_argument("--info", type=Path, required=True, help="event info.json")
+    p.add_argument("--reco", type=Path, nargs="+", required=True)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True)
+    p.add_argument("--compare", type=Path, nargs="*", default=[])
+    p.add_argument("--throughput", type=Path, nargs="*", default=[])
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def _add_measure_commands(sub: argparse._SubParsersAction, pipeline_args: Callable[..., None],
+                          server_args: Callable[..., None]) -> None:
+    p = sub.add_parser("compare", help="served vs direct time per event")
+    pipeline_args(p)
+    server_args(p)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--n-events", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("throughput", help="events/s against the served pipeline vs concurrency")
+    pipeline_args(p)
+    server_args(p)
+    p.add_argument("--instances", type=int, required=True)
+    p.add_argument("--concurrency", type=int, nargs="+", required=True)
+    p.add_argument("--requests", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--n-events", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_throughput)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except TaasError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""A Triton server for the length of one workflow job: the given URL, or one started here.
+
+Snakemake's ``service()`` group jobs sum their members' resources and start them all at once,
+which fails under ``--cores 2`` (notes/snakemake-opencl.md). So the job that needs a server owns
+it: it starts ``tritonserver`` on a free loopback port, uses it and stops it, and the server dies
+with the job if the job is killed. ``server_url`` in the configuration replaces all of that with
+a server someone else runs (whose repository must hold the models the job asks for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from taas.pipeline.spec import PIPELINES, PipelineSpec
+from taas.service.python_model import parse_steps
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def server_url_for(repo: str | Path | None, url: str = "", *,
+                   log_path: str | Path | None = None,
+                   ready_timeout: float = 300.0) -> Iterator[str]:
+    """``url`` if given, else the URL of a local server on ``repo`` that stops on exit."""
+    if url:
+        log.info("using the Triton server at %s", url)
+        yield url
+        return
+    if repo is None:
+        raise ValueError("need a model repository to start a server")
+    from taas.service.server import TritonServer
+
+    with TritonServer(repo, log_path=log_path, ready_timeout=ready_timeout) as server:
+        yield server.url
+
+
+def spec_from_steps(name: str, steps: str) -> PipelineSpec:
+    """The pipeline ``name`` with the steps the workflow resolved (``stage/backend,...``)."""
+    base = PIPELINES.get(name)
+    return PipelineSpec(name, parse_steps(steps), base.description if base else "")

@@ -1,0 +1,39 @@
+# Paths and parameters shared by the rules; all logic lives in taas.workflow.
+
+
+def steps_of(wildcards):
+    """The resolved stage/backend list of a pipeline (a param: changing it reruns its jobs)."""
+    return PLAN[wildcards.pipeline].steps_arg
+
+
+def repo_dir(pipeline, instances):
+    """The whole-pipeline model with ``instances`` instances (or ``"stages"``: per-stage models)."""
+    variant = "stages" if instances == "stages" else f"i{instances}"
+    return RESULTS / "model_repo" / EVENTS_NAME / pipeline / variant
+
+
+def repo_options(wildcards):
+    """``taas.workflow.cli model-repo`` options of a repository variant (i<N> or stages)."""
+    if wildcards.variant == "stages":
+        return "--stage-models --instances 1"
+    return f"--instances {wildcards.variant[1:]}"
+
+
+def all_cores():
+    """Every core: timing jobs take them all so nothing runs beside a measurement. --dag and
+    --rulegraph run without --cores, where asking Snakemake raises; 1 is right there."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# With server_url the jobs use that server and need no repository of their own.
+INSTANCES = ["server"] if SERVER_URL else config["instances"]
+PLAN_JSON = json.dumps({name: plan.as_dict() for name, plan in PLAN.items()})
+
+
+wildcard_constraints:
+    pipeline="|".join(PLAN),
+    instances=r"\d+|server",
+    variant=r"i\d+|stages",

@@ -1,0 +1,60 @@
+# The report: results/report/report.{html,md,json} + plots, also registered for
+# `snakemake --report` (workflow/report/*.rst describe each entry).
+
+PLOT_NAMES = [
+    "stage_breakdown",
+    "throughput_vs_concurrency",
+    "throughput_vs_instances",
+    "efficiency_vs_pt",
+    "efficiency_vs_eta",
+]
+REPORT_DIR = RESULTS / "report"
+REPORT_FILES = [REPORT_DIR / f"report.{ext}" for ext in ("html", "md", "json")]
+
+
+rule report:
+    input:
+        summary=RESULTS / "summary" / f"{EVENTS_NAME}.json",
+        info=RESULTS / "info" / EVENTS_NAME / "info.json",
+        reco=expand(RESULTS / "reco" / EVENTS_NAME / "{pipeline}", pipeline=PLAN),
+        metrics=expand(
+            RESULTS / "metrics" / EVENTS_NAME / "{pipeline}" / "metrics.json",
+            pipeline=PLAN,
+        ),
+        compare=expand(
+            RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json", pipeline=PLAN
+        ),
+        throughput=expand(
+            RESULTS / "throughput" / EVENTS_NAME / "{pipeline}" / "i{instances}.json",
+            pipeline=PLAN,
+            instances=INSTANCES,
+        ),
+    output:
+        html=report(
+            REPORT_DIR / "report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+        md=REPORT_DIR / "report.md",
+        json=REPORT_DIR / "report.json",
+        plots=[
+            report(
+                REPORT_DIR / "plots" / f"{name}.png",
+                caption="../report/plot.rst",
+                category="Plots",
+            )
+            for name in PLOT_NAMES
+        ],
+    params:
+        wf=WF,
+        config=json.dumps(config),
+        plan=PLAN_JSON,
+    conda:
+        "../envs/taas.yaml"
+    log:
+        RESULTS / "logs" / f"report-{EVENTS_NAME}.log",
+    shell:
+        "{params.wf} report --config {params.config:q} --plan {params.plan:q}"
+        " --summary {input.summary} --info {input.info} --reco {input.reco}"
+        " --metrics {input.metrics} --compare {input.compare}"
+        " --throughput {input.throughput} --out $(dirname {output.html}) > {log} 2>&1"

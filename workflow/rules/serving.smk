@@ -1,0 +1,76 @@
+# The service: model repositories per pipeline (i<N>: the whole-pipeline model with N instances,
+# for the measurements; stages: one model per stage, for mode=served), served vs direct on the same
+# events, and the throughput sweep. Each measuring job starts tritonserver itself (or uses
+# server_url) and stops it: no service() group jobs (notes/snakemake-opencl.md).
+
+
+rule model_repository:
+    input:
+        EVENTS,
+    output:
+        directory(RESULTS / "model_repo" / EVENTS_NAME / "{pipeline}" / "{variant}"),
+    params:
+        wf=WF,
+        steps=steps_of,
+        options=repo_options,
+    conda:
+        "../envs/taas.yaml"
+    log:
+        RESULTS / "logs" / f"model_repo-{EVENTS_NAME}-{{pipeline}}-{{variant}}.log",
+    shell:
+        "{params.wf} model-repo --events {input} --pipeline {wildcards.pipeline}"
+        " --steps {params.steps} {params.options}"
+        " --out {output} > {log} 2>&1"
+
+
+rule served_vs_direct:
+    input:
+        events=EVENTS,
+        repo=[] if SERVER_URL else repo_dir("{pipeline}", 1),
+    output:
+        RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
+    params:
+        wf=WF,
+        steps=steps_of,
+        repeats=config["compare_repeats"],
+        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+    threads: all_cores()
+    conda:
+        "../envs/taas.yaml"
+    log:
+        RESULTS / "logs" / f"served_vs_direct-{EVENTS_NAME}-{{pipeline}}.log",
+    shell:
+        "{params.wf} compare --events {input.events} --pipeline {wildcards.pipeline}"
+        " --steps {params.steps} {params.repo} {params.server} --repeats {params.repeats}"
+        " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
+
+
+rule throughput:
+    input:
+        events=EVENTS,
+        repo=lambda wildcards: (
+            [] if SERVER_URL else repo_dir(wildcards.pipeline, wildcards.instances)
+        ),
+    output:
+        RESULTS / "throughput" / EVENTS_NAME / "{pipeline}" / "i{instances}.json",
+    params:
+        wf=WF,
+        steps=steps_of,
+        concurrency=" ".join(str(c) for c in config["concurrency"]),
+        requests=config["requests"],
+        seconds=config["max_seconds"],
+        instances=lambda wildcards: 0 if SERVER_URL else wildcards.instances,
+        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+    threads: all_cores()
+    conda:
+        "../envs/taas.yaml"
+    log:
+        RESULTS / "logs" / f"throughput-{EVENTS_NAME}-{{pipeline}}-i{{instances}}.log",
+    shell:
+        "{params.wf} throughput --events {input.events} --pipeline {wildcards.pipeline}"
+        " --steps {params.steps} {params.repo} {params.server}"
+        " --instances {params.instances} --concurrency {params.concurrency}"
+        " --requests {params.requests} --seconds {params.seconds}"
+        " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
