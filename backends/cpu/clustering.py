@@ -183,11 +183,13 @@ class CpuClustering(Stage):
                              column="cells.module_key") from None
         return rows
 
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cells = Cells.from_tensors(inputs)
-        n = len(cells)
-        if n == 0:
-            return {**Clusters.empty().to_tensors(), **Measurements.empty().to_tensors()}
+    def sorted_cell_keys(self, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
+        """Cell keys packing (module row, ch0, ch1) and their sort order.
+
+        Checks every channel against its module's grid first. Equal keys are duplicate cells:
+        their relative order changes no cluster, so the (much faster, SIMD) unstable sort is
+        enough. Every backend sorts here, so all give the same measurement order.
+        """
         rows = self._module_rows(cells.module_key)
         ch0, ch1 = cells.ch0, cells.ch1
         outside = ~self.detector.channel_in_range(rows, ch0, ch1)
@@ -196,14 +198,18 @@ class CpuClustering(Stage):
             raise InputError(f"{self.qualified_name}: channel ({ch0[bad]}, {ch1[bad]}) lies "
                              f"outside the readout grid of module {int(cells.module_key[bad])} "
                              f"({int(outside.sum())} cells affected)", row=bad, column="cells.ch0")
-
         key = (rows.astype(np.int64) << (2 * CHANNEL_BITS)) | (ch0.astype(np.int64)
                                                                 << CHANNEL_BITS) | ch1
-        # equal keys are duplicate cells: their relative order changes no cluster, so the
-        # (much faster, SIMD) unstable sort is enough
-        order = np.argsort(key)
+        return key, np.argsort(key)
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cells = Cells.from_tensors(inputs)
+        n = len(cells)
+        if n == 0:
+            return {**Clusters.empty().to_tensors(), **Measurements.empty().to_tensors()}
+        key, order = self.sorted_cell_keys(cells)
         label, n_labels = label_sorted_cells(key[order], self.config.connectivity == 8)
-        s0, s1 = ch0[order], ch1[order]
+        s0, s1 = cells.ch0[order], cells.ch1[order]
         first, size_u, size_v = cluster_extents(label, n_labels, s0, s1)
         value = cells.value[order].astype(np.float64)
 
@@ -216,7 +222,7 @@ class CpuClustering(Stage):
 
         cluster_id = np.empty(n, np.int64)
         cluster_id[order] = label
-        m_rows = rows[order[first]]
+        m_rows = key[order[first]] >> (2 * CHANNEL_BITS)  # the module row packed in the key
         # cell centres are affine in the channel index: the weighted mean of the centres is the
         # centre of the mean channel, and the spread scales with the pitch squared
         local_u, local_v = self.detector.channel_to_local(m_rows, mean0, mean1)

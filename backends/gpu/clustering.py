@@ -73,19 +73,6 @@ class GpuClustering(CpuClustering):
     def device(self) -> str:
         return self.runtime.description
 
-    def _sorted_keys(self, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
-        """Cell keys (module row, ch0, ch1) as the CPU stage packs them, and their sort order."""
-        rows = self._module_rows(cells.module_key)
-        ch0, ch1 = cells.ch0, cells.ch1
-        outside = ~self.detector.channel_in_range(rows, ch0, ch1)
-        if np.any(outside):
-            bad = int(np.flatnonzero(outside)[0])
-            raise InputError(f"{self.qualified_name}: channel ({ch0[bad]}, {ch1[bad]}) lies "
-                             f"outside the readout grid of module {int(cells.module_key[bad])} "
-                             f"({int(outside.sum())} cells affected)", row=bad, column="cells.ch0")
-        key = (rows << (2 * CHANNEL_BITS)) | (ch0.astype(np.int64) << CHANNEL_BITS) | ch1
-        return key, np.argsort(key)  # the CPU stage's sort, hence its order of duplicates
-
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cells = Cells.from_tensors(inputs)
         n = len(cells)
@@ -94,7 +81,7 @@ class GpuClustering(CpuClustering):
         if n > _INT32_MAX // 4:
             raise InputError(f"{self.qualified_name}: {n} cells exceed the kernels' 32-bit "
                              "indices")
-        key, order = self._sorted_keys(cells)
+        key, order = self.sorted_cell_keys(cells)
         with self._lock:
             d_key = self.runtime.to_device(key[order])
             label, n_labels = labels_from_roots(self._roots(d_key, n))
