@@ -9,6 +9,7 @@ measurements is removed, ties going to the worse chi2/ndf, until no track shares
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numba
@@ -59,19 +60,26 @@ def greedy_select(offsets: np.ndarray, indices: np.ndarray, quality: np.ndarray,
         for k in range(offsets[t], offsets[t + 1]):
             if users[indices[k]] > 1:
                 shared[t] += 1
-    for _ in range(max_iterations):
-        worst = -1
-        worst_frac = -1.0
-        for t in range(n_tracks):
-            if not alive[t] or shared[t] <= max_shared:
-                continue
-            frac = shared[t] / (offsets[t + 1] - offsets[t])
-            if frac > worst_frac or (frac == worst_frac and quality[t] > quality[worst]):
-                worst, worst_frac = t, frac
-        if worst < 0:
-            break
-        alive[worst] = False
-        for k in range(offsets[worst], offsets[worst + 1]):
+    # Lazy max-heap on (shared fraction, chi2/ndf): shared counts only fall, so an entry whose
+    # fraction is out of date is re-pushed with the current one when it reaches the top. This
+    # keeps the solver O((tracks + updates) log tracks) instead of a scan per removal.
+    heap = [(0.0, 0.0, np.int64(0)) for _ in range(0)]
+    for t in range(n_tracks):
+        if shared[t] > max_shared:
+            heap.append((-shared[t] / (offsets[t + 1] - offsets[t]), -quality[t], np.int64(t)))
+    heapq.heapify(heap)
+    iterations = 0
+    while heap and iterations < max_iterations:
+        neg_frac, neg_quality, t = heapq.heappop(heap)
+        if not alive[t] or shared[t] <= max_shared:
+            continue
+        frac = shared[t] / (offsets[t + 1] - offsets[t])
+        if frac < -neg_frac:
+            heapq.heappush(heap, (-frac, neg_quality, t))
+            continue
+        iterations += 1
+        alive[t] = False
+        for k in range(offsets[t], offsets[t + 1]):
             m = indices[k]
             users[m] -= 1
             if users[m] == 1:  # the one remaining user no longer shares m

@@ -63,3 +63,36 @@ def test_short_tracks_and_empty_input():
 def test_config_validation():
     with pytest.raises(ValueError, match="max_shared"):
         AmbiguityConfig(max_shared=-1)
+
+
+def reference_greedy(lists, quality, max_shared):
+    """The greedy rule written plainly: remove the worst sharer until none shares too much."""
+    alive = [True] * len(lists)
+    while True:
+        users = {}
+        for t, lst in enumerate(lists):
+            if alive[t]:
+                for m in lst:
+                    users[m] = users.get(m, 0) + 1
+        worst, key = None, None
+        for t, lst in enumerate(lists):
+            shared = sum(users[m] > 1 for m in lst) if alive[t] else 0
+            if alive[t] and shared > max_shared:
+                k = (shared / len(lst), quality[t])
+                if key is None or k > key:
+                    worst, key = t, k
+        if worst is None:
+            return alive
+        alive[worst] = False
+
+
+def test_matches_plain_greedy_rule_on_random_overlaps():
+    from backends.cpu.ambiguity import greedy_select
+
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        lists = [rng.choice(60, rng.integers(7, 14), replace=False) for _ in range(40)]
+        quality = rng.random(40)
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])])
+        alive = greedy_select(offsets, np.concatenate(lists), quality, 60, 3, 10**6)
+        assert alive.tolist() == reference_greedy(lists, quality, 3)
