@@ -41,8 +41,18 @@ def _z_window(r_m: float, z_m: float, r_lo: float, r_hi: float, c_min: float, c_
 
 
 @njit(cache=True)
+def _phi_window(r_m: float, r_o: float, impact_max: float, inv_min_diam: float) -> float:
+    """Largest |phi(r_o) - phi(r_m)| of a helix no tighter than min_pt with |d0| <= impact_max
+    (phi(r) = phi0 + asin(r / 2R) + asin(d0 / r)), widened by 10% and the space point error.
+    The doublet cuts below are the real selection; this only bounds the bins scanned."""
+    bend = abs(np.arcsin(min(1.0, r_o * inv_min_diam)) - np.arcsin(min(1.0, r_m * inv_min_diam)))
+    shift = abs(np.arcsin(min(1.0, impact_max / r_o)) - np.arcsin(min(1.0, impact_max / r_m)))
+    return 1.1 * (bend + shift) + 0.5 / min(r_o, r_m)
+
+
+@njit(cache=True)
 def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-                   r: np.ndarray, bin_start: np.ndarray, phi_bin: np.ndarray, n_neigh: int,
+                   r: np.ndarray, bin_start: np.ndarray, n_phi: int, band_edges: np.ndarray,
                    dr_min: float, dr_max: float, r_min: float, r_max: float, c_min: float,
                    c_max: float, cot_max: float, var_r: float, var_z: float, ip_cut: bool,
                    impact_max: float, min_helix_diam2: float, o_idx: np.ndarray,
@@ -56,6 +66,11 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
     space point's conformal frame: (x', y') rotated so that the middle lies on the x axis,
     then u = x'/d^2, v = y'/d^2, where circles through the middle become straight lines
     v = A u + B (conformal mapping).
+
+    The grid is (r band, phi bin), z-sorted within a cell. Per r band the z window and the
+    phi window are evaluated for that band's radii only: a partner close in r to the middle
+    can only be close in phi too, so the candidates scanned stay near the ones that pass
+    rather than growing with the full +-max deflection (the density-driven cost).
     """
     r_m = r[m]
     z_m = z[m]
@@ -67,17 +82,46 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
         r_hi = r_m - dr_min
     if r_lo > r_hi:
         return 0
-    z_lo, z_hi = _z_window(r_m, z_m, r_lo, r_hi, c_min, c_max, cot_max)
-    if z_lo > z_hi:
-        return 0
     cos_m = x[m] / r_m
     sin_m = y[m] / r_m
-    n_bins = len(bin_start) - 1
-    pb = phi_bin[m]
-    n_scan = min(2 * n_neigh + 1, n_bins)
+    phi_m = np.arctan2(y[m], x[m])
+    bin_w = 2.0 * np.pi / n_phi
+    inv_min_diam = 1.0 / np.sqrt(min_helix_diam2)
     n = 0
-    for k in range(n_scan):
-        b = k if n_scan == n_bins else (pb - n_neigh + k) % n_bins
+    for band in range(len(band_edges) - 1):
+        ra = max(band_edges[band], r_lo)
+        rb = min(band_edges[band + 1], r_hi)
+        if ra > rb:
+            continue
+        z_lo, z_hi = _z_window(r_m, z_m, ra, rb, c_min, c_max, cot_max)
+        if z_lo > z_hi:
+            continue
+        w = _phi_window(r_m, rb if top else ra, impact_max, inv_min_diam)
+        b0 = int(np.floor((phi_m - w + np.pi) / bin_w))
+        b1 = int(np.floor((phi_m + w + np.pi) / bin_w))
+        if b1 - b0 + 1 >= n_phi:
+            b0 = 0
+            b1 = n_phi - 1
+        cell0 = band * n_phi
+        n = _scan_bins(m, top, x, y, z, r, bin_start, cell0, n_phi, b0, b1, z_lo, z_hi, r_lo,
+                       r_hi, r_m, z_m, cos_m, sin_m, c_min, c_max, cot_max, var_r, var_z,
+                       ip_cut, impact_max, min_helix_diam2, o_idx, o_cot, o_u, o_v, o_er,
+                       o_idr, n)
+    return n
+
+
+@njit(cache=True)
+def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+               r: np.ndarray, bin_start: np.ndarray, cell0: int, n_phi: int, b0: int, b1: int,
+               z_lo: float, z_hi: float, r_lo: float, r_hi: float, r_m: float, z_m: float,
+               cos_m: float, sin_m: float, c_min: float, c_max: float, cot_max: float,
+               var_r: float, var_z: float, ip_cut: bool, impact_max: float,
+               min_helix_diam2: float, o_idx: np.ndarray, o_cot: np.ndarray, o_u: np.ndarray,
+               o_v: np.ndarray, o_er: np.ndarray, o_idr: np.ndarray, n: int) -> int:
+    """Doublet cuts on the z window of phi bins b0..b1 (wrapping) of one r band; appends
+    from position n and returns the new count."""
+    for bb_ in range(b0, b1 + 1):
+        b = cell0 + bb_ % n_phi
         s = bin_start[b]
         e = bin_start[b + 1]
         if s == e:
@@ -168,8 +212,8 @@ def _compat_weight(i: int, order: np.ndarray, curv: np.ndarray, top_r: np.ndarra
 
 @njit(cache=True)
 def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
-                  bin_start: np.ndarray, phi_bin: np.ndarray, n_neigh: int,
-                  f: np.ndarray, i_par: np.ndarray
+                  bin_start: np.ndarray, n_phi: int, band_edges: np.ndarray,
+                  f: np.ndarray, i_par: np.ndarray, counters: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeds (bottom, middle, top indices into the sorted arrays), weights and z at r = 0.
 
@@ -220,23 +264,27 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
         r_m = r[m]
         if r_m < r_mid_min or r_m > r_mid_max:
             continue
-        nb = _find_doublets(m, False, x, y, z, r, bin_start, phi_bin, n_neigh, drb_min,
-                            drb_max, r_min, r_max, c_min, c_max, cot_max, var_r, var_z, ip_cut,
-                            impact_max, min_helix_diam2, b_idx, b_cot, b_u, b_v, b_er, b_idr)
-        if nb == 0:
-            continue
-        nt = _find_doublets(m, True, x, y, z, r, bin_start, phi_bin, n_neigh, drt_min,
+        # tops first: fewer than bottoms, and a middle without tops needs no bottoms
+        nt = _find_doublets(m, True, x, y, z, r, bin_start, n_phi, band_edges, drt_min,
                             drt_max, r_min, r_max, c_min, c_max, cot_max, var_r, var_z, ip_cut,
                             impact_max, min_helix_diam2, t_idx, t_cot, t_u, t_v, t_er, t_idr)
         if nt == 0:
             continue
-        # tops sorted by cot(theta): each bottom then scans only the slope window its
-        # scattering and error allowance admits (ACTS' sortedByCotTheta, with a binary search)
         t_order = np.argsort(t_cot[:nt], kind="mergesort")
         t_cot_sorted = t_cot[:nt][t_order]
         er_t_max = t_er[:nt].max()
         idr_t_max = t_idr[:nt].max()
         cot_t_abs_max = max(abs(t_cot_sorted[0]), abs(t_cot_sorted[nt - 1]))
+        nb = _find_doublets(m, False, x, y, z, r, bin_start, n_phi, band_edges, drb_min,
+                            drb_max, r_min, r_max, c_min, c_max, cot_max, var_r, var_z, ip_cut,
+                            impact_max, min_helix_diam2, b_idx, b_cot, b_u, b_v, b_er, b_idr)
+        if nb == 0:
+            continue
+        counters[0] += 1
+        counters[1] += nb
+        counters[2] += nt
+        # tops sorted by cot(theta): each bottom then scans only the slope window its
+        # scattering and error allowance admits (ACTS' sortedByCotTheta, with a binary search)
         n_cand = 0
         for ib in range(nb):
             cot_b = b_cot[ib]
@@ -252,6 +300,7 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
             k0 = np.searchsorted(t_cot_sorted, cot_b - d_cot_max, side="left")
             k1 = np.searchsorted(t_cot_sorted, cot_b + d_cot_max, side="right")
             ntc = 0
+            counters[3] += k1 - k0
             for kt in range(k0, k1):
                 it = t_order[kt]
                 cot_t = t_cot[it]
@@ -288,6 +337,7 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                 c_imp[ntc] = imp
                 c_r[ntc] = r[t_idx[it]]
                 ntc += 1
+            counters[4] += ntc
             if ntc == 0:
                 continue
             order = np.argsort(c_curv[:ntc], kind="mergesort")

@@ -50,14 +50,22 @@ def _check_positions(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
                              row=row, column=name)
 
 
-def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None) -> Seeds:
+#: Work counters ``find_seeds`` fills into its ``stats`` dict: middle space points with a
+#: bottom doublet, bottom and top doublets, (bottom, top) pairs in the cot(theta) window that
+#: get the full triplet test, and triplets passing it (before the seed filter).
+COUNTER_NAMES = ("middles", "bottom_doublets", "top_doublets", "triplet_tests", "triplets")
+
+
+def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
+               stats: dict[str, int] | None = None) -> Seeds:
     """Triplet seeds from one event's space points.
 
     Only x, y, z are read (r and phi are recomputed from them, so the seeds cannot depend on
     inconsistent derived columns). Seed indices are rows of ``spacepoints``; seeds are sorted
     by (middle, bottom, top). ``z_vertex`` is the bottom-middle line's z at r = 0, as ACTS'
     seed ``vertexZ``. Non-finite positions raise ``InputError``; fewer than three usable space
-    points give no seeds.
+    points give no seeds. Passing a dict as ``stats`` fills it with the work counters of
+    ``COUNTER_NAMES`` (to see the combinatorics grow with density, not only the time).
     """
     cfg = SeedingConfig() if config is None else config
     x = np.ascontiguousarray(spacepoints["x"], dtype=np.float64)
@@ -71,20 +79,27 @@ def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None) ->
         return Seeds.empty()
 
     n_bins = cfg.n_phi_bins
+    band_edges = cfg.r_band_edges
+    n_bands = len(band_edges) - 1
     phi = np.arctan2(y[use], x[use])
     phi_bin = np.floor((phi + math.pi) * (n_bins / (2.0 * math.pi))).astype(np.int64)
     np.clip(phi_bin, 0, n_bins - 1, out=phi_bin)
-    # grid order: phi bin, then z (the kernel binary-searches z), then x, y to break ties
-    # by position only
-    order = np.lexsort((y[use], x[use], z[use], phi_bin))
+    band = np.clip(np.searchsorted(band_edges, r[use], side="right") - 1, 0, n_bands - 1)
+    cell = band * n_bins + phi_bin
+    # grid order: (r band, phi bin) cell, then z (the kernel binary-searches z), then x, y to
+    # break ties by position only
+    order = np.lexsort((y[use], x[use], z[use], cell))
     rows = use[order]
-    phi_bin = phi_bin[order]
-    bin_start = np.zeros(n_bins + 1, np.int64)
-    np.cumsum(np.bincount(phi_bin, minlength=n_bins), out=bin_start[1:])
+    cell = cell[order]
+    bin_start = np.zeros(n_bands * n_bins + 1, np.int64)
+    np.cumsum(np.bincount(cell, minlength=n_bands * n_bins), out=bin_start[1:])
 
     floats, ints = _kernel_params(cfg)
-    b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r[rows], bin_start, phi_bin,
-                                   cfg.phi_bin_deflection_coverage, floats, ints)
+    counters = np.zeros(len(COUNTER_NAMES), np.int64)
+    b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r[rows], bin_start, n_bins,
+                                   band_edges, floats, ints, counters)
+    if stats is not None:
+        stats.update(zip(COUNTER_NAMES, counters.tolist(), strict=True))
     triplets = np.stack([rows[b], rows[m], rows[t]], axis=1)
     sort = np.lexsort((triplets[:, 2], triplets[:, 0], triplets[:, 1]))
     return Seeds(spacepoints=triplets[sort], quality=w[sort], z_vertex=zv[sort])

@@ -55,7 +55,11 @@ def test_default_config_derived_values():
     cfg = SeedingConfig()
     assert cfg.min_helix_radius == pytest.approx(833.9, abs=0.1)  # 500 MeV in 2 T
     assert cfg.highland == pytest.approx(2.695, abs=0.001)
-    assert 20 < cfg.n_phi_bins < 200
+    assert 100 < cfg.n_phi_bins < 400
+    edges = cfg.r_band_edges
+    assert edges[0] == cfg.r_min
+    assert edges[-1] == cfg.r_max
+    assert np.all(np.diff(edges) <= cfg.r_bin_width + 1e-9)
     assert np.arcsinh(cfg.cot_theta_max) == pytest.approx(2.7, abs=1e-4)
     assert cfg.collision_region_min == -250.0
     assert cfg.collision_region_max == 250.0
