@@ -178,24 +178,30 @@ def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
 
 
 @njit(cache=True)
-def _compat_weight(i: int, order: np.ndarray, curv: np.ndarray, top_r: np.ndarray,
+def _compat_weight(i: int, order: np.ndarray, curv_sorted: np.ndarray, curv: np.ndarray,
+                   top_r: np.ndarray, top_cot: np.ndarray, cot_tol: np.ndarray,
                    delta_curv: float, delta_r_min: float, weight_each: float,
                    limit: int, comp_r: np.ndarray) -> tuple[float, int]:
     """ACTS SeedFilter: tops of the same (bottom, middle) whose inverse helix diameters lie
     within delta_curv of top i confirm it, one per distinct radius (other layer), up to
-    ``limit``. Returns the added weight and the number of confirmations; ``comp_r`` is
+    ``limit``. A confirming top must also continue the seed in r-z: its doublet's cot(theta)
+    must agree with top i's within top i's error and scattering allowance (``cot_tol``; ACTS
+    only counts compatible seeds whose r-z ranges are compatible too). Without that, in dense
+    events random tops of matching curvature give combinatorial fakes the bonus and push true
+    seeds out of the best-N-per-middle filter. ``order`` sorts ``curv``, ``curv_sorted`` is
+    ``curv[order]``. Returns the added weight and the number of confirmations; ``comp_r`` is
     scratch space of at least ``limit`` entries."""
     c = curv[i]
     n_comp = 0
-    for jj in range(len(order)):
+    for jj in range(np.searchsorted(curv_sorted, c - delta_curv, side="left"), len(order)):
         j = order[jj]
         if j == i:
-            continue
-        if curv[j] < c - delta_curv:
             continue
         if curv[j] > c + delta_curv:
             break
         if abs(top_r[i] - top_r[j]) < delta_r_min:
+            continue
+        if abs(top_cot[i] - top_cot[j]) > cot_tol[i]:
             continue
         new = True
         for q in range(n_comp):
@@ -227,6 +233,7 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
     ms2_min_pt, sigma_ms2_per_invdiam2, max_pt_scattering = f[13], f[14], f[15]
     impact_max, var_r, var_z = f[16], f[17], f[18]
     delta_curv, comp_seed_w, comp_dr_min, impact_w = f[19], f[20], f[21], f[22]
+    slope_w = f[23]
     comp_limit, min_comp, max_seeds = i_par[0], i_par[1], i_par[2]
     ip_cut = i_par[3] != 0
     inv_diam_max_pt = pt_per_radius / (2.0 * max_pt_scattering)  # 1/(2R) at that pT
@@ -248,6 +255,9 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
     c_curv = np.empty(n)
     c_imp = np.empty(n)
     c_r = np.empty(n)
+    c_cot = np.empty(n)
+    c_tol = np.empty(n)
+    c_chi2 = np.empty(n)
     comp_r = np.empty(max(comp_limit, 1))
     cand_b = np.empty(max_seeds, np.int64)
     cand_t = np.empty(max_seeds, np.int64)
@@ -326,7 +336,8 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                 # refine the slope cut with the scattering expected at this triplet's pT,
                 # floored at max_pt_scattering
                 inv_diam2 = max(inv_diam2, inv_diam_max_pt * inv_diam_max_pt)
-                if d_cot2 > error2 + inv_diam2 * sigma_ms2_per_invdiam2 * i_sin2:
+                allow2 = error2 + inv_diam2 * sigma_ms2_per_invdiam2 * i_sin2
+                if d_cot2 > allow2:
                     continue
                 # transverse impact parameter, linear in the conformal plane
                 imp = abs((a - bb * r_m) * r_m)
@@ -336,18 +347,31 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                 c_curv[ntc] = bb / np.sqrt(s2)
                 c_imp[ntc] = imp
                 c_r[ntc] = r[t_idx[it]]
+                c_cot[ntc] = cot_t
+                c_tol[ntc] = np.sqrt(allow2)
+                c_chi2[ntc] = d_cot2 / allow2 if allow2 > 0.0 else 0.0
                 ntc += 1
             counters[4] += ntc
             if ntc == 0:
                 continue
-            order = np.argsort(c_curv[:ntc], kind="mergesort")
+            # the compatible-top search only matters when it weighs or confirms
+            use_comp = comp_limit > 0 and (comp_seed_w != 0.0 or min_comp > 0)
+            order = np.empty(0, np.int64)
+            curv_sorted = np.empty(0)
+            if use_comp:
+                order = np.argsort(c_curv[:ntc], kind="mergesort")
+                curv_sorted = c_curv[:ntc][order]
             z_origin = z[m] - r_m * cot_b
             for i in range(ntc):
-                w, n_comp = _compat_weight(i, order, c_curv[:ntc], c_r[:ntc], delta_curv,
-                                           comp_dr_min, comp_seed_w, comp_limit, comp_r)
-                if n_comp < min_comp:
-                    continue
-                w -= impact_w * c_imp[i]
+                w = 0.0
+                if use_comp:
+                    w, n_comp = _compat_weight(i, order, curv_sorted, c_curv[:ntc],
+                                               c_r[:ntc], c_cot[:ntc], c_tol[:ntc],
+                                               delta_curv, comp_dr_min, comp_seed_w,
+                                               comp_limit, comp_r)
+                    if n_comp < min_comp:
+                        continue
+                w -= impact_w * c_imp[i] + slope_w * c_chi2[i]
                 # keep the best max_seeds candidates of this middle space point
                 if n_cand < max_seeds:
                     slot = n_cand

@@ -33,7 +33,7 @@ def _kernel_params(cfg: SeedingConfig) -> tuple[np.ndarray, np.ndarray]:
         cfg.max_pt_scattering,
         cfg.impact_max, cfg.sp_sigma_r ** 2, cfg.sp_sigma_z ** 2,
         cfg.delta_inv_helix_diameter, cfg.compat_seed_weight, cfg.compat_delta_r_min,
-        cfg.impact_weight_factor,
+        cfg.impact_weight_factor, cfg.slope_weight_factor,
     ], dtype=np.float64)
     ints = np.array([cfg.compat_seed_limit, cfg.min_compatible_tops,
                      cfg.max_seeds_per_middle_sp, int(cfg.interaction_point_cut)],

@@ -74,6 +74,7 @@ def test_default_config_derived_values():
     ({"sigma_scattering": -1.0}, "sigma_scattering must be >= 0"),
     ({"bz": float("nan")}, "finite"),
     ({"min_compatible_tops": 3}, "min_compatible_tops"),
+    ({"slope_weight_factor": -1.0}, "slope_weight_factor must be >= 0"),
 ])
 def test_config_rejects_bad_values(changes, match):
     with pytest.raises(ValueError, match=match):

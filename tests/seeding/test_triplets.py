@@ -113,6 +113,23 @@ def test_low_pt_particle_gives_no_seed(eta):
     assert len(find_seeds(fast.spacepoints)) > 0
 
 
+def test_seed_quality_ranks_by_impact_and_slope():
+    """Default quality = -(|d0| + (delta cot / allowance)^2): a clean track's seeds sit near 0
+    and never below -(impact_max + 1); the ACTS compatible-top bonus is still available."""
+    event = make_event(_one(5000.0, 0.4, 20.0), np.random.default_rng(6))
+    seeds = find_seeds(event.spacepoints)
+    assert len(seeds) > 0
+    q = seeds["quality"]
+    assert np.all(q <= 0.0)
+    assert np.all(q >= -(SeedingConfig().impact_max + 1.0))
+    assert q.max() > -0.5
+    acts = SeedingConfig(compat_seed_weight=200.0, slope_weight_factor=0.0,
+                         min_compatible_tops=1)
+    confirmed = find_seeds(event.spacepoints, acts)
+    assert len(confirmed) > 0
+    assert np.all(confirmed["quality"] >= 200.0 - acts.impact_max)
+
+
 def test_min_pt_is_configurable():
     event = make_event(_one(300.0, 0.3, 0.0), np.random.default_rng(4))
     assert len(find_seeds(event.spacepoints, SeedingConfig(min_pt=250.0))) > 0
