@@ -105,6 +105,37 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
     print(out.read_text())
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from taas.gnn.training import reproduce_shipped, train_all
+
+    if args.reproduce_shipped:
+        metrics = reproduce_shipped(args.out, install=args.install, progress=not args.quiet,
+                                    num_threads=args.threads)
+    else:
+        metrics = train_all(args.out, events_dir=args.events, val_dir=args.val_events_dir,
+                            preset=args.preset, train_events=args.train_events,
+                            val_events=args.val_events, seed=args.seed,
+                            num_threads=args.threads, progress=not args.quiet)
+        if args.install:
+            _install_checkpoints(args.out)
+    for stage in ("embedding", "filter", "gnn"):
+        v = metrics[stage]["validation"]
+        print(f"{stage:>10}: edge efficiency {v['efficiency']:.4f}  purity {v['purity']:.4f}  "
+              f"edges/event {v['edges_per_event']:.0f}")
+    print(f"wrote embedding.pt, filter.pt, gnn.pt and metrics.json to {args.out}"
+          + (" and installed them as the shipped checkpoints" if args.install else ""))
+
+
+def _install_checkpoints(out: Path) -> None:
+    """Copy freshly trained checkpoints over the shipped ones (what the acorn stages load)."""
+    import shutil
+
+    from taas.gnn.checkpoint import SHIPPED, shipped_path
+
+    for name in SHIPPED:
+        shutil.copyfile(Path(out) / f"{name}.pt", shipped_path(name))
+
+
 def _cmd_detector(args: argparse.Namespace) -> None:
     from taas.events.dataset import load_detector
 
@@ -128,8 +159,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_event_commands(sub, PRESETS)
     _add_reconstruction_commands(sub)
+    _add_train_command(sub, PRESETS)
     add_service_commands(sub)
     return parser
+
+
+def _add_train_command(sub: argparse._SubParsersAction, presets: dict) -> None:
+    p = sub.add_parser("train", help="train the GNN models (metric learning, edge filter, "
+                       "interaction GNN) of the acorn pipeline")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output directory (checkpoints, metrics.json, cached samples)")
+    p.add_argument("--preset", choices=sorted(presets), default="small",
+                   help="event size to simulate when --events is not given (default: small)")
+    p.add_argument("--train-events", type=int, default=40,
+                   help="events to simulate for training (default: 40)")
+    p.add_argument("--val-events", type=int, default=10,
+                   help="events to simulate for validation (default: 10)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="simulation seed of the training events; validation uses seed + 1")
+    p.add_argument("--events", type=Path, help="train on this event directory instead")
+    p.add_argument("--val-events-dir", type=Path,
+                   help="validation event directory (default: last fifth of --events)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default: 1, fastest on a shared machine)")
+    p.add_argument("--reproduce-shipped", action="store_true",
+                   help="retrain the shipped checkpoints exactly (ignores the data options)")
+    p.add_argument("--install", action="store_true",
+                   help="copy the trained checkpoints over the shipped ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
 
 
 def _add_event_commands(sub: argparse._SubParsersAction, presets: dict) -> None:

@@ -9,11 +9,16 @@ from taas.errors import TaasError
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """A named, ordered list of (stage, backend) steps."""
+    """A named, ordered list of (stage, backend) steps.
+
+    ``accel_stages``: the stages that belong on the accelerator (the workflow's ``accel``
+    setting moves them to its backend); () for a pipeline with none.
+    """
 
     name: str
     steps: tuple[tuple[str, str], ...]
     description: str = ""
+    accel_stages: tuple[str, ...] = ()
 
     def with_routing(self, routing: dict[str, str]) -> PipelineSpec:
         """The same pipeline with single stages moved to other backends."""
@@ -22,7 +27,7 @@ class PipelineSpec:
             raise TaasError(f"pipeline {self.name!r} has no stage(s) {sorted(unknown)}; "
                             f"stages: {[s for s, _ in self.steps]}")
         steps = tuple((stage, routing.get(stage, backend)) for stage, backend in self.steps)
-        return PipelineSpec(self.name, steps, self.description)
+        return PipelineSpec(self.name, steps, self.description, self.accel_stages)
 
 
 #: The CPU-only classical chain: the yardstick every accelerated pipeline is compared with.
@@ -33,7 +38,16 @@ CPU = PipelineSpec(
     "classical: clustering, space points, triplet seeding, CKF, ambiguity resolution, KF fit",
 )
 
-PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (CPU,)}
+#: Track 1 (ACORN / Exa.TrkX): GNN track finding on the accelerator, CPU front end and fit.
+ACORN = PipelineSpec(
+    "acorn",
+    (("clustering", "cpu"), ("spacepoints", "cpu"), ("graph_construction", "gpu"),
+     ("edge_classification", "gpu"), ("track_building", "gpu"), ("track_fit", "cpu")),
+    "GNN: metric-learning graph + edge filter, interaction GNN, connected components, KF fit",
+    accel_stages=("graph_construction", "edge_classification", "track_building"),
+)
+
+PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (CPU, ACORN)}
 
 
 def get_pipeline(name: str) -> PipelineSpec:

@@ -21,6 +21,10 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
     ("track_fit", "cpu"): "backends.cpu.track_fit:CpuTrackFit",
     ("clustering", "gpu"): "backends.gpu.clustering:GpuClustering",
     ("spacepoints", "gpu"): "backends.gpu.spacepoints:GpuSpacepoints",
+    ("graph_construction", "cpu"): "backends.cpu.graph_construction:CpuGraphConstruction",
+    ("graph_construction", "gpu"): "backends.gpu.graph_construction:GpuGraphConstruction",
+    ("edge_classification", "cpu"): "backends.cpu.edge_classification:CpuEdgeClassification",
+    ("edge_classification", "gpu"): "backends.gpu.edge_classification:GpuEdgeClassification",
     ("track_building", "cpu"): "backends.cpu.track_building:CpuTrackBuilding",
     ("track_building", "gpu"): "backends.gpu.track_building:GpuTrackBuilding",
 }

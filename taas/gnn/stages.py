@@ -1,0 +1,254 @@
+"""The GNN inference stages of the ``acorn`` pipeline, shared by the CPU and GPU backends.
+
+* ``graph_construction``: node features -> metric-learning embedding -> FRNN radius graph with
+  the checkpoint's working point ``(r, k)`` -> edge filter, keeping edges above its cut. Output:
+  ``edges.*`` with the *filter* score. Building and filtering are one stage because the radius
+  graph is several times larger than the filtered one; shipping it between stages (or through
+  Triton) would cost more than the filter itself.
+* ``edge_classification``: the interaction GNN on the filtered graph. Output: the same
+  ``edges.*`` with the *GNN* score (the runner's pool takes the latest); track building cuts.
+
+Backends differ only in one hook, ``select_device`` (as in ``taas.gnn.track_building``): the
+CPU stage runs torch on the CPU device; the GPU stage on CUDA, else (``allow_cpu_fallback``) on
+the CPU device with ``device`` saying "(CUDA unavailable)". On CUDA the FRNN is the torch cell
+list (``frnn_torch``) and the models run under bf16 autocast (``amp``); on the CPU device the
+FRNN is scipy's k-d tree (``frnn_cpu``), which is faster there than the cell list, and
+``device`` says so. Both FRNNs return the same edges (``taas.gnn.frnn``), so the backends give
+the same graph. The embedding always runs in fp32 (cheap, and the radius cut is sensitive to
+rounding); autocast covers the per-edge models, where the time goes. On one ``small`` event,
+bf16 autocast (measured on the CPU device) changes 0.2% of the GNN decisions at cut 0.5
+(``benchmarks/gnn_scaling.py`` records it per preset).
+
+Models are loaded once, in the constructor, from the shipped checkpoints or from
+``checkpoint_dir`` (``embedding.pt``, ``filter.pt``, ``gnn.pt`` as ``taas train`` writes them);
+the working points come from the checkpoints' metadata unless the config overrides them.
+Events with fewer than two space points, or no edge left after a cut, give empty edges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from taas.detector.detector import Detector
+from taas.edm import Edges, Spacepoints
+from taas.gnn.checkpoint import Checkpoint, load_checkpoint, load_shipped
+from taas.gnn.features import edge_features, node_features
+from taas.gnn.frnn import frnn_cpu, frnn_torch
+from taas.gnn.track_building import cuda_or_fallback
+from taas.reco.cluster_features import SpacepointFeatures
+from taas.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+#: Edges scored per forward pass of the edge filter (bounds activation memory on large events).
+FILTER_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class GnnStageConfig:
+    """Configuration of both GNN stages (each reads the fields it needs).
+
+    ``checkpoint_dir``: directory with ``embedding.pt``, ``filter.pt``, ``gnn.pt`` (None: the
+    shipped checkpoints). ``r``, ``k``, ``filter_cut``: override the checkpoints' working
+    points. ``amp``: bf16 autocast of the models on CUDA (ignored on the CPU device, where
+    bf16 is slower than fp32). ``allow_cpu_fallback``: GPU backend only, run on the CPU device
+    when CUDA is absent. ``filter_chunk``: edges per filter forward pass.
+    """
+
+    checkpoint_dir: str | None = None
+    r: float | None = None
+    k: int | None = None
+    filter_cut: float | None = None
+    amp: bool = True
+    allow_cpu_fallback: bool = True
+    filter_chunk: int = FILTER_CHUNK
+
+    @classmethod
+    def coerce(cls, config: GnnStageConfig | Mapping[str, Any] | None) -> GnnStageConfig:
+        """A config from None, an instance, or a mapping (the workflow passes dicts)."""
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, Mapping):
+            names = {f.name for f in fields(cls)}
+            unknown = set(config) - names
+            if unknown:
+                raise ValueError(f"unknown GNN stage config key(s) {sorted(unknown)}; "
+                                 f"valid: {sorted(names)}")
+            return cls(**config)
+        raise TypeError(f"config must be GnnStageConfig or a mapping, got {type(config)}")
+
+
+def load_model(name: str, config: GnnStageConfig, device: torch.device) -> Checkpoint:
+    """Checkpoint ``name`` from ``config.checkpoint_dir`` or the shipped ones, on ``device``."""
+    if config.checkpoint_dir is None:
+        return load_shipped(name, device=device)
+    return load_checkpoint(Path(config.checkpoint_dir) / f"{name}.pt", device=device)
+
+
+def empty_edges() -> dict[str, np.ndarray]:
+    return Edges.empty().to_tensors()
+
+
+def edges_out(src: torch.Tensor, dst: torch.Tensor, score: torch.Tensor) -> dict[str, np.ndarray]:
+    return Edges(src=src.cpu().numpy().astype(np.int64), dst=dst.cpu().numpy().astype(np.int64),
+                 score=score.float().cpu().numpy()).to_tensors()
+
+
+def undirected_oriented(src: torch.Tensor, dst: torch.Tensor, xyz: torch.Tensor, n: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Union of both directions of FRNN pairs, each pair once, pointed away from the origin.
+
+    The torch twin of ``taas.gnn.data.radius_graph``'s post-processing (sorted unique pair
+    keys, then ``orient_edges``), so the stages build exactly the graph the models were
+    trained on, on any device.
+    """
+    key = torch.unique(torch.minimum(src, dst) * n + torch.maximum(src, dst))
+    a, b = key // n, key % n
+    dist = (xyz * xyz).sum(1)
+    da, db = dist[a], dist[b]
+    flip = (db < da) | ((db == da) & (b < a))
+    return torch.where(flip, b, a), torch.where(flip, a, b)
+
+
+class GnnStage(Stage):
+    """What both GNN stages share: config, device hook, model loading, node features."""
+
+    #: Checkpoints this stage loads (subset of ``taas.gnn.checkpoint.SHIPPED``).
+    MODELS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, detector: Detector | None,
+                 config: GnnStageConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(detector)  # type: ignore[arg-type]
+        self.config = GnnStageConfig.coerce(config)
+        self.torch_device, self._device_note = self.select_device()
+        self.models = {name: load_model(name, self.config, self.torch_device)
+                       for name in self.MODELS}
+
+    def select_device(self) -> tuple[torch.device, str]:
+        """The torch device and a note on it (the one hook the backends override)."""
+        return torch.device("cpu"), ""
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.torch_device.type == "cuda"
+
+    @property
+    def device(self) -> str:
+        amp = " bf16 autocast" if self.on_cuda and self.config.amp else ""
+        return f"{self.torch_device}{self._device_note}{amp}"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when ``amp``; fp32 otherwise."""
+        if self.on_cuda and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def node_inputs(self, inputs: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node features and positions (float64) of the space points, on the stage's device."""
+        x = node_features(inputs, inputs)
+        xyz = np.stack([inputs["spacepoints.x"], inputs["spacepoints.y"],
+                        inputs["spacepoints.z"]], axis=1).astype(np.float64)
+        return (torch.from_numpy(x).to(self.torch_device),
+                torch.from_numpy(xyz).to(self.torch_device))
+
+    def scores(self, name: str, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+               ) -> torch.Tensor:
+        """Sigmoid scores (float32) of edges from the edge-classifier checkpoint ``name``."""
+        model = self.models[name].model
+        with torch.inference_mode(), self.autocast():
+            logits = model(x, src, dst, edge_features(x, src, dst))
+        return torch.sigmoid(logits.float())
+
+
+class GraphConstructionStage(GnnStage):
+    """Space points -> filtered graph: embedding, FRNN radius graph, edge filter."""
+
+    NAME = "graph_construction"
+    MODELS = ("embedding", "filter")
+    INPUTS = Spacepoints.tensor_specs() + SpacepointFeatures.tensor_specs()
+    OUTPUTS = Edges.tensor_specs()
+
+    def __init__(self, detector: Detector | None,
+                 config: GnnStageConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(detector, config)
+        emb, filt = self.models["embedding"], self.models["filter"]
+        self.r = float(self.config.r if self.config.r is not None else emb["r"])
+        self.k = int(self.config.k if self.config.k is not None else emb["k"])
+        self.filter_cut = float(self.config.filter_cut if self.config.filter_cut is not None
+                                else filt["cut"])
+
+    @property
+    def frnn_name(self) -> str:
+        return "torch cell list" if self.on_cuda else "scipy k-d tree"
+
+    @property
+    def device(self) -> str:
+        return f"{super().device}; FRNN {self.frnn_name}"
+
+    def frnn(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Directed FRNN pairs: the torch cell list on CUDA, the k-d tree on the CPU device
+        (measured faster there; both give the same edges)."""
+        if self.on_cuda:
+            return frnn_torch(emb, self.r, self.k)
+        src, dst = frnn_cpu(emb.cpu().numpy(), self.r, self.k)
+        return torch.from_numpy(src), torch.from_numpy(dst)
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(inputs["spacepoints.x"])
+        if n < 2:
+            return empty_edges()
+        x, xyz = self.node_inputs(inputs)
+        # fp32 even under amp: the embedding is cheap (per node), and bf16 rounding (~4e-3)
+        # would move pairs across the radius r; autocast pays off on the per-edge models
+        with torch.inference_mode():
+            emb = self.models["embedding"].model(x)
+        src, dst = self.frnn(emb)
+        if len(src) == 0:
+            return empty_edges()
+        src, dst = undirected_oriented(src.to(x.device), dst.to(x.device), xyz, n)
+        chunk = max(int(self.config.filter_chunk), 1)
+        score = torch.cat([self.scores("filter", x, src[i:i + chunk], dst[i:i + chunk])
+                           for i in range(0, len(src), chunk)])
+        keep = score > self.filter_cut
+        log.debug("%s: %d space points -> %d graph edges -> %d filtered", self.qualified_name,
+                  n, len(src), int(keep.sum()))
+        return edges_out(src[keep], dst[keep], score[keep])
+
+
+class EdgeClassificationStage(GnnStage):
+    """Filtered graph -> the same edges scored by the interaction GNN."""
+
+    NAME = "edge_classification"
+    MODELS = ("gnn",)
+    INPUTS = (Edges.tensor_specs() + Spacepoints.tensor_specs()
+              + SpacepointFeatures.tensor_specs())
+    OUTPUTS = Edges.tensor_specs()
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        src_np, dst_np = inputs["edges.src"], inputs["edges.dst"]
+        n = len(inputs["spacepoints.x"])
+        if len(src_np) == 0 or n < 2:
+            return empty_edges()
+        x, _ = self.node_inputs(inputs)
+        src = torch.from_numpy(np.ascontiguousarray(src_np, np.int64)).to(x.device)
+        dst = torch.from_numpy(np.ascontiguousarray(dst_np, np.int64)).to(x.device)
+        return edges_out(src, dst, self.scores("gnn", x, src, dst))
+
+
+class CudaDevice:
+    """Mixin of the GPU backends: CUDA, else the CPU device when the config allows it."""
+
+    config: GnnStageConfig
+
+    def select_device(self) -> tuple[torch.device, str]:
+        return cuda_or_fallback(self.config.allow_cpu_fallback)
