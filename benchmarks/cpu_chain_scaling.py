@@ -10,7 +10,6 @@ Physics rates are recorded beside the times so a speed-up that costs efficiency 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,15 +24,7 @@ from taas.events.simulation import simulate
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import reconstruct
 from taas.pipeline.spec import CPU
-
-
-def stage_times(reco_dir: Path) -> dict[str, float]:
-    """Median over events of each stage's seconds."""
-    with (reco_dir / "timings.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    stages = dict.fromkeys(r["stage"] for r in rows)
-    return {s: float(np.median([float(r["seconds"]) for r in rows if r["stage"] == s]))
-            for s in stages}
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
 
 
 def bench(name: str, events: int, work: Path) -> dict:
@@ -50,17 +41,10 @@ def bench(name: str, events: int, work: Path) -> dict:
     return {
         "preset": name, "events": events,
         "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
-        "stage_s_per_event": stage_times(work / f"{name}-reco"),
+        "stage_s_per_event": median_stage_seconds(read_timings(work / f"{name}-reco")),
         "wall_s_incl_warmup": wall,
         "metrics": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
     }
-
-
-def slopes(results: list[dict]) -> dict[str, float]:
-    """Log-log slope of each stage's time against measurements per event."""
-    x = np.log([r["mean_sizes"]["measurements"] for r in results])
-    return {s: float(np.polyfit(x, np.log([r["stage_s_per_event"][s] for r in results]), 1)[0])
-            for s in results[0]["stage_s_per_event"]}
 
 
 def main() -> None:
@@ -80,7 +64,9 @@ def main() -> None:
     out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
            "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
            "results": results,
-           "loglog_slope_vs_measurements": slopes(results) if len(results) > 1 else None}
+           "loglog_slope_vs_measurements": loglog_slopes(
+               [r["mean_sizes"]["measurements"] for r in results],
+               [r["stage_s_per_event"] for r in results]) if len(results) > 1 else None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(json.dumps(out["loglog_slope_vs_measurements"], indent=2))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import platform
@@ -35,28 +34,9 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN
-from taas.stages import registry
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
 
 GNN_STAGES = ("graph_construction", "edge_classification")
-
-# until taas.stages.registry lists the GNN stages itself (setdefault: never overrides it)
-for _stage in GNN_STAGES:
-    for _backend in ("cpu", "gpu"):
-        _cls = "".join(w.capitalize() for w in (_backend, *_stage.split("_")))
-        registry.IMPLEMENTATIONS.setdefault((_stage, _backend),
-                                            f"backends.{_backend}.{_stage}:{_cls}")
-
-
-def stage_rows(reco_dir: Path) -> list[dict[str, str]]:
-    with (reco_dir / "timings.csv").open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def stage_times(rows: list[dict[str, str]]) -> dict[str, float]:
-    """Median over events of each stage's seconds."""
-    stages = dict.fromkeys(r["stage"] for r in rows)
-    return {s: float(np.median([float(r["seconds"]) for r in rows if r["stage"] == s]))
-            for s in stages}
 
 
 def edge_metrics(sim: Path, reco: Path, checkpoint_dir: Path | None) -> dict:
@@ -122,13 +102,13 @@ def bench(name: str, events: int, work: Path, checkpoint_dir: Path | None) -> di
     sizes = list(run["sizes"].values())
     n_edges = [len(load_reco(work / f"{name}-reco", i)["edges.src"])
                for i in open_dataset(sim).event_ids]
-    rows = stage_rows(work / f"{name}-reco")
+    rows = read_timings(work / f"{name}-reco")
     summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
     return {
         "preset": name, "events": events,
         "mean_sizes": {**{k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
                        "graph_edges_after_filter": float(np.mean(n_edges))},
-        "stage_s_per_event": stage_times(rows),
+        "stage_s_per_event": median_stage_seconds(rows),
         "stage_device": {r["stage"]: r["device"] for r in rows},
         "wall_s_incl_warmup": wall,
         "edges": edge_metrics(sim, work / f"{name}-reco", checkpoint_dir),
@@ -136,13 +116,6 @@ def bench(name: str, events: int, work: Path, checkpoint_dir: Path | None) -> di
         "fp32_vs_bf16_autocast_cpu": amp_check(work / f"{name}-reco",
                                                open_dataset(sim).event_ids[0], configs),
     }
-
-
-def slopes(results: list[dict]) -> dict[str, float]:
-    """Log-log slope of each stage's time against space points per event."""
-    x = np.log([r["mean_sizes"]["spacepoints"] for r in results])
-    return {s: float(np.polyfit(x, np.log([r["stage_s_per_event"][s] for r in results]), 1)[0])
-            for s in results[0]["stage_s_per_event"]}
 
 
 def main() -> None:
@@ -175,7 +148,9 @@ def main() -> None:
            "checkpoints": "shipped" if args.checkpoint_dir is None else str(args.checkpoint_dir),
            "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
            "results": results,
-           "loglog_slope_vs_spacepoints": slopes(results) if len(results) > 1 else None}
+           "loglog_slope_vs_spacepoints": loglog_slopes(
+               [r["mean_sizes"]["spacepoints"] for r in results],
+               [r["stage_s_per_event"] for r in results]) if len(results) > 1 else None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(json.dumps(out["loglog_slope_vs_spacepoints"], indent=2))

@@ -14,7 +14,6 @@ the same events, taken in one run, sit side by side.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from taas.metrics.config import MatchingConfig
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import reconstruct
 from taas.pipeline.spec import CPU
+from taas.pipeline.timings import read_timings, seconds_by_stage
 
 #: Seed of every simulation here (the notes' ACTS-only measurement used seed 1 as well).
 SEED = 1
@@ -154,11 +154,8 @@ def bench_taas(sim: Path, out: Path, matching: MatchingConfig, repeat: int) -> d
     runs = []
     for _ in range(repeat):
         reconstruct(sim, out, CPU, progress=False, warmup=True)
-        with (out / "timings.csv").open() as fh:
-            rows = list(csv.DictReader(fh))
-        stages = dict.fromkeys(r["stage"] for r in rows)
-        runs.append({st: float(np.mean([float(r["seconds"]) for r in rows if r["stage"] == st]))
-                     for st in stages})
+        runs.append({stage: float(np.mean(v)) for (stage, _, _), v
+                     in seconds_by_stage(read_timings(out)).items()})
     times = {st: float(np.median([r[st] for r in runs])) for st in runs[0]}
     summary = evaluate_run(sim, out, out / "metrics", matching)
     reco_stages = ("seeding", "ckf", "ambiguity")

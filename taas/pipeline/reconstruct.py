@@ -7,7 +7,6 @@ backend, device, seconds) and ``run.json`` (pipeline, event sizes, versions).
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 from collections.abc import Callable, Mapping
@@ -23,6 +22,8 @@ from taas.events.dataset import open_dataset
 from taas.events.event import atomic_write, event_stem
 from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
+from taas.pipeline.timings import FILE_NAME as TIMINGS_FILE
+from taas.pipeline.timings import write_timings
 
 #: Tensors whose lengths describe an event's size in every figure we print.
 SIZE_TENSORS = {"cells": "cells.ch0", "measurements": "measurements.local_u",
@@ -80,7 +81,7 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
         sizes[event.event_id] = event_sizes(result.tensors)
         rows += [{"event_id": event.event_id, "stage": t.stage, "backend": t.backend,
                   "device": t.device, "seconds": t.seconds} for t in result.timings]
-    atomic_write(out / "timings.csv", lambda p: _write_rows(p, rows))
+    atomic_write(out / TIMINGS_FILE, lambda p: write_timings(p, rows))
     info = {"pipeline": spec.name, "steps": [list(s) for s in spec.steps],
             "events": str(events), "format": dataset.format,
             "sizes": {str(k): v for k, v in sizes.items()}, "warmup": warmup,
@@ -93,11 +94,3 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
 def _save_npz(path: Path, tensors: dict[str, np.ndarray]) -> None:
     with path.open("wb") as fh:
         np.savez(fh, **tensors)
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["event_id", "stage", "backend", "device",
-                                                "seconds"])
-        writer.writeheader()
-        writer.writerows(rows)

@@ -7,13 +7,11 @@ time is shown with the event sizes it was measured on and the device each stage 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
 import os
 import platform
-from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from taas.pipeline.timings import read_timings, seconds_per_event
 from taas.report import plots
 from taas.report.html import to_html
 from taas.report.markdown import to_markdown
@@ -69,11 +68,7 @@ def versions() -> dict[str, str]:
 
 def _per_event_seconds(reco: Path) -> list[float]:
     """Total pipeline time of each event, from the stage timings."""
-    totals: dict[str, float] = defaultdict(float)
-    with (Path(reco) / "timings.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            totals[row["event_id"]] += float(row["seconds"])
-    return list(totals.values())
+    return seconds_per_event(read_timings(reco))
 
 
 def _latency(seconds: list[float]) -> dict[str, float]:

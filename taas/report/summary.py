@@ -6,13 +6,13 @@ ran on, as DESIGN.md's honesty rules require.
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from taas.pipeline.timings import read_timings, seconds_by_stage
 
 RATES = ("efficiency", "fake_rate", "duplicate_rate")
 
@@ -21,10 +21,7 @@ def pipeline_summary(reco_dir: str | Path, metrics_path: str | Path) -> dict[str
     """One pipeline's mean time per event per stage, mean event sizes and rates."""
     reco_dir = Path(reco_dir)
     run = json.loads((reco_dir / "run.json").read_text())
-    per_stage: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    with (reco_dir / "timings.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            per_stage[(row["stage"], row["backend"], row["device"])].append(float(row["seconds"]))
+    per_stage = seconds_by_stage(read_timings(reco_dir))
     stages = [{"stage": s, "backend": b, "device": d, "median_s": float(np.median(v)),
                "events": len(v)} for (s, b, d), v in per_stage.items()]
     sizes = list(run["sizes"].values())

@@ -1,0 +1,61 @@
+"""The per-stage timing table ``taas reconstruct`` writes, read back in one place.
+
+``timings.csv`` has one row per (event, stage): event_id, stage, backend, device, seconds.
+Reports, summaries and benchmarks all read it through ``read_timings`` so that a column change
+touches one module.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+FIELDS = ("event_id", "stage", "backend", "device", "seconds")
+FILE_NAME = "timings.csv"
+
+
+def write_timings(path: Path, rows: Sequence[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_timings(reco_dir: str | Path) -> list[dict]:
+    """Rows of ``reco_dir/timings.csv`` with ``event_id`` int and ``seconds`` float."""
+    with (Path(reco_dir) / FILE_NAME).open() as fh:
+        return [{**row, "event_id": int(row["event_id"]), "seconds": float(row["seconds"])}
+                for row in csv.DictReader(fh)]
+
+
+def seconds_by_stage(rows: Sequence[dict]) -> dict[tuple[str, str, str], list[float]]:
+    """Seconds per event of each (stage, backend, device), in pipeline order."""
+    out: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        out[(row["stage"], row["backend"], row["device"])].append(row["seconds"])
+    return dict(out)
+
+
+def median_stage_seconds(rows: Sequence[dict]) -> dict[str, float]:
+    """Median over events of each stage's seconds, keyed by stage name."""
+    return {stage: float(np.median(v)) for (stage, _, _), v in seconds_by_stage(rows).items()}
+
+
+def seconds_per_event(rows: Sequence[dict]) -> list[float]:
+    """Total pipeline seconds of each event."""
+    totals: dict[int, float] = defaultdict(float)
+    for row in rows:
+        totals[row["event_id"]] += row["seconds"]
+    return list(totals.values())
+
+
+def loglog_slopes(sizes: Sequence[float], stage_seconds: Sequence[dict[str, float]],
+                  ) -> dict[str, float]:
+    """Slope of log(time) against log(size) per stage (1 = linear scaling)."""
+    x = np.log(np.asarray(sizes, float))
+    return {stage: float(np.polyfit(x, np.log([s[stage] for s in stage_seconds]), 1)[0])
+            for stage in stage_seconds[0]}
