@@ -9,6 +9,7 @@ import numpy as np
 from taas.detector.detector import Detector
 from taas.detector.trackml import trackml_module_keys
 from taas.edm import Cells, Particles, TruthHits
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 from taas.events.checks import check_cells
 from taas.events.event import Event, event_stem
@@ -31,13 +32,15 @@ PDG_MASS_GEV = {11: 0.000510999, 13: 0.105658, 211: 0.139570, 321: 0.493677, 221
 PRIMARY_MAX_VERTEX_R_MM = 1.0
 
 
-def _ids_known(ids: np.ndarray, known: np.ndarray, *, path: Path, column: str, what: str) -> None:
-    """Raise naming the first row whose id is not in ``known``."""
-    ok = np.isin(ids, known)
+def _rows_of(ids: np.ndarray, known: np.ndarray, *, path: Path, column: str,
+             what: str) -> np.ndarray:
+    """Row in ``known`` of each id; raise naming the first row whose id is not there."""
+    rows, ok = find_rows(known, ids)
     if not np.all(ok):
         row = int(np.flatnonzero(~ok)[0])
         raise InputError(f"{column} {ids[row]} has no entry in the {what} file "
                          f"({int((~ok).sum())} rows affected)", path=path, row=row, column=column)
+    return rows
 
 
 def read_trackml_event(directory: str | Path, event_id: int, detector: Detector) -> Event:
@@ -63,18 +66,16 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
     hit_keys = trackml_module_keys(hits["volume_id"], hits["layer_id"], hits["module_id"])
     hit_rows = detector.index_of(hit_keys, source=paths["hits"], column="module_id")
 
-    order = np.argsort(hits["hit_id"])
-    sorted_ids = hits["hit_id"][order]
-    _ids_known(truth["hit_id"], sorted_ids, path=paths["truth"], column="hit_id", what="hits")
-    _ids_known(cells["hit_id"], sorted_ids, path=paths["cells"], column="hit_id", what="hits")
-    truth_pos = order[np.searchsorted(sorted_ids, truth["hit_id"])]
-    cell_pos = order[np.searchsorted(sorted_ids, cells["hit_id"])]
+    truth_pos = _rows_of(truth["hit_id"], hits["hit_id"], path=paths["truth"], column="hit_id",
+                         what="hits")
+    cell_pos = _rows_of(cells["hit_id"], hits["hit_id"], path=paths["cells"], column="hit_id",
+                        what="hits")
 
     check_cells(detector, hit_keys[cell_pos], cells["ch0"], cells["ch1"], path=paths["cells"],
                 key_column="hit_id")
 
     noise = truth["particle_id"] == 0
-    _ids_known(truth["particle_id"][~noise], particles["particle_id"], path=paths["truth"],
+    _rows_of(truth["particle_id"][~noise], particles["particle_id"], path=paths["truth"],
                column="particle_id", what="particles")
 
     local = detector.global_to_local(hit_rows, np.stack([hits["x"], hits["y"], hits["z"]], 1))
@@ -103,9 +104,8 @@ def _particles(p: dict[str, np.ndarray], hit_particle_ids: np.ndarray) -> Partic
     _, vertex_id = np.unique(vertex, axis=0, return_inverse=True)
     ids, counts = np.unique(hit_particle_ids, return_counts=True)
     nhits = np.zeros(n, np.int32)
-    where = np.searchsorted(ids, p["particle_id"])
-    found = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == p["particle_id"])
-    nhits[found] = counts[where[found]]
+    rows, found = find_rows(ids, p["particle_id"])
+    nhits[found] = counts[rows[found]]
     return Particles(
         particle_id=p["particle_id"], particle_type=pdg, q=p["q"],
         vx=p["vx"], vy=p["vy"], vz=p["vz"], vt=np.zeros(n),

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 from taas.metrics.rates import ONE_SIGMA, binomial_rate
 
 
 def _vertex_rows(sp_particle: np.ndarray, particle_ids: np.ndarray) -> np.ndarray:
-    order = np.argsort(particle_ids, kind="stable")
-    ids = particle_ids[order]
-    pos = np.searchsorted(ids, sp_particle)
-    pos_c = np.minimum(pos, max(len(ids) - 1, 0))
-    found = (pos < len(ids)) & (ids[pos_c] == sp_particle) if len(ids) \
-        else np.zeros(len(sp_particle), bool)
+    rows, found = find_rows(particle_ids, sp_particle)
     if not np.all(found):
         raise InputError(f"space point of particle {sp_particle[~found][0]} has no particle "
                          "vertex")
-    return order[pos_c]
+    return rows
 
 
 def truth_edges(sp_particle: np.ndarray, sp_xyz: np.ndarray, sp_module: np.ndarray,

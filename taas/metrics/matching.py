@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 from taas.metrics.config import MatchingConfig
 
@@ -117,16 +118,11 @@ class MatchResult:
 
 def _lookup_counts(particles: np.ndarray, particle_ids: np.ndarray,
                    particle_counts: np.ndarray) -> np.ndarray:
-    order = np.argsort(particle_ids, kind="stable")
-    ids = particle_ids[order]
-    pos = np.searchsorted(ids, particles)
-    pos_c = np.minimum(pos, max(len(ids) - 1, 0))
-    found = (pos < len(ids)) & (ids[pos_c] == particles) if len(ids) \
-        else np.zeros(len(particles), bool)
+    rows, found = find_rows(particle_ids, particles)
     if not np.all(found):
         raise InputError(f"particle {particles[~found][0]} is on a track but has no measurement "
                          "count")
-    return particle_counts[order[pos_c]]
+    return particle_counts[rows]
 
 
 def _pairs(offsets: np.ndarray, indices: np.ndarray, measurement_particle: np.ndarray,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 from taas.metrics.config import MatchingConfig
 from taas.metrics.matching import MatchResult
@@ -166,11 +167,10 @@ def particle_n_reconstructing(match: MatchResult, particle_ids: np.ndarray,
     reco = reconstructing_pairs(match, config)
     ids, counts = np.unique(match.pair_particle[reco], return_counts=True)
     particle_ids = np.asarray(particle_ids, np.uint64)
-    pos = np.searchsorted(ids, particle_ids)
-    pos_c = np.minimum(pos, max(len(ids) - 1, 0))
     if not len(ids):
         return np.zeros(len(particle_ids), np.int64)
-    return np.where(ids[pos_c] == particle_ids, counts[pos_c], 0).astype(np.int64)
+    rows, found = find_rows(ids, particle_ids)
+    return np.where(found, counts[rows], 0).astype(np.int64)
 
 
 def rate_counts(match: MatchResult, particle_ids: np.ndarray, fiducial: np.ndarray,

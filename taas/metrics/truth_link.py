@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from taas.edm import TruthHits
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 
 
@@ -62,17 +63,12 @@ def hit_rows(hit_id: np.ndarray, hits: TruthHits) -> np.ndarray:
     known = hit_id >= 0
     if not np.any(known):
         return rows
-    order = np.argsort(hits["hit_id"], kind="stable")
-    sorted_ids = hits["hit_id"][order]
-    pos = np.searchsorted(sorted_ids, hit_id[known])
-    pos_c = np.minimum(pos, max(len(sorted_ids) - 1, 0))
-    found = (pos < len(sorted_ids)) & (sorted_ids[pos_c] == hit_id[known]) if len(sorted_ids) \
-        else np.zeros(len(pos), bool)
+    found_rows, found = find_rows(hits["hit_id"], hit_id[known])
     if not np.all(found):
         bad = hit_id[known][~found][0]
         raise InputError(f"hit_id {bad} is not in the truth hits table "
                          f"({int((~found).sum())} links affected)")
-    rows[known] = order[pos_c]
+    rows[known] = found_rows
     return rows
 
 
@@ -114,8 +110,5 @@ def particle_measurement_counts(measurement_particle: np.ndarray,
     measurement_particle = np.asarray(measurement_particle, np.uint64)
     particle_ids = np.asarray(particle_ids, np.uint64)
     ids, counts = np.unique(measurement_particle, return_counts=True)
-    pos = np.searchsorted(ids, particle_ids)
-    pos_c = np.minimum(pos, max(len(ids) - 1, 0))
-    found = (pos < len(ids)) & (ids[pos_c] == particle_ids) if len(ids) \
-        else np.zeros(len(particle_ids), bool)
-    return np.where(found, counts[pos_c] if len(ids) else 0, 0).astype(np.int64)
+    rows, found = find_rows(ids, particle_ids)
+    return np.where(found, counts[rows] if len(ids) else 0, 0).astype(np.int64)

@@ -9,6 +9,7 @@ import numpy as np
 
 from taas.detector.detector import Detector
 from taas.edm import Particles, Tracks
+from taas.edm.lookup import find_rows
 from taas.errors import InputError
 from taas.events.dataset import open_dataset
 from taas.metrics.config import MatchingConfig
@@ -59,8 +60,7 @@ def matched_track_pulls(reco: dict[str, np.ndarray], detector: Detector,
     match = match_tracks(tracks["meas_offsets"], tracks["meas_indices"], particle_of, ids,
                          particle_measurement_counts(particle_of, ids), config=config)
     matched = np.flatnonzero(match.matched)
-    order = np.argsort(ids)
-    rows = order[np.searchsorted(ids[order], match.matched_particle[matched])]
+    rows, _ = find_rows(ids, match.matched_particle[matched])  # matched particles exist
     charged = (particles["q"][rows] != 0) & (particles.pt[rows] > 0)
     matched, rows = matched[charged], rows[charged]
     fitted, cov = tracks_to_perigee(_subset(tracks, matched), detector, bz)
