@@ -62,6 +62,17 @@ def _points(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return data.get("throughput", [])
 
 
+def _throughput_axes(ax: Any, series: Mapping[Any, list[tuple[int, float]]], xlabel: str,
+                     ylabel: str) -> None:
+    """Labels, integer ticks at the measured x values, zero-based y, legend and grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_xticks(sorted({x for pts in series.values() for x, _ in pts}))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def throughput_vs_concurrency(data: Mapping[str, Any], path: Path) -> Path:
     """Events per second against requests in flight, one line per (pipeline, instances)."""
     fig = Figure(figsize=(6.5, 4))
@@ -77,12 +88,8 @@ def throughput_vs_concurrency(data: Mapping[str, Any], path: Path) -> Path:
     if not series:
         _empty(ax, "no throughput measured")
     else:
-        ax.set_xlabel("concurrency (requests in flight)")
-        ax.set_xticks(sorted({c for pts in series.values() for c, _ in pts}))
-        ax.set_ylabel("events / s (served pipeline model)")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        _throughput_axes(ax, series, "concurrency (requests in flight)",
+                         "events / s (served pipeline model)")
     ax.set_title(f"Throughput vs concurrency\n{data['short_size_text']}", fontsize=9)
     return _save(fig, path)
 
@@ -103,12 +110,7 @@ def throughput_vs_instances(data: Mapping[str, Any], path: Path) -> Path:
     if not series:
         _empty(ax, "no instance sweep (external server or none measured)")
     else:
-        ax.set_xlabel("model instances")
-        ax.set_xticks(sorted({i for pts in series.values() for i, _ in pts}))
-        ax.set_ylabel("events / s")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        _throughput_axes(ax, series, "model instances", "events / s")
         ax.axvline(data["machine"]["cpu_count"], color="0.6", ls=":", lw=1)
     ax.set_title(f"Throughput vs model instances ({data['machine']['cpu_count']} cores)\n"
                  f"{data['short_size_text']}", fontsize=9)
