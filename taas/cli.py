@@ -80,8 +80,13 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     from taas.pipeline.reconstruct import reconstruct
     from taas.pipeline.spec import get_pipeline
+    from taas.stages.configs import read_stage_configs
 
-    out = reconstruct(args.events, args.out, get_pipeline(args.pipeline), detector=args.detector,
+    spec = get_pipeline(args.pipeline)
+    if args.accel:
+        spec = spec.with_accel(args.accel)
+    spec = spec.with_configs(read_stage_configs(args.stage_configs))
+    out = reconstruct(args.events, args.out, spec, detector=args.detector,
                       progress=not args.quiet, warmup=args.warmup)
     print(f"wrote reconstruction outputs and timings.csv to {out}")
 
@@ -238,6 +243,12 @@ def _add_reconstruction_commands(sub: argparse._SubParsersAction) -> None:
                    help="pipeline (default: cpu)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--detector", type=Path, help="detector file if not in the event directory")
+    p.add_argument("--accel", choices=("cpu", "gpu"),
+                   help="backend of the pipeline's accelerator stages (acorn: the GNN stages; "
+                        "default: the pipeline's own, gpu)")
+    p.add_argument("--stage-configs", type=Path,
+                   help="JSON {stage: {field: value}} over the pipeline's stage configs, e.g. "
+                        '{"graph_construction": {"checkpoint_dir": "models/"}}')
     p.add_argument("--warmup", action="store_true",
                    help="run the first event once untimed (keeps JIT compilation out of timings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

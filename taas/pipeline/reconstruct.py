@@ -83,6 +83,7 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
                   "device": t.device, "seconds": t.seconds} for t in result.timings]
     atomic_write(out / TIMINGS_FILE, lambda p: write_timings(p, rows))
     info = {"pipeline": spec.name, "steps": [list(s) for s in spec.steps],
+            "stage_configs": {k: dict(v) for k, v in spec.stage_configs.items()},
             "events": str(events), "format": dataset.format,
             "sizes": {str(k): v for k, v in sizes.items()}, "warmup": warmup,
             "taas_version": __version__, "python": platform.python_version(),

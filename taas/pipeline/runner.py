@@ -12,6 +12,7 @@ from taas.detector.detector import Detector
 from taas.pipeline.spec import PipelineSpec
 from taas.stages import registry
 from taas.stages.base import Stage
+from taas.stages.configs import build_config, merge_configs
 
 
 @dataclass
@@ -40,16 +41,26 @@ class Pipeline:
     Tensors flow through one pool: each stage takes the inputs it declares from the pool and adds
     its outputs, so a later stage can use any earlier output (the fit uses measurements from
     clustering and tracks from the CKF).
+
+    Stage configs: the spec's ``stage_configs``, then ``configs`` (per stage either a mapping
+    of fields, merged over the spec's, or a ready config object, used as it is).
     """
 
     def __init__(self, spec: PipelineSpec, detector: Detector,
                  configs: Mapping[str, object] | None = None) -> None:
-        configs = dict(configs or {})
+        objects = {k: v for k, v in (configs or {}).items() if not isinstance(v, Mapping)}
+        fields = merge_configs(spec.stage_configs,
+                               {k: v for k, v in (configs or {}).items() if k not in objects})
         self.spec = spec
         self.stages: list[Stage] = []
         for stage_name, backend in spec.steps:
             cls = registry.resolve(stage_name, backend)
-            kwargs = {"config": configs[stage_name]} if stage_name in configs else {}
+            if stage_name in objects:
+                kwargs = {"config": objects[stage_name]}
+            elif stage_name in fields:
+                kwargs = {"config": build_config(cls, fields[stage_name])}
+            else:
+                kwargs = {}
             self.stages.append(cls(detector, **kwargs))
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from taas.errors import TaasError
+from taas.stages.configs import merge_configs
 
 
 @dataclass(frozen=True)
@@ -12,13 +15,22 @@ class PipelineSpec:
     """A named, ordered list of (stage, backend) steps.
 
     ``accel_stages``: the stages that belong on the accelerator (the workflow's ``accel``
-    setting moves them to its backend); () for a pipeline with none.
+    setting moves them to its backend); () for a pipeline with none. ``stage_configs``: this
+    pipeline's settings of its stages, ``{stage: {field: value}}`` (JSON values, so they travel
+    into model repositories unchanged); fields not named keep the stage's own defaults.
     """
 
     name: str
     steps: tuple[tuple[str, str], ...]
     description: str = ""
     accel_stages: tuple[str, ...] = ()
+    stage_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.stage_configs) - {stage for stage, _ in self.steps}
+        if unknown:
+            raise TaasError(f"pipeline {self.name!r}: stage configs for stage(s) "
+                            f"{sorted(unknown)} it does not run")
 
     def with_routing(self, routing: dict[str, str]) -> PipelineSpec:
         """The same pipeline with single stages moved to other backends."""
@@ -27,7 +39,19 @@ class PipelineSpec:
             raise TaasError(f"pipeline {self.name!r} has no stage(s) {sorted(unknown)}; "
                             f"stages: {[s for s, _ in self.steps]}")
         steps = tuple((stage, routing.get(stage, backend)) for stage, backend in self.steps)
-        return PipelineSpec(self.name, steps, self.description, self.accel_stages)
+        return replace(self, steps=steps)
+
+    def with_accel(self, backend: str) -> PipelineSpec:
+        """The same pipeline with its accelerator stages on ``backend`` (the CLI's --accel)."""
+        return self.with_routing(dict.fromkeys(self.accel_stages, backend))
+
+    def with_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None) -> PipelineSpec:
+        """The same pipeline with stage config fields overridden (merged field by field);
+        overrides for stages this pipeline does not run are ignored, so one file can serve
+        several pipelines."""
+        steps = {stage for stage, _ in self.steps}
+        mine = {stage: values for stage, values in (overrides or {}).items() if stage in steps}
+        return replace(self, stage_configs=merge_configs(self.stage_configs, mine))
 
 
 #: The CPU-only classical chain: the yardstick every accelerated pipeline is compared with.

@@ -31,6 +31,7 @@ from taas.pipeline.spec import PipelineSpec
 from taas.service.graph import model_name
 from taas.service.model_repo import ensemble_model_name, pipeline_model_name
 from taas.service.pbtxt import NUMPY_DTYPES, triton_dtype
+from taas.service.python_model import DEVICE_OUTPUT
 from taas.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,12 @@ def _aligned(n: int) -> int:
 
 
 class ModelClient:
-    """One served model: metadata, calls with retries and timeouts, optional shared memory."""
+    """One served model: metadata, calls with retries and timeouts, optional shared memory.
+
+    ``device``: where the model runs; from the instance groups until the first response, then
+    what the model itself reports (``taas.device``, taas' Python models only; an ensemble
+    keeps the instance-group answer).
+    """
 
     #: Output shared memory per output: this many rows per row of the largest input (clusters
     #: never outnumber cells; seeds rarely exceed 8 per space point), plus slack, or twice the
@@ -113,7 +119,9 @@ class ModelClient:
         metadata = self._call(self._client.get_model_metadata, model, as_json=True)
         config = self._call(self._client.get_model_config, model, as_json=True)["config"]
         self.inputs = tuple(_spec(t) for t in metadata["inputs"])
-        self.outputs = tuple(_spec(t) for t in metadata["outputs"])
+        self.outputs = tuple(_spec(t) for t in metadata["outputs"]
+                             if t["name"] != DEVICE_OUTPUT)
+        self.reports_device = any(t["name"] == DEVICE_OUTPUT for t in metadata["outputs"])
         self.device = _device(config)
         self.shared_memory = is_local(url) if shared_memory is None else shared_memory
         self._in: _ShmRegion | None = None
@@ -188,8 +196,12 @@ class ModelClient:
                 item.set_data_from_numpy(arrays[spec.name])
         out_offsets = {} if not use_shm or outputs_over_grpc else self._place_outputs(
             outputs, arrays)
+        if self.reports_device:  # a few bytes: always over gRPC, never in shared memory
+            outputs.append(grpcclient.InferRequestedOutput(DEVICE_OUTPUT))
         result = self._call(self._client.infer, self.model, request, outputs=outputs,
                             client_timeout=self.timeout_s)
+        if self.reports_device:
+            self.device = result.as_numpy(DEVICE_OUTPUT).tobytes().decode()
         return self._read(result, out_offsets)
 
     def _place_inputs(self, request: list[Any], arrays: dict[str, np.ndarray]) -> None:

@@ -24,11 +24,13 @@ def _step(text: str) -> tuple[str, str]:
 
 def _cmd_model_repo_build(args: argparse.Namespace) -> None:
     from taas.service.model_repo import build_model_repository
+    from taas.stages.configs import read_stage_configs
 
     limit = {} if args.max_rows is None else {"max_rows": args.max_rows}
     out = build_model_repository(
         args.out, detector_path=args.detector, stages=args.stages, pipelines=args.pipelines,
-        instances=args.instances, kind=args.kind, ensembles=not args.no_ensembles, **limit)
+        instances=args.instances, kind=args.kind, ensembles=not args.no_ensembles,
+        stage_configs=read_stage_configs(args.stage_configs), **limit)
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"wrote {len(models)} models to {out}: {', '.join(models)}")
 
@@ -85,6 +87,9 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-rows", type=int, default=None,
                    help="refuse events with more rows (cells...) than this")
     b.add_argument("--no-ensembles", action="store_true", help="skip the ensemble models")
+    b.add_argument("--stage-configs", type=Path, default=None,
+                   help="JSON {stage: {field: value}} over the pipelines' stage configs; files "
+                        "they name (checkpoint_dir) are copied into the repository")
     b.set_defaults(func=_cmd_model_repo_build)
 
     p = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")

@@ -7,6 +7,11 @@ Layout (relocatable: nothing refers outside the directory)::
     OUT/clustering_cpu/1/model.py        the same thin adapter everywhere
     OUT/pipeline_<name>/...              a whole pipeline in one model (the fast "custom backend")
     OUT/ensemble_<name>/config.pbtxt     the same pipeline as an ensemble of the stage models
+    OUT/files/<stage>.<field>/           files a stage config names (e.g. GNN checkpoints)
+
+Stage configurations (the pipelines' ``stage_configs`` plus any overrides) are written into each
+model's ``config.pbtxt`` as the JSON parameter ``taas.stage_configs``, so a served model runs
+exactly what the direct pipeline runs.
 
 The models import ``taas`` at load time, so the server's Python must have taas installed
 (see docs/triton.md for NVIDIA's container).
@@ -14,9 +19,10 @@ The models import ``taas`` at load time, so the server's Python must have taas i
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +31,8 @@ from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.service import pbtxt
 from taas.service.graph import PipelineGraph, model_name
 from taas.service.python_model import (
+    DEVICE_SPEC,
+    PARAM_CONFIGS,
     PARAM_DETECTOR,
     PARAM_KIND,
     PARAM_MAX_ROWS,
@@ -33,6 +41,7 @@ from taas.service.python_model import (
     format_steps,
 )
 from taas.stages import registry
+from taas.stages.configs import PATH_FIELDS, merge_configs
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +74,22 @@ def build_model_repository(
     kind: str = "KIND_CPU",
     max_rows: int = DEFAULT_MAX_ROWS,
     ensembles: bool = True,
+    stage_configs: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Path:
     """Write a model repository to ``out_dir`` and return it.
 
     ``stages`` defaults to every registered (stage, backend); ``pipelines`` to every servable
     pipeline of ``PIPELINES`` (names or ``PipelineSpec`` objects). Stage models needed by an
     ensemble are added even when ``stages`` leaves them out. Existing model directories of the
-    same names are replaced; other files in ``out_dir`` are left alone.
+    same names are replaced; other files in ``out_dir`` are left alone. ``stage_configs``
+    overrides fields of the pipelines' stage configs (``{stage: {field: value}}``); a stage
+    model shared by two pipelines must get the same config from both.
     """
     out = Path(out_dir)
     detector_path = Path(detector_path)
     if not detector_path.is_file():
         raise TaasError(f"detector file {detector_path} does not exist")
-    specs = [p if isinstance(p, PipelineSpec) else _pipeline(p)
+    specs = [(p if isinstance(p, PipelineSpec) else _pipeline(p)).with_configs(stage_configs)
              for p in (servable_pipelines() if pipelines is None else pipelines)]
     wanted = list(registry.available() if stages is None else stages)
     if ensembles:
@@ -89,17 +101,21 @@ def build_model_repository(
     shutil.copyfile(detector_path, out / detector_name)
     common = {"instances": instances, "kind": kind}
     limits = {PARAM_DETECTOR: detector_name, PARAM_MAX_ROWS: str(max_rows)}
+    stage_models = _stage_model_configs(wanted, specs, stage_configs)
 
     for stage, backend in wanted:
         graph = PipelineGraph.from_steps([(stage, backend)])
+        configs = _copy_files(out, stage_models[(stage, backend)])
         _write_python_model(out / model_name(stage, backend), graph, {
-            PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits},
-            **common)
+            PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits,
+            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)}, **common)
     for spec in specs:
         graph = PipelineGraph.from_steps(spec.steps)
+        configs = _copy_files(out, spec.stage_configs)
         _write_python_model(out / pipeline_model_name(spec.name), graph, {
             PARAM_KIND: "pipeline", PARAM_PIPELINE: spec.name,
-            PARAM_STEPS: format_steps(spec.steps), **limits}, **common)
+            PARAM_STEPS: format_steps(spec.steps), **limits,
+            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)}, **common)
         if ensembles:
             name = ensemble_model_name(spec.name)
             _write(out / name / "config.pbtxt", pbtxt.ensemble_config(
@@ -107,6 +123,56 @@ def build_model_repository(
             (out / name / "1").mkdir(exist_ok=True)  # Triton wants a version directory
     log.info("model repository %s: %d stage models, %d pipelines", out, len(wanted), len(specs))
     return out
+
+
+def _stage_model_configs(wanted: Sequence[tuple[str, str]], specs: Sequence[PipelineSpec],
+                         overrides: Mapping[str, Mapping[str, object]] | None
+                         ) -> dict[tuple[str, str], dict[str, dict[str, object]]]:
+    """The config of each stage model: the pipelines' settings of that step (they must agree),
+    else the overrides alone."""
+    chosen: dict[tuple[str, str], dict[str, dict[str, object]]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        for step in spec.steps:
+            config = {step[0]: dict(spec.stage_configs[step[0]])} \
+                if step[0] in spec.stage_configs else {}
+            if step in chosen and chosen[step] != config:
+                raise TaasError(f"stage model {model_name(*step)}: pipelines {origin[step]!r} and "
+                                f"{spec.name!r} configure it differently ({chosen[step]} vs "
+                                f"{config}); build one repository per pipeline")
+            chosen.setdefault(step, config)
+            origin.setdefault(step, spec.name)
+    for stage, backend in wanted:
+        if (stage, backend) not in chosen:
+            own = (overrides or {}).get(stage)
+            chosen[(stage, backend)] = {stage: dict(own)} if own else {}
+    return chosen
+
+
+def _copy_files(out: Path, configs: Mapping[str, Mapping[str, object]]
+                ) -> dict[str, dict[str, object]]:
+    """Copy the files and directories that configs name into ``out/files`` and point the
+    configs at the copies, relative to the repository root (the repository stays
+    relocatable)."""
+    copied = merge_configs(configs)
+    for stage, values in copied.items():
+        for key in PATH_FIELDS:
+            if not values.get(key):
+                continue
+            source = Path(str(values[key]))
+            if not source.exists():
+                raise TaasError(f"stage {stage!r}: {key} {source} does not exist")
+            relative = Path("files") / f"{stage}.{key}"
+            target = out / relative
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                shutil.copyfile(source, target)
+            values[key] = relative.as_posix()
+    return copied
 
 
 def _pipeline(name: str) -> PipelineSpec:
@@ -119,7 +185,8 @@ def _write_python_model(model_dir: Path, graph: PipelineGraph, parameters: dict[
                         instances: int, kind: str) -> None:
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    config = pbtxt.python_model_config(model_dir.name, graph.inputs, graph.outputs,
+    config = pbtxt.python_model_config(model_dir.name, graph.inputs,
+                                       (*graph.outputs, DEVICE_SPEC),
                                        parameters=parameters, instances=instances, kind=kind)
     _write(model_dir / "config.pbtxt", config)
     adapter = resources.files("taas.service").joinpath("templates/model.py").read_text()

@@ -16,13 +16,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from taas.edm.table import TensorSpec
 from taas.errors import InputError, TaasError
+from taas.stages.configs import resolve_paths
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,17 @@ PARAM_STEPS = "taas.steps"        # "clustering/cpu,spacepoints/cpu"
 PARAM_DETECTOR = "taas.detector"  # path relative to the repository root
 PARAM_MAX_ROWS = "taas.max_rows"  # reject events whose tensors have more rows than this
 PARAM_PIPELINE = "taas.pipeline"  # pipeline name (pipeline models only)
+PARAM_CONFIGS = "taas.stage_configs"  # JSON {stage: {field: value}}; paths relative to the root
+
+#: Extra output of every generated Python model: the device its stages actually ran on, as
+#: UTF-8 bytes. Triton's instance kind says where the server placed the model, not where the
+#: stage's code ended up (a gpu stage on a machine without CUDA runs on the CPU device), and the
+#: 2.51 Python stub has no response parameters, so the model says it in its response. UINT8
+#: rather than BYTES: the stub returns BYTES tensors built from numpy 2 arrays empty.
+DEVICE_OUTPUT = "taas.device"
+DEVICE_SPEC = TensorSpec(DEVICE_OUTPUT, np.uint8, (-1,),
+                         "device the model's stages ran on, UTF-8 (not part of any stage "
+                         "contract)")
 
 
 def format_steps(steps: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
@@ -57,6 +70,7 @@ class ModelSettings:
     detector: Path
     max_rows: int
     pipeline: str = ""
+    stage_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], model_dir: Path) -> ModelSettings:
@@ -68,11 +82,18 @@ class ModelSettings:
         kind = params[PARAM_KIND]
         if kind not in ("stage", "pipeline"):
             raise TaasError(f"{PARAM_KIND} must be 'stage' or 'pipeline', got {kind!r}")
+        root = model_dir.parent
         detector = Path(params[PARAM_DETECTOR])
         if not detector.is_absolute():  # relocatable: relative to the repository root
-            detector = model_dir.parent / detector
+            detector = root / detector
+        try:
+            configs = json.loads(params.get(PARAM_CONFIGS) or "{}")
+        except json.JSONDecodeError as exc:
+            raise TaasError(f"model {config.get('name')!r}: {PARAM_CONFIGS} is not JSON: "
+                            f"{exc}") from None
         return cls(kind, parse_steps(params[PARAM_STEPS]), detector,
-                   int(params.get(PARAM_MAX_ROWS, "0") or 0), params.get(PARAM_PIPELINE, ""))
+                   int(params.get(PARAM_MAX_ROWS, "0") or 0), params.get(PARAM_PIPELINE, ""),
+                   resolve_paths(configs, root))
 
 
 def build_runner(settings: ModelSettings) -> tuple[Callable[[dict[str, np.ndarray]],
@@ -82,14 +103,14 @@ def build_runner(settings: ModelSettings) -> tuple[Callable[[dict[str, np.ndarra
     from taas.pipeline.runner import Pipeline
     from taas.pipeline.spec import PipelineSpec
     from taas.service.graph import PipelineGraph
-    from taas.stages import registry
 
     detector = load_detector(settings.detector)
+    spec = PipelineSpec(settings.pipeline or "served", settings.steps,
+                        stage_configs=settings.stage_configs)
     if settings.kind == "stage":
-        (stage_name, backend), = settings.steps
-        stage = registry.resolve(stage_name, backend)(detector)
+        stage, = Pipeline(spec, detector).stages
         return stage.run, stage.device
-    pipeline = Pipeline(PipelineSpec(settings.pipeline or "served", settings.steps), detector)
+    pipeline = Pipeline(spec, detector)
     wanted = [s.name for s in PipelineGraph.from_steps(settings.steps).outputs]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -169,6 +190,7 @@ class TritonAdapter:
                 inputs[name] = np.from_dlpack(tensor)
             check_limits(inputs, self.settings.max_rows)
             outputs = self.runner(inputs)
+            outputs[DEVICE_OUTPUT] = np.frombuffer(self.device.encode(), np.uint8)
             return pb.InferenceResponse([self._to_triton(n, outputs[n])
                                          for n in self.output_names])
         except InputError as exc:

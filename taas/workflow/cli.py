@@ -27,7 +27,7 @@ def _cmd_model_repo(args: argparse.Namespace) -> None:
     from taas.service.model_repo import build_model_repository
     from taas.workflow.serving import spec_from_steps
 
-    spec = spec_from_steps(args.pipeline, args.steps)
+    spec = spec_from_steps(args.pipeline, args.steps, args.stage_configs)
     build_model_repository(args.out, detector_path=args.events / "detector.parquet",
                            stages=list(spec.steps) if args.stage_models else [],
                            pipelines=[] if args.stage_models else [spec],
@@ -38,7 +38,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     from taas.pipeline.reconstruct import reconstruct
     from taas.workflow.serving import server_url_for, spec_from_steps
 
-    spec = spec_from_steps(args.pipeline, args.steps)
+    spec = spec_from_steps(args.pipeline, args.steps, args.stage_configs)
     if args.mode == "direct":
         reconstruct(args.events, args.out, spec, progress=False, warmup=True,
                     info={"mode": "direct"})
@@ -64,7 +64,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from taas.workflow.measure import served_vs_direct
     from taas.workflow.serving import server_url_for, spec_from_steps
 
-    spec = spec_from_steps(args.pipeline, args.steps)
+    spec = spec_from_steps(args.pipeline, args.steps, args.stage_configs)
     with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
         result = served_vs_direct(args.events, spec, url, repeats=args.repeats,
                                   n_events=args.n_events)
@@ -75,7 +75,7 @@ def _cmd_throughput(args: argparse.Namespace) -> None:
     from taas.workflow.measure import throughput
     from taas.workflow.serving import server_url_for, spec_from_steps
 
-    spec = spec_from_steps(args.pipeline, args.steps)
+    spec = spec_from_steps(args.pipeline, args.steps, args.stage_configs)
     with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
         result = throughput(args.events, spec, url,
                             instances=None if args.server_url else args.instances,
@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--events", type=Path, required=True, help="parquet event directory")
         p.add_argument("--pipeline", required=True)
         p.add_argument("--steps", required=True, help="resolved steps: stage/backend,...")
+        p.add_argument("--stage-configs", type=Path, default=None,
+                       help="JSON {stage: {field: value}} over the pipeline's stage configs "
+                            "(the models rule writes one: GNN checkpoint directories)")
 
     def server_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--repo", type=Path, default=None, help="model repository to serve")

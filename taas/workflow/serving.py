@@ -16,6 +16,7 @@ from pathlib import Path
 
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.service.python_model import parse_steps
+from taas.stages.configs import read_stage_configs
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,13 @@ def server_url_for(repo: str | Path | None, url: str = "", *,
         yield server.url
 
 
-def spec_from_steps(name: str, steps: str) -> PipelineSpec:
-    """The pipeline ``name`` with the steps the workflow resolved (``stage/backend,...``)."""
+def spec_from_steps(name: str, steps: str, stage_configs: str | Path | None = None
+                    ) -> PipelineSpec:
+    """The pipeline ``name`` with the steps the workflow resolved (``stage/backend,...``), its
+    own stage configs, and the fields of the ``stage_configs`` JSON file over them."""
     base = PIPELINES.get(name)
-    return PipelineSpec(name, parse_steps(steps), base.description if base else "")
+    steps_ = parse_steps(steps)
+    present = {stage for stage, _ in steps_}
+    own = {k: v for k, v in (base.stage_configs if base else {}).items() if k in present}
+    spec = PipelineSpec(name, steps_, base.description if base else "", stage_configs=own)
+    return spec.with_configs(read_stage_configs(stage_configs))

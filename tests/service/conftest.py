@@ -10,11 +10,13 @@ import pytest
 
 from taas.pipeline.spec import PipelineSpec
 
-#: The chain every registered CPU stage so far can serve; the full ``cpu`` pipeline is served the
-#: same way once all its stages are registered.
+#: A short chain of CPU stages, cheap enough for 2-core CI. Its clustering is configured away
+#: from the default (4- instead of 8-connectivity) so that the served-equals-direct tests also
+#: prove that stage configs reach the served models.
 FRONT_END = PipelineSpec("front_end", (("clustering", "cpu"), ("spacepoints", "cpu"),
                                        ("seeding", "cpu")),
-                         "clustering, space points, seeding")
+                         "clustering, space points, seeding",
+                         stage_configs={"clustering": {"connectivity": 4}})
 #: Small enough that the test can exceed it cheaply, far above the tiny events.
 MAX_ROWS = 200_000
 

@@ -128,3 +128,53 @@ def test_default_pipelines_are_the_servable_ones() -> None:
 
     for name in servable_pipelines():
         assert all(step in IMPLEMENTATIONS for step in PIPELINES[name].steps)
+
+
+def _parameters(config_text: str) -> dict[str, str]:
+    """The string parameters of a generated config.pbtxt (unescaped)."""
+    pairs = re.findall(r'key: "([^"]+)" value: \{ string_value: "((?:[^"\\]|\\.)*)" \}',
+                       config_text)
+    return {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in pairs}
+
+
+def test_stage_configs_travel_into_every_model_and_files_are_copied(
+        tmp_path: Path, tiny_sim_dir: Path) -> None:
+    import json
+
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    (checkpoints / "gnn.pt").write_bytes(b"weights")
+    spec = PipelineSpec("p", FRONT_END.steps, stage_configs={"seeding": {"min_pt": 800.0}})
+    out = build_model_repository(
+        tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet", pipelines=[spec],
+        stages=list(FRONT_END.steps), ensembles=False,
+        stage_configs={"clustering": {"checkpoint_dir": str(checkpoints)}})
+    for model in ("pipeline_p", "clustering_cpu", "seeding_cpu"):
+        text = (out / model / "config.pbtxt").read_text()
+        assert 'name: "taas.device" data_type: TYPE_UINT8' in text
+        configs = json.loads(_parameters(text)["taas.stage_configs"])
+        if model in ("pipeline_p", "seeding_cpu"):
+            assert configs["seeding"] == {"min_pt": 800.0}
+        if model in ("pipeline_p", "clustering_cpu"):
+            relative = configs["clustering"]["checkpoint_dir"]
+            assert not Path(relative).is_absolute()  # the repository stays relocatable
+            assert (out / relative / "gnn.pt").read_bytes() == b"weights"
+        settings = ModelSettings.from_config(
+            {"name": model, "parameters": {k: {"string_value": v}
+                                           for k, v in _parameters(text).items()}},
+            out / model)
+        if "clustering" in settings.stage_configs:
+            assert Path(settings.stage_configs["clustering"]["checkpoint_dir"]).is_absolute()
+
+
+def test_conflicting_stage_configs_of_a_shared_stage_model_are_refused(
+        tmp_path: Path, tiny_sim_dir: Path) -> None:
+    a = PipelineSpec("a", FRONT_END.steps, stage_configs={"seeding": {"min_pt": 800.0}})
+    b = PipelineSpec("b", FRONT_END.steps)
+    with pytest.raises(TaasError, match="configure it differently"):
+        build_model_repository(tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet",
+                               pipelines=[a, b])
+    with pytest.raises(TaasError, match="does not exist"):
+        build_model_repository(tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet",
+                               pipelines=[b], stage_configs={"seeding": {
+                                   "checkpoint_dir": str(tmp_path / "nowhere")}})

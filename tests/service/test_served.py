@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from taas.edm import Cells
@@ -38,11 +40,22 @@ def test_every_stage_model_matches_direct(triton, direct, tiny_event, shared_mem
             assert [s.name for s in remote.INPUTS] == [s.name for s in stage.INPUTS]
             assert [(s.name, s.dtype, s.shape) for s in remote.OUTPUTS] == \
                    [(s.name, s.dtype, s.shape) for s in stage.OUTPUTS]
-            assert remote.device == "cpu"
+            assert remote.device == "cpu"  # from the instance group, before any call
             assert_same(remote.run(inputs), want)
+            assert remote.device == stage.device  # what the served stage reported
         finally:
             remote.close()
         pool.update(want)
+
+
+def test_front_end_config_is_not_the_default(direct, tiny_event) -> None:
+    """The served comparisons use 4-connectivity: it must change the clusters, or they would
+    not show that the config reached the server."""
+    default = Pipeline(replace(FRONT_END, stage_configs={}), direct.stages[0].detector)
+    assert direct.stages[0].config.connectivity == 4
+    n4 = len(direct.run(tiny_event).tensors["measurements.local_u"])
+    n8 = len(default.run(tiny_event).tensors["measurements.local_u"])
+    assert n4 > n8
 
 
 @pytest.mark.parametrize("mode", ["served", "pipeline", "ensemble"])
