@@ -95,3 +95,10 @@ def resolve_paths(configs: StageConfigs, root: str | Path) -> dict[str, dict[str
             if values.get(key) and not Path(values[key]).is_absolute():
                 values[key] = str(Path(root) / values[key])
     return resolved
+
+
+def takes_field(stage_cls: type, name: str) -> bool:
+    """Whether the stage's config dataclass has a field ``name`` (e.g. ``checkpoint_dir``:
+    the stage loads trained models)."""
+    cls = config_type(stage_cls)
+    return cls is not None and name in {f.name for f in dataclasses.fields(cls)}

@@ -31,7 +31,17 @@ def _cmd_model_repo(args: argparse.Namespace) -> None:
     build_model_repository(args.out, detector_path=args.events / "detector.parquet",
                            stages=list(spec.steps) if args.stage_models else [],
                            pipelines=[] if args.stage_models else [spec],
-                           instances=args.instances, ensembles=False)
+                           instances=args.instances, ensembles=False,
+                           stage_configs=spec.stage_configs)
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from taas.workflow.models import prepare_models
+    from taas.workflow.serving import spec_from_steps
+
+    prepare_models(spec_from_steps(args.pipeline, args.steps), args.source, args.out,
+                   train_preset=args.train_preset, train_events=args.train_events,
+                   seed=args.seed)
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -119,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-models", action="store_true", help="also one model per stage")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_model_repo)
+
+    p = sub.add_parser("models", help="the trained models of one pipeline: shipped or trained")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--steps", required=True, help="resolved steps: stage/backend,...")
+    p.add_argument("--source", choices=("shipped", "train"), default="shipped")
+    p.add_argument("--train-preset", default="small")
+    p.add_argument("--train-events", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1001,
+                   help="simulation seed of the training events (not the evaluated events')")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("reconstruct", help="reconstruct direct or served")
     pipeline_args(p)

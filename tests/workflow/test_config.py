@@ -125,7 +125,7 @@ def test_dry_run_shows_the_plan(tmp_path):
     result = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/r",
                         "preset=tiny", "n_events=1")
     assert result.returncode == 0, result.stderr
-    for rule in ("simulate", "events_to_parquet", "event_info", "model_repository",
+    for rule in ("simulate", "events_to_parquet", "event_info", "models", "model_repository",
                  "reconstruct", "evaluate", "served_vs_direct", "throughput", "summary",
                  "report"):
         assert f"rule {rule}:" in result.stdout, rule

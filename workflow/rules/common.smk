@@ -12,6 +12,16 @@ def repo_dir(pipeline, instances):
     return RESULTS / "model_repo" / EVENTS_NAME / pipeline / variant
 
 
+def models_dir(pipeline):
+    """The models step's output of a pipeline: stage_configs.json (+ checkpoints)."""
+    return RESULTS / "models" / EVENTS_NAME / pipeline
+
+
+def stage_configs_arg(wildcards, input):
+    """``--stage-configs FILE`` from a rule's ``models`` input."""
+    return f"--stage-configs {input.models}/stage_configs.json"
+
+
 def repo_options(wildcards):
     """``taas.workflow.cli model-repo`` options of a repository variant (i<N> or stages)."""
     if wildcards.variant == "stages":

@@ -2,9 +2,31 @@
 # truth, and the side-by-side summary (results/summary/<events>.md).
 
 
+rule models:
+    output:
+        directory(models_dir("{pipeline}")),
+    params:
+        wf=WF,
+        steps=steps_of,
+        source=config["models"],
+        preset=config["preset"],
+        train_events=config["train_events"],
+        # training events never share a seed with the evaluated ones
+        seed=config["seed"] + 1000,
+    conda:
+        "../envs/taas.yaml"
+    log:
+        RESULTS / "logs" / f"models-{EVENTS_NAME}-{{pipeline}}.log",
+    shell:
+        "{params.wf} models --pipeline {wildcards.pipeline} --steps {params.steps}"
+        " --source {params.source} --train-preset {params.preset}"
+        " --train-events {params.train_events} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
 rule reconstruct:
     input:
         events=EVENTS,
+        models=models_dir("{pipeline}"),
         repo=(
             []
             if config["mode"] == "direct" or SERVER_URL
@@ -18,6 +40,7 @@ rule reconstruct:
         mode=config["mode"],
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+        configs=stage_configs_arg,
     threads: all_cores()  # a timing job: nothing else runs beside it
     conda:
         "../envs/taas.yaml"
@@ -25,7 +48,8 @@ rule reconstruct:
         RESULTS / "logs" / f"reconstruct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.wf} reconstruct --events {input.events} --pipeline {wildcards.pipeline}"
-        " --steps {params.steps} --mode {params.mode} {params.repo} {params.server}"
+        " --steps {params.steps} {params.configs} --mode {params.mode} {params.repo}"
+        " {params.server}"
         " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
 
 

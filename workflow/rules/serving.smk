@@ -6,26 +6,29 @@
 
 rule model_repository:
     input:
-        EVENTS,
+        events=EVENTS,
+        models=models_dir("{pipeline}"),
     output:
         directory(RESULTS / "model_repo" / EVENTS_NAME / "{pipeline}" / "{variant}"),
     params:
         wf=WF,
         steps=steps_of,
         options=repo_options,
+        configs=stage_configs_arg,
     conda:
         "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"model_repo-{EVENTS_NAME}-{{pipeline}}-{{variant}}.log",
     shell:
-        "{params.wf} model-repo --events {input} --pipeline {wildcards.pipeline}"
-        " --steps {params.steps} {params.options}"
+        "{params.wf} model-repo --events {input.events} --pipeline {wildcards.pipeline}"
+        " --steps {params.steps} {params.configs} {params.options}"
         " --out {output} > {log} 2>&1"
 
 
 rule served_vs_direct:
     input:
         events=EVENTS,
+        models=models_dir("{pipeline}"),
         repo=[] if SERVER_URL else repo_dir("{pipeline}", 1),
     output:
         RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
@@ -35,6 +38,7 @@ rule served_vs_direct:
         repeats=config["compare_repeats"],
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+        configs=stage_configs_arg,
     threads: all_cores()
     conda:
         "../envs/taas.yaml"
@@ -42,13 +46,15 @@ rule served_vs_direct:
         RESULTS / "logs" / f"served_vs_direct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.wf} compare --events {input.events} --pipeline {wildcards.pipeline}"
-        " --steps {params.steps} {params.repo} {params.server} --repeats {params.repeats}"
+        " --steps {params.steps} {params.configs} {params.repo} {params.server}"
+        " --repeats {params.repeats}"
         " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
 
 
 rule throughput:
     input:
         events=EVENTS,
+        models=models_dir("{pipeline}"),
         repo=lambda wildcards: (
             [] if SERVER_URL else repo_dir(wildcards.pipeline, wildcards.instances)
         ),
@@ -63,6 +69,7 @@ rule throughput:
         instances=lambda wildcards: 0 if SERVER_URL else wildcards.instances,
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
+        configs=stage_configs_arg,
     threads: all_cores()
     conda:
         "../envs/taas.yaml"
@@ -70,7 +77,7 @@ rule throughput:
         RESULTS / "logs" / f"throughput-{EVENTS_NAME}-{{pipeline}}-i{{instances}}.log",
     shell:
         "{params.wf} throughput --events {input.events} --pipeline {wildcards.pipeline}"
-        " --steps {params.steps} {params.repo} {params.server}"
+        " --steps {params.steps} {params.configs} {params.repo} {params.server}"
         " --instances {params.instances} --concurrency {params.concurrency}"
         " --requests {params.requests} --seconds {params.seconds}"
         " --server-log {log}.tritonserver --out {output} > {log} 2>&1"

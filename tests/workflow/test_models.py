@@ -1,0 +1,60 @@
+"""The workflow's models step: shipped checkpoints (or trained ones) handed to the GNN stages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taas.errors import TaasError
+from taas.gnn.checkpoint import SHIPPED, shipped_path
+from taas.pipeline.spec import ACORN, CPU
+from taas.workflow.models import model_stages, prepare_models
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_model_stages_are_the_gnn_stages() -> None:
+    assert model_stages(CPU) == []
+    assert model_stages(ACORN) == ["graph_construction", "edge_classification"]
+
+
+def test_cpu_pipeline_needs_no_models(tmp_path: Path) -> None:
+    info = prepare_models(CPU, "shipped", tmp_path)
+    assert json.loads((tmp_path / "stage_configs.json").read_text()) == {}
+    assert info["stages"] == []
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_shipped_models_are_copied_and_named_in_the_stage_configs(tmp_path: Path) -> None:
+    info = prepare_models(ACORN, "shipped", tmp_path)
+    configs = json.loads((tmp_path / "stage_configs.json").read_text())
+    assert set(configs) == {"graph_construction", "edge_classification"}
+    ckpt = Path(configs["graph_construction"]["checkpoint_dir"])
+    assert ckpt.is_absolute()
+    for name in SHIPPED:
+        assert (ckpt / f"{name}.pt").read_bytes() == shipped_path(name).read_bytes()
+    assert info["training"]["preset"] == "small"
+    assert 0.5 < info["validation"]["gnn"]["efficiency"] <= 1.0
+    with pytest.raises(TaasError, match="source"):
+        prepare_models(ACORN, "download", tmp_path)
+
+
+def test_acorn_workflow_runs_on_the_models_step_output(tmp_path: Path) -> None:
+    """Snakemake up to the acorn reconstruction: the GNN stages load the checkpoints the
+    models rule wrote (not the package's), and say they ran on the CPU device."""
+    results = tmp_path / "results"
+    target = results / "reco" / "tiny" / "acorn"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "preset=tiny",
+           "n_events=1", "seed=3", "pipelines=[acorn]", "accel=gpu", "allow_cpu_device=true",
+           f"results={results}", "--", str(target)]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    info = json.loads((target / "run.json").read_text())
+    ckpt = info["stage_configs"]["graph_construction"]["checkpoint_dir"]
+    assert Path(ckpt) == (results / "models" / "tiny" / "acorn" / "checkpoints").resolve()
+    timings = (target / "timings.csv").read_text()
+    assert "edge_classification,gpu,cpu (CUDA unavailable)" in timings
