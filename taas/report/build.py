@@ -48,6 +48,7 @@ class ReportInputs:
     metrics: list[Path]
     compare: list[Path] = field(default_factory=list)
     throughput: list[Path] = field(default_factory=list)
+    models: list[Path] = field(default_factory=list)  # the models rule's directories
 
 
 def _read(path: Path) -> Any:
@@ -92,7 +93,8 @@ def _stage_rows(summary: dict[str, Any], notes: list[str]) -> list[dict[str, Any
 
 
 def _pipeline_entry(summary: dict[str, Any], reco: Path, metrics: dict[str, Any],
-                    plan: dict[str, Any], compare: dict[str, Any] | None) -> dict[str, Any]:
+                    plan: dict[str, Any], compare: dict[str, Any] | None,
+                    models: dict[str, Any] | None) -> dict[str, Any]:
     run = _read(Path(reco) / "run.json")
     per_event = _per_event_seconds(reco)
     mean_s = float(np.mean(per_event)) if per_event else None
@@ -108,6 +110,8 @@ def _pipeline_entry(summary: dict[str, Any], reco: Path, metrics: dict[str, Any]
         "latency_ms": _latency(per_event),
         "stages": _stage_rows(summary, notes),
         "served_vs_direct": compare,
+        "stage_configs": run.get("stage_configs", {}),
+        "models": models,
         "physics": {
             **{k: metrics.get(k) for k in (*RATES, "n_tracks", "n_fiducial_particles")},
             **{f"{k}_err": [metrics.get(f"{k}_err_low"), metrics.get(f"{k}_err_high")]
@@ -123,11 +127,13 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
     """The report's data: everything report.json holds and the plots and pages are drawn from."""
     summaries = {s["pipeline"]: s for s in _read(inputs.summary)}
     compares = {c["pipeline"]: c for c in (_read(p) for p in inputs.compare)}
+    models = {m["pipeline"]: m for m in (_read(Path(p) / "models.json") for p in inputs.models)}
     pipelines = []
     for reco, metrics_path in zip(inputs.reco, inputs.metrics, strict=True):
         name = _read(Path(reco) / "run.json")["pipeline"]
         pipelines.append(_pipeline_entry(summaries[name], reco, _read(metrics_path),
-                                         inputs.plan.get(name, {}), compares.get(name)))
+                                         inputs.plan.get(name, {}), compares.get(name),
+                                         models.get(name)))
     throughput = []
     loads = []
     for path in inputs.throughput:

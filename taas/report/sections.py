@@ -146,13 +146,31 @@ def _devices(data: Mapping[str, Any]) -> Section:
     return Section("Devices", text, [Table(["pipeline", "stage", "backend", "device"], rows)])
 
 
+def _models_text(pipeline: str, models: Mapping[str, Any]) -> str:
+    """One line on where a pipeline's trained models came from and how they validated."""
+    train = models.get("training") or {}
+    data = (f"{train.get('train_events', '?')} `{train.get('preset', '?')}` events, seed "
+            f"{train.get('train_seed', train.get('seed', '?'))}")
+    gnn = (models.get("validation") or {}).get("gnn") or {}
+    scores = (f"; validation edge efficiency {gnn['efficiency']:.3f}, purity "
+              f"{gnn['purity']:.3f} after the GNN" if "efficiency" in gnn else "")
+    return (f"{pipeline}: models `{models.get('source')}` for "
+            f"{', '.join(models.get('stages', []))}, trained on {data}{scores}.")
+
+
 def _versions(data: Mapping[str, Any]) -> Section:
     rows = [[k, v] for k, v in data["versions"].items()]
-    return Section("Software versions and configuration", [
-        f"Platform: {data['machine']['platform']} ({data['machine']['processor']}), "
-        f"generated {data['generated']}."],
-        [Table(["software", "version"], rows)],
-        code=json.dumps({"config": data["config"], "plan": data["plan"]}, indent=2))
+    text = [f"Platform: {data['machine']['platform']} ({data['machine']['processor']}), "
+            f"generated {data['generated']}."]
+    text += [_models_text(p["pipeline"], p["models"]) for p in data["pipelines"]
+             if p.get("models") and p["models"].get("stages")]
+    settings = [[p["pipeline"], stage, json.dumps(values, sort_keys=True)]
+                for p in data["pipelines"] for stage, values in p.get("stage_configs", {}).items()]
+    tables = [Table(["software", "version"], rows)]
+    if settings:
+        tables.append(Table(["pipeline", "stage", "settings (defaults elsewhere)"], settings))
+    return Section("Software versions and configuration", text, tables,
+                   code=json.dumps({"config": data["config"], "plan": data["plan"]}, indent=2))
 
 
 def sections(data: Mapping[str, Any]) -> list[Section]:

@@ -100,7 +100,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     inputs = ReportInputs(
         config=json.loads(args.config), plan=json.loads(args.plan), summary=args.summary,
         info=args.info, compare=args.compare, throughput=args.throughput,
-        metrics=args.metrics, reco=args.reco)
+        metrics=args.metrics, reco=args.reco, models=args.models)
     write_report(inputs, args.out)
 
 
@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--compare", type=Path, nargs="*", default=[])
     p.add_argument("--throughput", type=Path, nargs="*", default=[])
+    p.add_argument("--models", type=Path, nargs="*", default=[],
+                   help="the models rule's directories (models.json: provenance)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.set_defaults(func=_cmd_report)
     return parser

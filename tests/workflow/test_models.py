@@ -37,7 +37,7 @@ def test_shipped_models_are_copied_and_named_in_the_stage_configs(tmp_path: Path
     assert ckpt.is_absolute()
     for name in SHIPPED:
         assert (ckpt / f"{name}.pt").read_bytes() == shipped_path(name).read_bytes()
-    assert info["training"]["preset"] == "small"
+    assert info["training"]["preset"] in ("small", "medium")
     assert 0.5 < info["validation"]["gnn"]["efficiency"] <= 1.0
     with pytest.raises(TaasError, match="source"):
         prepare_models(ACORN, "download", tmp_path)
@@ -58,3 +58,16 @@ def test_acorn_workflow_runs_on_the_models_step_output(tmp_path: Path) -> None:
     assert Path(ckpt) == (results / "models" / "tiny" / "acorn" / "checkpoints").resolve()
     timings = (target / "timings.csv").read_text()
     assert "edge_classification,gpu,cpu (CUDA unavailable)" in timings
+
+
+def test_report_states_model_provenance(tmp_path: Path) -> None:
+    from taas.gnn.checkpoint import load_shipped
+    from taas.report.sections import _models_text
+
+    prepare_models(ACORN, "shipped", tmp_path)
+    text = _models_text("acorn", json.loads((tmp_path / "models.json").read_text()))
+    assert text.startswith("acorn: models `shipped` for graph_construction, edge_classification")
+    data = load_shipped("gnn").metadata["data"]
+    assert (f"trained on {data['train_events']} `{data['preset']}` events, "
+            f"seed {data['train_seed']}") in text
+    assert "validation edge efficiency 0." in text

@@ -29,6 +29,7 @@ rule report:
             pipeline=PLAN,
             instances=INSTANCES,
         ),
+        models=[models_dir(pipeline) for pipeline in PLAN],
     output:
         html=report(
             REPORT_DIR / "report.html",
@@ -57,4 +58,5 @@ rule report:
         "{params.wf} report --config {params.config:q} --plan {params.plan:q}"
         " --summary {input.summary} --info {input.info} --reco {input.reco}"
         " --metrics {input.metrics} --compare {input.compare}"
-        " --throughput {input.throughput} --out $(dirname {output.html}) > {log} 2>&1"
+        " --throughput {input.throughput} --models {input.models}"
+        " --out $(dirname {output.html}) > {log} 2>&1"
