@@ -52,8 +52,10 @@ def _check_positions(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
 
 #: Work counters ``find_seeds`` fills into its ``stats`` dict: middle space points with a
 #: bottom doublet, bottom and top doublets, (bottom, top) pairs in the cot(theta) window that
-#: get the full triplet test, and triplets passing it (before the seed filter).
-COUNTER_NAMES = ("middles", "bottom_doublets", "top_doublets", "triplet_tests", "triplets")
+#: get the full triplet test, triplets passing it (before the seed filter), and candidates:
+#: space points examined in the doublet search windows (tops and bottoms).
+COUNTER_NAMES = ("middles", "bottom_doublets", "top_doublets", "triplet_tests", "triplets",
+                 "candidates")
 
 
 def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
@@ -93,11 +95,20 @@ def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
     cell = cell[order]
     bin_start = np.zeros(n_bands * n_bins + 1, np.int64)
     np.cumsum(np.bincount(cell, minlength=n_bands * n_bins), out=bin_start[1:])
+    # the r range each band's space points occupy (inf/-inf when empty): the kernel sizes its
+    # z and phi windows on it, not on the band edges (a barrel layer fills a few mm of its band)
+    r_sorted = r[rows]
+    band_start = bin_start[::n_bins]
+    filled = band_start[1:] > band_start[:-1]
+    band_rlo = np.full(n_bands, np.inf)
+    band_rhi = np.full(n_bands, -np.inf)
+    band_rlo[filled] = np.minimum.reduceat(r_sorted, band_start[:-1][filled])
+    band_rhi[filled] = np.maximum.reduceat(r_sorted, band_start[:-1][filled])
 
     floats, ints = _kernel_params(cfg)
     counters = np.zeros(len(COUNTER_NAMES), np.int64)
-    b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r[rows], bin_start, n_bins,
-                                   band_edges, floats, ints, counters)
+    b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r_sorted, bin_start, n_bins,
+                                   band_rlo, band_rhi, floats, ints, counters)
     if stats is not None:
         stats.update(zip(COUNTER_NAMES, counters.tolist(), strict=True))
     triplets = np.stack([rows[b], rows[m], rows[t]], axis=1)
