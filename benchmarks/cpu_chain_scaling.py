@@ -4,7 +4,9 @@ Run: ``.venv/bin/python benchmarks/cpu_chain_scaling.py [--presets small medium 
 [--events 2]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per preset the mean event
 sizes and each stage's median time per event (first event run once untimed first), and per
 stage the log-log slope of time against measurements (1 = linear) fitted over the presets.
-Physics rates are recorded beside the times so a speed-up that costs efficiency shows.
+Physics rates are recorded beside the times so a speed-up that costs efficiency shows, and the
+seeding's work counters (``taas.seeding.find_seeds(stats=...)``, mean per event, recomputed on
+the saved space points) beside its time, so that its growth with density shows as counts too.
 """
 
 from __future__ import annotations
@@ -19,12 +21,24 @@ from pathlib import Path
 
 import numpy as np
 
+from taas.edm.hits import Spacepoints
 from taas.events.presets import PRESETS
 from taas.events.simulation import simulate
 from taas.pipeline.evaluation import evaluate_run
-from taas.pipeline.reconstruct import reconstruct
+from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
 from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
+from taas.seeding import find_seeds
+
+
+def seeding_counters(reco: Path, event_ids: list[int]) -> dict[str, float]:
+    """Mean per event of the seeding work counters, on the space points ``reco`` saved."""
+    counts = []
+    for event_id in event_ids:
+        stats: dict[str, int] = {}
+        find_seeds(Spacepoints.from_tensors(load_reco(reco, event_id)), stats=stats)
+        counts.append(stats)
+    return {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
 
 
 def bench(name: str, events: int, work: Path) -> dict:
@@ -43,6 +57,8 @@ def bench(name: str, events: int, work: Path) -> dict:
         "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
         "stage_s_per_event": median_stage_seconds(read_timings(work / f"{name}-reco")),
         "wall_s_incl_warmup": wall,
+        "seeding_counters": seeding_counters(work / f"{name}-reco",
+                                             [int(e) for e in run["sizes"]]),
         "metrics": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
     }
 

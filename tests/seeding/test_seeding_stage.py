@@ -61,15 +61,16 @@ def test_default_config_derived_values():
     assert edges[-1] == cfg.r_max
     assert np.all(np.diff(edges) <= cfg.r_bin_width + 1e-9)
     assert np.arcsinh(cfg.cot_theta_max) == pytest.approx(2.7, abs=1e-4)
-    assert cfg.collision_region_min == -250.0
-    assert cfg.collision_region_max == 250.0
+    assert cfg.collision_region_min == -200.0
+    assert cfg.collision_region_max == 200.0
+    assert cfg.impact_max == 1.0
 
 
 @pytest.mark.parametrize(("changes", "match"), [
     ({"min_pt": 0.0}, "min_pt must be > 0"),
     ({"delta_r_top_min": 300.0}, "delta_r_top_min"),
     ({"collision_region_min": 10.0, "collision_region_max": -10.0}, "collision_region_min"),
-    ({"r_min": 2.0}, "r_min"),
+    ({"r_min": 0.5}, "r_min"),
     ({"r_middle_min": 300.0}, "r_middle_min"),
     ({"sigma_scattering": -1.0}, "sigma_scattering must be >= 0"),
     ({"bz": float("nan")}, "finite"),

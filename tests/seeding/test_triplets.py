@@ -140,10 +140,10 @@ def test_vertex_outside_collision_region_gives_no_seed():
     outside = make_event(_one(5000.0, 0.2, 300.0), rng)
     assert len(outside.spacepoints) >= 3
     assert len(find_seeds(outside.spacepoints)) == 0
-    inside = make_event(_one(5000.0, 0.2, 200.0), rng)
+    inside = make_event(_one(5000.0, 0.2, 180.0), rng)
     seeds = find_seeds(inside.spacepoints)
     assert len(seeds) > 0
-    assert abs(seeds["z_vertex"][0] - 200.0) < 1.0
+    assert abs(seeds["z_vertex"][0] - 180.0) < 1.0
     wide = SeedingConfig(collision_region_min=-350.0, collision_region_max=350.0)
     assert len(find_seeds(outside.spacepoints, wide)) > 0
 
