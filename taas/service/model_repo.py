@@ -7,7 +7,9 @@ Layout (relocatable: nothing refers outside the directory)::
     OUT/clustering_cpu/1/model.py        the same thin adapter everywhere
     OUT/pipeline_<name>/...              a whole pipeline in one model (the fast "custom backend")
     OUT/ensemble_<name>/config.pbtxt     the same pipeline as an ensemble of the stage models
-    OUT/files/<stage>.<field>/           files a stage config names (e.g. GNN checkpoints)
+    OUT/<model>/files/<stage>.<field>/   files a stage config names (e.g. GNN checkpoints);
+                                         inside the model (Triton takes every top-level
+                                         directory for a model)
 
 Stage configurations (the pipelines' ``stage_configs`` plus any overrides) are written into each
 model's ``config.pbtxt`` as the JSON parameter ``taas.stage_configs``, so a served model runs
@@ -105,13 +107,15 @@ def build_model_repository(
 
     for stage, backend in wanted:
         graph = PipelineGraph.from_steps([(stage, backend)])
-        configs = _copy_files(out, stage_models[(stage, backend)])
+        _clear(out / model_name(stage, backend))
+        configs = _copy_files(out, model_name(stage, backend), stage_models[(stage, backend)])
         _write_python_model(out / model_name(stage, backend), graph, {
             PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits,
             PARAM_CONFIGS: json.dumps(configs, sort_keys=True)}, **common)
     for spec in specs:
         graph = PipelineGraph.from_steps(spec.steps)
-        configs = _copy_files(out, spec.stage_configs)
+        _clear(out / pipeline_model_name(spec.name))
+        configs = _copy_files(out, pipeline_model_name(spec.name), spec.stage_configs)
         _write_python_model(out / pipeline_model_name(spec.name), graph, {
             PARAM_KIND: "pipeline", PARAM_PIPELINE: spec.name,
             PARAM_STEPS: format_steps(spec.steps), **limits,
@@ -149,10 +153,10 @@ def _stage_model_configs(wanted: Sequence[tuple[str, str]], specs: Sequence[Pipe
     return chosen
 
 
-def _copy_files(out: Path, configs: Mapping[str, Mapping[str, object]]
+def _copy_files(out: Path, model: str, configs: Mapping[str, Mapping[str, object]]
                 ) -> dict[str, dict[str, object]]:
-    """Copy the files and directories that configs name into ``out/files`` and point the
-    configs at the copies, relative to the repository root (the repository stays
+    """Copy the files and directories that configs name into ``out/<model>/files`` and point
+    the configs at the copies, relative to the repository root (the repository stays
     relocatable)."""
     copied = merge_configs(configs)
     for stage, values in copied.items():
@@ -162,10 +166,8 @@ def _copy_files(out: Path, configs: Mapping[str, Mapping[str, object]]
             source = Path(str(values[key]))
             if not source.exists():
                 raise TaasError(f"stage {stage!r}: {key} {source} does not exist")
-            relative = Path("files") / f"{stage}.{key}"
+            relative = Path(model) / "files" / f"{stage}.{key}"
             target = out / relative
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
             target.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 shutil.copytree(source, target)
@@ -183,14 +185,18 @@ def _pipeline(name: str) -> PipelineSpec:
 
 def _write_python_model(model_dir: Path, graph: PipelineGraph, parameters: dict[str, str], *,
                         instances: int, kind: str) -> None:
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
     config = pbtxt.python_model_config(model_dir.name, graph.inputs,
                                        (*graph.outputs, DEVICE_SPEC),
                                        parameters=parameters, instances=instances, kind=kind)
     _write(model_dir / "config.pbtxt", config)
     adapter = resources.files("taas.service").joinpath("templates/model.py").read_text()
     _write(model_dir / "1" / "model.py", adapter)
+
+
+def _clear(model_dir: Path) -> None:
+    """Remove a model directory of an earlier build (its files may be stale)."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
 
 
 def _write(path: Path, text: str) -> None:

@@ -149,6 +149,8 @@ def test_stage_configs_travel_into_every_model_and_files_are_copied(
         tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet", pipelines=[spec],
         stages=list(FRONT_END.steps), ensembles=False,
         stage_configs={"clustering": {"checkpoint_dir": str(checkpoints)}})
+    # Triton loads every top-level directory as a model: copied files must live inside models
+    assert all((d / "config.pbtxt").is_file() for d in out.iterdir() if d.is_dir())
     for model in ("pipeline_p", "clustering_cpu", "seeding_cpu"):
         text = (out / model / "config.pbtxt").read_text()
         assert 'name: "taas.device" data_type: TYPE_UINT8' in text

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_config_is_valid():
     config = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
     out = validate_config(config)
-    assert out["pipelines"] == ["cpu"]
+    assert out["pipelines"] == ["cpu", "acorn"]
     assert out["preset"] == "small"
 
 
@@ -76,11 +76,16 @@ def _plan(devices: Devices = NO_GPU, **config):
     return plan_pipelines(validate_config(config), devices=lambda: devices)
 
 
-def test_default_plan_is_the_registered_cpu_pipeline():
+def test_default_plan_is_every_landed_pipeline_runnable_without_a_gpu():
     plan = _plan(accel="cpu")
+    assert list(plan) == ["cpu", "acorn"]
     assert plan["cpu"].spec.steps == PIPELINES["cpu"].steps
     assert plan["cpu"].notes == ()
-    assert _plan(accel="auto")["cpu"].spec.steps == PIPELINES["cpu"].steps
+    auto = _plan(accel="auto")  # no CUDA: the GNN stages go to their cpu backend, no note
+    assert auto["cpu"].spec.steps == PIPELINES["cpu"].steps
+    assert {b for _, b in auto["acorn"].spec.steps} == {"cpu"}
+    assert auto["acorn"].notes == ()
+    assert dict(_plan(WITH_GPU, accel="auto")["acorn"].spec.steps)["edge_classification"] == "gpu"
 
 
 def test_auto_accel_follows_cuda():
@@ -105,7 +110,8 @@ def test_routing_overrides_single_stages():
          r"stage 'clustering' on backend 'fpga', which is not implemented.*available: .*"
          r"clustering/cpu, clustering/gpu"),
         ({"routing": "gnn:gpu"}, r"no selected pipeline has a stage 'gnn'"),
-        ({"routing": "acorn.gnn:gpu"}, r"names pipeline 'acorn', which is not selected"),
+        ({"pipelines": "cpu", "routing": "acorn.gnn:gpu"},
+         r"names pipeline 'acorn', which is not selected"),
         ({"routing": "clustering:gpu"},
          r"routes stage 'clustering' to backend 'gpu', but this machine has no GPU.*"
          r"allow_cpu_device=true"),

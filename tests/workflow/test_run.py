@@ -1,4 +1,5 @@
-"""Real Snakemake runs of the whole workflow on one tiny simulated event (accel=cpu).
+"""Real Snakemake runs of the whole workflow on one tiny simulated event (accel=cpu), with the
+default pipelines (every landed one: cpu and acorn).
 
 One direct run (events -> model repositories -> reconstruct -> evaluate -> served vs direct and a
 throughput sweep on a real tritonserver -> report), then the same results directory again with
@@ -50,7 +51,7 @@ def test_tiny_workflow_end_to_end(direct_run: Path):
     assert (results / "metrics" / "tiny" / "cpu" / "efficiency_vs_pt.png").is_file()
 
     summary = json.loads((results / "summary" / "tiny.json").read_text())
-    assert [s["pipeline"] for s in summary] == ["cpu"]
+    assert [s["pipeline"] for s in summary] == ["cpu", "acorn"]
     stages = [(s["stage"], s["device"]) for s in summary[0]["stages"]]
     assert stages[0] == ("clustering", "cpu")
     assert {s for s, _ in stages} == {"clustering", "spacepoints", "seeding", "ckf",
@@ -62,13 +63,18 @@ def test_tiny_workflow_end_to_end(direct_run: Path):
 def test_report_has_every_section(direct_run: Path):
     report = direct_run / "report"
     data = json.loads((report / "report.json").read_text())
-    (cpu,) = data["pipelines"]
-    assert cpu["mode"] == "direct"
-    assert cpu["events_per_s"] > 0
-    assert set(cpu["latency_ms"]) >= {"p50", "p95", "p99"}
-    assert cpu["served_vs_direct"]["outputs_identical"]
-    assert cpu["served_vs_direct"]["ratio"] > 0
+    assert [p["pipeline"] for p in data["pipelines"]] == ["cpu", "acorn"]
+    for entry in data["pipelines"]:
+        assert entry["mode"] == "direct"
+        assert entry["events_per_s"] > 0
+        assert set(entry["latency_ms"]) >= {"p50", "p95", "p99"}
+        assert entry["served_vs_direct"]["outputs_identical"]
+        assert entry["served_vs_direct"]["ratio"] > 0
+    acorn = data["pipelines"][1]
+    assert acorn["models"]["source"] == "shipped"
+    assert acorn["stage_configs"]["graph_construction"]["checkpoint_dir"].endswith("checkpoints")
     assert {p["concurrency"] for p in data["throughput"]} == {1, 2}
+    assert {p["pipeline"] for p in data["throughput"]} == {"cpu", "acorn"}
     assert all(p["errors"] == 0 and p["throughput"] > 0 for p in data["throughput"])
     assert set(data["events"]["mean_sizes"]) >= {"cells", "measurements", "spacepoints"}
     assert data["versions"]["tritonserver"] != "unknown"
@@ -105,7 +111,9 @@ def test_served_mode_reruns_only_reconstruction(direct_run: Path):
     assert "rule served_vs_direct:" not in out
     _ok(_snakemake(direct_run, "mode=served"))
     data = json.loads((direct_run / "report" / "report.json").read_text())
-    assert data["pipelines"][0]["mode"] == "served"
+    assert {p["mode"] for p in data["pipelines"]} == {"served"}
+    devices = {s["stage"]: s["device"] for s in data["pipelines"][1]["stages"]}
+    assert devices["edge_classification"] == "cpu"  # reported by the served model itself
     reco = json.loads((direct_run / "reco" / "tiny" / "cpu" / "run.json").read_text())
     assert reco["mode"] == "served"
     metrics = json.loads((direct_run / "metrics" / "tiny" / "cpu" / "metrics.json").read_text())
