@@ -59,6 +59,33 @@ class GraphSample:
         """Per edge: True when ``(src, dst)`` joins a truth pair, in either direction."""
         return edge_truth(src, dst, self.truth_src, self.truth_dst, self.n_nodes)
 
+    def subset(self, keep: np.ndarray) -> GraphSample:
+        """The sample restricted to the space points ``keep`` (bool mask), relabelled; truth
+        edges with both ends kept (training on sectors of dense events)."""
+        new_id = np.cumsum(keep) - 1
+        both = keep[self.truth_src] & keep[self.truth_dst]
+        return GraphSample(
+            event_id=self.event_id, x=self.x[keep], xyz=self.xyz[keep],
+            module=self.module[keep], particle=self.particle[keep],
+            truth_src=new_id[self.truth_src[both]], truth_dst=new_id[self.truth_dst[both]],
+            truth_particle=self.truth_particle[both], particle_ids=self.particle_ids,
+            particle_vertex=self.particle_vertex, particle_pt=self.particle_pt)
+
+    def phi_sectors(self, sectors: int, margin: float) -> list[GraphSample]:
+        """The sample cut into ``sectors`` phi slices, each widened by ``margin`` (units of pi)
+        on both sides (``subset`` of each); 1 sector: ``[self]``."""
+        if sectors <= 1:
+            return [self]
+        phi = self.x[:, 1].astype(np.float64)  # node feature 1: phi / pi
+        width = 2.0 / sectors
+        out = []
+        for j in range(sectors):
+            off = np.remainder(phi - (-1.0 + width * (j + 0.5)) + 1.0, 2.0) - 1.0
+            keep = np.abs(off) <= width / 2 + margin
+            if keep.sum() >= 2:
+                out.append(self.subset(keep))
+        return out
+
     def save(self, path: str | Path) -> Path:
         """Write an ``.npz`` (atomically) that ``load`` reads back."""
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}

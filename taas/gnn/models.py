@@ -223,6 +223,56 @@ class InteractionGNN(nn.Module):
             h = h + self.node_nets[k](torch.cat([h, agg], dim=1))
         return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(-1)
 
+    @torch.no_grad()
+    def forward_chunked(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                        edge_attr: torch.Tensor, chunk: int) -> torch.Tensor:
+        """``forward`` for inference on large graphs: every per-edge step runs ``chunk`` edges
+        at a time and every per-node step ``chunk`` nodes at a time, accumulating the
+        aggregations chunk by chunk (sums differ from ``forward`` by rounding only, maxima not
+        at all).
+
+        On a CPU the whole-graph ``forward`` slows down per edge as graphs grow (measured: 17x
+        the time for 8x the edges from ``small`` to ``medium``): its (E, 3 * hidden) gathers and
+        concatenations leave the caches, and each fresh multi-MB buffer is page-faulted in. The
+        chunks keep the working set small and the time linear in the edges. Not traceable by
+        ``torch.fx`` (Python loops over the data): ``forward`` stays the exported model.
+        """
+        n, n_edges = x.shape[0], src.shape[0]
+        if n_edges <= chunk and n <= chunk:
+            return self(x, src, dst, edge_attr)
+        edges = [slice(i, i + chunk) for i in range(0, n_edges, chunk)]
+        nodes = [slice(i, i + chunk) for i in range(0, n, chunk)]
+
+        def per_node(net: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([net(torch.cat([t[s] for t in inputs], dim=1)) for s in nodes])
+
+        h = per_node(self.node_encoder, [x])
+        e = torch.cat([self.edge_encoder(torch.cat([h[src[s]], h[dst[s]], edge_attr[s]], dim=1))
+                       for s in edges])
+        width = e.shape[1]
+        for i in range(self.config.n_iterations):
+            net = self.edge_nets[0 if self.config.recurrent else i]
+            sum_in, sum_out = e.new_zeros((n, width)), e.new_zeros((n, width))
+            max_in = e.new_full((n, width), float("-inf"))
+            max_out = e.new_full((n, width), float("-inf"))
+            new_e = torch.empty_like(e)
+            for s in edges:
+                a, b = src[s], dst[s]
+                es = e[s] + net(torch.cat([h[a], h[b], e[s]], dim=1))
+                new_e[s] = es
+                sum_in.index_add_(0, b, es)
+                sum_out.index_add_(0, a, es)
+                max_in.scatter_reduce_(0, b.unsqueeze(1).expand(-1, width), es, reduce="amax")
+                max_out.scatter_reduce_(0, a.unsqueeze(1).expand(-1, width), es, reduce="amax")
+            e = new_e
+            # a node without edges aggregates to zeros, as in ``aggregate``
+            max_in = torch.where(torch.isinf(max_in), torch.zeros_like(max_in), max_in)
+            max_out = torch.where(torch.isinf(max_out), torch.zeros_like(max_out), max_out)
+            node_net = self.node_nets[0 if self.config.recurrent else i]
+            h = h + per_node(node_net, [h, sum_in, max_in, sum_out, max_out])
+        return torch.cat([self.classifier(torch.cat([h[src[s]], h[dst[s]], e[s]], dim=1))
+                          for s in edges]).squeeze(-1)
+
 
 MODELS: dict[str, type[nn.Module]] = {
     "embedding": EmbeddingMLP, "filter": EdgeFilter, "gnn": InteractionGNN,

@@ -48,8 +48,13 @@ from taas.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
-#: Edges scored per forward pass of the edge filter (bounds activation memory on large events).
-FILTER_CHUNK = 1 << 20
+#: Edges scored per forward pass of the edge filter (bounds activation memory on large events;
+#: 64k keeps a CPU's working set small, and is a few kernel launches per event on CUDA).
+FILTER_CHUNK = 1 << 16
+
+#: Edges (and nodes) per chunk of the interaction GNN on the CPU device
+#: (``InteractionGNN.forward_chunked``: time linear in the graph size there).
+GNN_CHUNK = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ class GnnStageConfig:
     shipped checkpoints). ``r``, ``k``, ``filter_cut``: override the checkpoints' working
     points. ``amp``: bf16 autocast of the models on CUDA (ignored on the CPU device, where
     bf16 is slower than fp32). ``allow_cpu_fallback``: GPU backend only, run on the CPU device
-    when CUDA is absent. ``filter_chunk``: edges per filter forward pass.
+    when CUDA is absent. ``filter_chunk``: edges per filter forward pass. ``gnn_chunk``: edges
+    and nodes per chunk of the GNN on the CPU device (0: the whole graph at once; on CUDA the
+    whole graph always runs at once).
     """
 
     checkpoint_dir: str | None = None
@@ -70,6 +77,7 @@ class GnnStageConfig:
     amp: bool = True
     allow_cpu_fallback: bool = True
     filter_chunk: int = FILTER_CHUNK
+    gnn_chunk: int = GNN_CHUNK
 
     @classmethod
     def coerce(cls, config: GnnStageConfig | Mapping[str, Any] | None) -> GnnStageConfig:
@@ -242,7 +250,13 @@ class EdgeClassificationStage(GnnStage):
         x, _ = self.node_inputs(inputs)
         src = torch.from_numpy(np.ascontiguousarray(src_np, np.int64)).to(x.device)
         dst = torch.from_numpy(np.ascontiguousarray(dst_np, np.int64)).to(x.device)
-        return edges_out(src, dst, self.scores("gnn", x, src, dst))
+        chunk = int(self.config.gnn_chunk)
+        if self.on_cuda or chunk <= 0:
+            return edges_out(src, dst, self.scores("gnn", x, src, dst))
+        model = self.models["gnn"].model
+        with torch.inference_mode():
+            logits = model.forward_chunked(x, src, dst, edge_features(x, src, dst), chunk)
+        return edges_out(src, dst, torch.sigmoid(logits.float()))
 
 
 class CudaDevice:

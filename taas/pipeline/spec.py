@@ -69,6 +69,10 @@ ACORN = PipelineSpec(
      ("edge_classification", "gpu"), ("track_building", "gpu"), ("track_fit", "cpu")),
     "GNN: metric-learning graph + edge filter, interaction GNN, connected components, KF fit",
     accel_stages=("graph_construction", "edge_classification", "track_building"),
+    # ACORN's "CC and walk": walking branched components along the best edges, and dropping
+    # candidates under 5 hits, lowers the fake rate and raises the efficiency over plain CC
+    # (benchmarks/results/gnn_scaling.json)
+    stage_configs={"track_building": {"method": "walkthrough", "min_hits": 5}},
 )
 
 PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (CPU, ACORN)}
