@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/instance_scaling.py [--pipeline cpu] [--prese
 [--events 4] [--instances 1 2] [--concurrency 1 2 4] [--requests 24]``. For each instance
 count one repository (the whole-pipeline model, ``instance_group count`` = N) and one real
 tritonserver; the load generator then sends the same events at each concurrency. Writes
-``benchmarks/results/instance_scaling.json``: events/s and latency percentiles per (instances,
+``benchmarks/results/instance_scaling_<pipeline>.json``: events/s and latency percentiles per (instances,
 concurrency), the event sizes, the machine load before and after each server, and the speed-up
 of every point over (1 instance, concurrency 1) of the same run.
 
@@ -39,9 +39,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--requests", type=int, default=24, help="requests per point")
     parser.add_argument("--seconds", type=float, default=120.0, help="time limit per point")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "instance_scaling.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/instance_scaling_<pipeline>.json")
     args = parser.parse_args()
+    args.out = args.out or (Path(__file__).parent / "results"
+                            / f"instance_scaling_{args.pipeline}.json")
     preset = PRESETS[args.preset]
     spec = PIPELINES[args.pipeline]
     runs = []

@@ -180,3 +180,16 @@ def test_conflicting_stage_configs_of_a_shared_stage_model_are_refused(
         build_model_repository(tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet",
                                pipelines=[b], stage_configs={"seeding": {
                                    "checkpoint_dir": str(tmp_path / "nowhere")}})
+
+
+def test_instances_share_the_cores() -> None:
+    from taas.service.python_model import threads_per_instance
+
+    def config(*counts: int) -> dict:
+        return {"instance_group": [{"count": c, "kind": "KIND_CPU"} for c in counts]}
+
+    assert threads_per_instance(config(1), cores=8) == 8
+    assert threads_per_instance(config(2), cores=8) == 4
+    assert threads_per_instance(config(2, 1), cores=8) == 2
+    assert threads_per_instance(config(4), cores=2) == 1  # never zero
+    assert threads_per_instance({}, cores=2) == 2
