@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/instance_scaling.py [--pipeline cpu] [--prese
 count one repository (the whole-pipeline model, ``instance_group count`` = N) and one real
 tritonserver; the load generator then sends the same events at each concurrency. Writes
 ``benchmarks/results/instance_scaling_<pipeline>.json``: events/s and latency percentiles per
-(instances, concurrency), the event sizes, the machine load before and after each server, and the speed-up
-of every point over (1 instance, concurrency 1) of the same run.
+(instances, concurrency), the event sizes, the machine load before and after each server, and
+the speed-up of every point over (1 instance, concurrency 1) of the same run.
 
 Each Python-backend instance is its own process, so N instances can use N cores while the
 stages themselves stay single-threaded (numba kernels are serial by design); the client, the
