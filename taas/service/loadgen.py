@@ -89,7 +89,12 @@ async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]]
                 item.set_data_from_numpy(array)
                 inputs.append(item)
             requests.append(inputs)
-        await client.infer(model, requests[0])  # warm-up, not counted
+        # warm-up, not counted: one request per instance at once, so that no instance pays
+        # its first-call costs (caches, lazy initialisation) inside the measurement
+        config = (await client.get_model_config(model, as_json=True))["config"]
+        instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", []))
+        await asyncio.gather(*(client.infer(model, requests[i % len(requests)])
+                               for i in range(max(concurrency, instances, 1))))
         before = await client.get_inference_statistics(model, as_json=True)
         latencies: list[float] = []
         errors: list[str] = []
