@@ -71,3 +71,21 @@ def test_report_states_model_provenance(tmp_path: Path) -> None:
     assert (f"trained on {data['train_events']} `{data['preset']}` events, "
             f"seed {data['train_seed']}") in text
     assert "validation edge efficiency 0." in text
+
+
+def test_trained_models_are_used_by_the_stages(tmp_path: Path, generic_detector) -> None:
+    """models=train: a short training on freshly simulated tiny events; the GNN stages load
+    the result through the stage configs the step wrote."""
+    from taas.pipeline.runner import Pipeline
+
+    info = prepare_models(ACORN.with_accel("cpu"), "train", tmp_path, train_preset="tiny",
+                          train_events=2, seed=7)
+    assert info["training"] == {"preset": "tiny", "train_events": 2, "val_events": 1,
+                                "seed": 7}
+    configs = json.loads((tmp_path / "stage_configs.json").read_text())
+    ckpt = Path(configs["edge_classification"]["checkpoint_dir"])
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(f"{n}.pt" for n in SHIPPED)
+    assert (ckpt / "gnn.pt").read_bytes() != shipped_path("gnn").read_bytes()
+    stages = Pipeline(ACORN.with_accel("cpu").with_configs(configs), generic_detector).stages
+    gnn = next(s for s in stages if s.NAME == "edge_classification")
+    assert gnn.models["gnn"].metadata["data"]["preset"] == "tiny"
