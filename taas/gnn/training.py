@@ -12,10 +12,20 @@ Each stage is trained on the output of the previous one, as in Exa.TrkX / ACORN 
    ``target_efficiency`` of the true edges of the validation graphs.
 3. **Interaction GNN** on the filtered graphs, BCE; validated at score cut 0.5.
 
+Dense events: the working point depends on the density (more neighbours per hit), so it is
+chosen on validation events of the density the models serve; an embedding trained on ``small``
+events can be given to ``train_all(embedding=...)``, which keeps its weights and chooses ``(r,
+k)`` on its own (e.g. ``medium``) validation events. Filter and GNN train on the dense graphs in
+pieces: the filter on random edge chunks (``FilterTraining.max_edges``), the GNN on phi sectors
+with a margin (``GNNTraining.sectors``), so a step costs what a ``small`` event costs while the
+graphs have the density of the events they will see. The shipped recipe
+(``reproduce_shipped``, ``SHIPPED_DATA``, ``shipped_config``) does exactly that.
+
 Everything is seeded (torch, numpy) and runs with deterministic algorithms, so the same data and
 config give the same weights on the same device. Defaults train on two CPU cores in minutes from
 a few dozen ``small`` events; ``TrainingConfig.gpu_size()`` gives ACORN-size models and longer
-schedules for a GPU.
+schedules for a GPU (there, with a few hundred ``medium`` events, ``sectors`` and ``max_edges``
+can stay at whole events).
 
 Metrics are counted over all validation events together: *efficiency* = truth edges present in
 the graph / truth edges (``taas.metrics.graph``), *purity* = true graph edges / graph edges,
@@ -166,10 +176,10 @@ def shipped_config() -> TrainingConfig:
     point): CPU, a slimmer filter (the ``medium`` radius graph has ~1.3M edges per event),
     edge chunks for the filter, phi sectors for the GNN."""
     return TrainingConfig(
-        device="cpu", filter=FilterConfig(hidden=64, n_layers=3),
+        device="cpu", filter=FilterConfig(hidden=64, n_layers=4),
         embedding_training=EmbeddingTraining(target_efficiency=0.992),
-        filter_training=FilterTraining(epochs=4, max_edges=200_000),
-        gnn_training=GNNTraining(epochs=6, sectors=8))
+        filter_training=FilterTraining(epochs=12, lr=4e-3, max_edges=50_000),
+        gnn_training=GNNTraining(epochs=24, lr=3e-3, sectors=8))
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -262,8 +272,9 @@ def phi_sectors(g: _Graph, sectors: int, margin: float) -> list[_Graph]:
     """``g`` cut into ``sectors`` phi slices (see ``GNNTraining``); 1 sector: ``[g]``.
 
     A node's sector is that of its ``phi`` (node feature 1, ``phi / pi`` in [-1, 1]); a slice
-    holds the nodes within ``margin`` of its sector and the edges between them, relabelled;
-    ``mask`` marks the edges whose source lies in the sector itself.
+    holds the nodes within ``margin`` of its sector (and the far ends of its own edges) and the
+    edges between them, relabelled; ``mask`` marks the edges whose source lies in the sector
+    itself, so each edge counts in exactly one sector.
     """
     if sectors <= 1:
         return [g]
@@ -275,6 +286,7 @@ def phi_sectors(g: _Graph, sectors: int, margin: float) -> list[_Graph]:
         centre = -1.0 + width * (j + 0.5)
         off = torch.remainder(phi - centre + 1.0, 2.0) - 1.0
         inside = (off.abs() <= width / 2 + margin) | (home == j)
+        inside[g.dst[home[g.src] == j]] = True  # every edge of the sector, however long
         edge = inside[g.src] & inside[g.dst]
         if not bool(edge.any()):
             continue
