@@ -170,12 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_command(sub: argparse._SubParsersAction, presets: dict) -> None:
-    p = sub.add_parser("train", help="train the GNN models (metric learning, edge filter, "
-                       "interaction GNN) of the acorn pipeline")
+    p = sub.add_parser(
+        "train", help="train the GNN models (metric learning, edge filter, interaction GNN) "
+        "of the acorn pipeline",
+        description="Train the three GNN models of the acorn pipeline. With "
+        "--reproduce-shipped: the recipe of the shipped checkpoints (the medium recipe: "
+        "embedding on small events, working point, edge filter and GNN on medium events with "
+        "taas.gnn.training.shipped_config(), fixed seeds; see SHIPPED_DATA and "
+        "reproduce_shipped). Without it: all three stages from scratch with the default "
+        "TrainingConfig on --preset events (a quick small-event run by default; fine for "
+        "small events, too weak for medium density: use --reproduce-shipped for that).",
+        epilog="Example: taas train --out runs/shipped --reproduce-shipped [--install]")
     p.add_argument("--out", required=True, type=Path,
                    help="output directory (checkpoints, metrics.json, cached samples)")
+    p.add_argument("--reproduce-shipped", action="store_true",
+                   help="the shipped (medium) recipe, exactly: same events, settings and seeds "
+                   "give the shipped weights (CPU, --threads 1; ~30 min on two busy cores); "
+                   "ignores the data options below")
     p.add_argument("--preset", choices=sorted(presets), default="small",
-                   help="event size to simulate when --events is not given (default: small)")
+                   help="event size to simulate when --events is not given (default: small; "
+                   "not used by --reproduce-shipped)")
     p.add_argument("--train-events", type=int, default=40,
                    help="events to simulate for training (default: 40)")
     p.add_argument("--val-events", type=int, default=10,
@@ -187,8 +201,6 @@ def _add_train_command(sub: argparse._SubParsersAction, presets: dict) -> None:
                    help="validation event directory (default: last fifth of --events)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default: 1, fastest on a shared machine)")
-    p.add_argument("--reproduce-shipped", action="store_true",
-                   help="retrain the shipped checkpoints exactly (ignores the data options)")
     p.add_argument("--install", action="store_true",
                    help="copy the trained checkpoints over the shipped ones")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
