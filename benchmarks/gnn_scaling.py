@@ -40,8 +40,9 @@ GNN_STAGES = ("graph_construction", "edge_classification")
 
 
 def edge_metrics(sim: Path, reco: Path, checkpoint_dir: Path | None) -> dict:
-    """Edge efficiency / purity after the radius graph, the filter and the GNN (cut 0.5),
-    from the saved front-end tensors, with the same models the pipeline used."""
+    """Edge efficiency / purity after the radius graph, the filter and the GNN (at the cuts in
+    the checkpoints: the shipped GNN's is 0.3, the acorn track building's), from the saved
+    front-end tensors, with the same models the pipeline used."""
     ds = open_dataset(sim)
     samples = [build_sample(ds.read(i), load_reco(reco, i)) for i in ds.event_ids]
     ckpts = {name: (load_shipped(name) if checkpoint_dir is None
