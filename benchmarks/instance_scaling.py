@@ -27,7 +27,7 @@ from taas.pipeline.spec import PIPELINES
 from taas.service.model_repo import build_model_repository
 from taas.service.server import TritonServer
 from taas.workflow.measure import machine_state, throughput
-from taas.workflow.models import prepare_models
+from taas.workflow.models import prepare_models, with_models
 
 
 def main() -> None:
@@ -53,8 +53,7 @@ def main() -> None:
                           particles_per_vertex=preset.particles_per_vertex, seed=21,
                           progress=False)
         prepare_models(spec, "shipped", work / "models")
-        configs = json.loads((work / "models" / "stage_configs.json").read_text())
-        spec = spec.with_configs(configs)
+        spec = with_models(spec, work / "models")
         for n in args.instances:
             repo = build_model_repository(work / f"repo-i{n}", detector_path=Path(events)
                                           / "detector.parquet", stages=[], pipelines=[spec],

@@ -23,7 +23,7 @@ from taas.pipeline.spec import PIPELINES
 from taas.service.model_repo import build_model_repository
 from taas.service.server import TritonServer
 from taas.workflow.measure import served_vs_direct
-from taas.workflow.models import prepare_models
+from taas.workflow.models import prepare_models, with_models
 
 
 def main() -> None:
@@ -46,8 +46,7 @@ def main() -> None:
         for name in args.pipelines:
             spec = PIPELINES[name].with_accel("cpu")
             prepare_models(spec, "shipped", work / f"models-{name}")
-            spec = spec.with_configs(json.loads(
-                (work / f"models-{name}" / "stage_configs.json").read_text()))
+            spec = with_models(spec, work / f"models-{name}")
             repo = build_model_repository(work / f"repo-{name}", detector_path=Path(events)
                                           / "detector.parquet", stages=[], pipelines=[spec],
                                           ensembles=False)

@@ -20,6 +20,7 @@ import numpy as np
 from taas.errors import TaasError
 from taas.service.client import is_local
 from taas.service.pbtxt import triton_dtype
+from taas.service.python_model import instance_count
 
 _STAT_KEYS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
@@ -92,9 +93,8 @@ async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]]
         # warm-up, not counted: one request per instance at once, so that no instance pays
         # its first-call costs (caches, lazy initialisation) inside the measurement
         config = (await client.get_model_config(model, as_json=True))["config"]
-        instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", []))
         await asyncio.gather(*(client.infer(model, requests[i % len(requests)])
-                               for i in range(max(concurrency, instances, 1))))
+                               for i in range(max(concurrency, instance_count(config)))))
         before = await client.get_inference_statistics(model, as_json=True)
         latencies: list[float] = []
         errors: list[str] = []

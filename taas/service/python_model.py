@@ -154,13 +154,17 @@ def _mark_consumed(capsule: object) -> None:
         _pycapsule_set_name(capsule, ctypes.addressof(_NUMPY_USED_NAME))
 
 
+def instance_count(config: Mapping[str, Any]) -> int:
+    """Instances of a model across its instance groups (at least 1), from its config JSON."""
+    return sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+
+
 def threads_per_instance(config: Mapping[str, Any], cores: int | None = None) -> int:
     """CPU threads one instance of a model may use: the machine's cores shared out among the
     model's instances. Each Python-backend instance is a process of its own; left alone, torch
     gives every one of them all cores, and N instances then oversubscribe the machine N times
     (measured: 2 acorn instances at concurrency 2 ran at half the events/s of one instance)."""
-    count = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
-    return max(1, (cores or os.cpu_count() or 1) // count)
+    return max(1, (cores or os.cpu_count() or 1) // instance_count(config))
 
 
 def limit_threads(threads: int) -> None:

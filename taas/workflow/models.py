@@ -24,11 +24,13 @@ from typing import Any
 from taas.errors import TaasError
 from taas.pipeline.spec import PipelineSpec
 from taas.stages import registry
-from taas.stages.configs import takes_field
+from taas.stages.configs import read_stage_configs, takes_field
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("shipped", "train")
+#: The file of the step's output that every later step reads.
+STAGE_CONFIGS_FILE = "stage_configs.json"
 #: Config field through which a stage is told where its checkpoints are.
 CHECKPOINT_FIELD = "checkpoint_dir"
 
@@ -60,10 +62,15 @@ def prepare_models(spec: PipelineSpec, source: str, out: str | Path, *,
                     _train(checkpoints, out / "training", train_preset, train_events, seed,
                            progress))
         configs = {stage: {CHECKPOINT_FIELD: str(checkpoints.resolve())} for stage in stages}
-    (out / "stage_configs.json").write_text(json.dumps(configs, indent=2))
+    (out / STAGE_CONFIGS_FILE).write_text(json.dumps(configs, indent=2))
     (out / "models.json").write_text(json.dumps(info, indent=2))
     log.info("models of %s (%s): %s", spec.name, source, ", ".join(stages) or "none needed")
     return info
+
+
+def with_models(spec: PipelineSpec, out: str | Path) -> PipelineSpec:
+    """``spec`` with the stage configs a ``prepare_models`` output directory holds."""
+    return spec.with_configs(read_stage_configs(Path(out) / STAGE_CONFIGS_FILE))
 
 
 def _shipped(checkpoints: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from taas.errors import TaasError
 from taas.gnn.checkpoint import SHIPPED, shipped_path
 from taas.pipeline.spec import ACORN, CPU
-from taas.workflow.models import model_stages, prepare_models
+from taas.workflow.models import model_stages, prepare_models, with_models
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,6 +86,8 @@ def test_trained_models_are_used_by_the_stages(tmp_path: Path, generic_detector)
     ckpt = Path(configs["edge_classification"]["checkpoint_dir"])
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(f"{n}.pt" for n in SHIPPED)
     assert (ckpt / "gnn.pt").read_bytes() != shipped_path("gnn").read_bytes()
-    stages = Pipeline(ACORN.with_accel("cpu").with_configs(configs), generic_detector).stages
+    spec = with_models(ACORN.with_accel("cpu"), tmp_path)
+    assert spec.stage_configs["edge_classification"] == configs["edge_classification"]
+    stages = Pipeline(spec, generic_detector).stages
     gnn = next(s for s in stages if s.NAME == "edge_classification")
     assert gnn.models["gnn"].metadata["data"]["preset"] == "tiny"
