@@ -1,4 +1,5 @@
-"""FRNN and track building on a real CUDA device agree with the CPU implementations.
+"""FRNN (numba kernel and torch gathers) and track building on a real CUDA device agree with
+the CPU implementations.
 
 Skips unless torch sees a CUDA device (tests/gnn runs the same code on torch's CPU device).
 """
@@ -17,13 +18,14 @@ from taas.gnn.track_building import components_scipy, components_torch  # noqa: 
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", [True, False], ids=["numba-kernel", "torch-gather"])
 @pytest.mark.parametrize(("n", "dim", "r"), [(6_000, 3, 0.05), (50_000, 3, 0.02),
                                              (20_000, 12, 0.3)])
-def test_frnn_cuda_equals_kdtree(n, dim, r):
+def test_frnn_cuda_equals_kdtree(n, dim, r, kernel):
     rng = np.random.default_rng(n)
     x = rng.random((n, dim)).astype(np.float32)
     src, dst = frnn_cpu(x, r, 32)
-    src_gpu, dst_gpu = frnn_torch(torch.as_tensor(x, device="cuda"), r, 32)
+    src_gpu, dst_gpu = frnn_torch(torch.as_tensor(x, device="cuda"), r, 32, kernel=kernel)
     assert src_gpu.device.type == "cuda"
     np.testing.assert_array_equal(src_gpu.cpu().numpy(), src)
     np.testing.assert_array_equal(dst_gpu.cpu().numpy(), dst)

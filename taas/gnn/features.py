@@ -67,39 +67,51 @@ def _column(table: Mapping[str, np.ndarray], name: str, prefix: str) -> np.ndarr
     raise KeyError(f"node_features: missing column {name!r} (or {key!r})")
 
 
-def node_features(spacepoints: Mapping[str, np.ndarray],
-                  features: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Node features ``(n, N_NODE_FEATURES)`` float32, in the order of ``NODE_FEATURES``.
+def node_feature_tensor(spacepoints: Mapping[str, np.ndarray],
+                        features: Mapping[str, np.ndarray],
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Node features ``(n, N_NODE_FEATURES)`` float32 on ``device``, in the order of
+    ``NODE_FEATURES``, computed there in float64 (on a GPU machine the host is the slow part:
+    14 columns of a ``large`` event took 90 ms of numpy on the H100 machine's CPU).
 
     ``spacepoints`` holds the ``Spacepoints`` columns, ``features`` the ``SpacepointFeatures``
     columns (plain names or the ``spacepoints.``/``spacepoint_features.`` tensor names of the
     stage contract; a ``Table``'s ``columns()`` works too). Non-finite values become 0.
     """
 
-    def sp(name: str) -> np.ndarray:
-        return _column(spacepoints, name, "spacepoints").astype(np.float64)
+    def sp(name: str) -> torch.Tensor:
+        return torch.as_tensor(_column(spacepoints, name, "spacepoints")).to(device,
+                                                                              torch.float64)
 
-    def cf(name: str) -> np.ndarray:
-        return _column(features, name, "spacepoint_features").astype(np.float64)
+    def cf(name: str) -> torch.Tensor:
+        return torch.as_tensor(_column(features, name, "spacepoint_features")).to(
+            device, torch.float64)
 
+    phi = sp("phi")
     cols = [
         sp("r") / 1000.0,
-        sp("phi") / math.pi,
+        phi / math.pi,
         sp("z") / 3000.0,
-        np.clip(sp("eta") / 3.0, -2.0, 2.0),
-        np.log1p(cf("n_cells")) / 3.0,
+        torch.clamp(sp("eta") / 3.0, -2.0, 2.0),
+        torch.log1p(cf("n_cells")) / 3.0,
         cf("charge"),
         cf("extent_u") * 4.0,
         cf("extent_v") / 10.0,
         cf("local_angle") / (math.pi / 2),
-        np.clip(cf("local_eta") / 2.0, -2.0, 2.0),
-        np.clip(cf("global_eta") / 3.0, -2.0, 2.0),
+        torch.clamp(cf("local_eta") / 2.0, -2.0, 2.0),
+        torch.clamp(cf("global_eta") / 3.0, -2.0, 2.0),
         cf("global_phi") / math.pi,
-        np.cos(sp("phi")),
-        np.sin(sp("phi")),
+        torch.cos(phi),
+        torch.sin(phi),
     ]
-    out = np.stack(cols, axis=1) if len(cols[0]) else np.zeros((0, N_NODE_FEATURES))
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    out = torch.stack(cols, dim=1)
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).float()
+
+
+def node_features(spacepoints: Mapping[str, np.ndarray],
+                  features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """:func:`node_feature_tensor` on the CPU, as a numpy array (training and evaluation)."""
+    return node_feature_tensor(spacepoints, features).numpy()
 
 
 def edge_features(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:

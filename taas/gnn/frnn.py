@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from taas.gnn.frnn_kernel import frnn_kernel, kernel_applies
+
 log = logging.getLogger(__name__)
 
 #: Default bound on candidate pairs (CPU) or query x k slots (k-d tree) held at once.
@@ -115,7 +117,8 @@ def _squared_distance_np(x: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.
 
 # --- torch: cell list --------------------------------------------------------------------------
 def frnn_torch(x: torch.Tensor, r: float, k: int, *, grid_dims: int | None = None,
-               max_candidates: int = DEFAULT_MAX_CANDIDATES) -> tuple[torch.Tensor, torch.Tensor]:
+               max_candidates: int = DEFAULT_MAX_CANDIDATES, kernel: bool | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same edges as :func:`frnn_cpu`, computed with torch on ``x``'s device.
 
     Points are hashed into cells of side ``r`` on ``grid_dims`` dimensions (the ones with the
@@ -124,6 +127,10 @@ def frnn_torch(x: torch.Tensor, r: float, k: int, *, grid_dims: int | None = Non
     from the exact candidate counts: more grid dimensions prune more candidates but cost 3x
     more cell look-ups each. Queries are processed in index order, in chunks of
     about ``max_candidates`` candidate pairs.
+
+    ``kernel``: walk the cells with the numba CUDA kernel of ``taas.gnn.frnn_kernel`` instead
+    of gathering candidate tensors (None: on CUDA for float32 points and ``k <= 64``; True
+    also on the CPU under numba's CUDA simulator, for tests). Same edges either way.
     """
     if x.ndim != 2:
         raise ValueError(f"points must have shape (n, d), got {tuple(x.shape)}")
@@ -138,6 +145,9 @@ def frnn_torch(x: torch.Tensor, r: float, k: int, *, grid_dims: int | None = Non
     if not bool(torch.isfinite(x).all()):
         raise ValueError("points must be finite")
     grid = _Grid.build(x, r, grid_dims)
+    if kernel if kernel is not None else kernel_applies(x, k):
+        return frnn_kernel(x, r, k, grid.order, grid.point_cell, grid.nb_ptr, grid.nb_start,
+                           grid.nb_count)
     counts = grid.candidate_counts()
     cum = torch.cumsum(counts, 0)
     total = int(cum[-1])

@@ -118,3 +118,46 @@ def test_dispatch_by_type() -> None:
     x = np.random.default_rng(6).random((50, 3))
     assert isinstance(frnn(x, 0.3, 5)[0], np.ndarray)
     assert isinstance(frnn(torch.from_numpy(x), 0.3, 5)[0], torch.Tensor)
+
+
+_SIMULATED_KERNEL = """
+import numpy as np, torch
+from taas.gnn.frnn import frnn_cpu, frnn_torch
+rng = np.random.default_rng(5)
+for n, d, r, k in [(250, 12, 0.9, 5), (250, 3, 0.15, 8), (200, 2, 0.2, 64)]:
+    x = rng.random((n, d)).astype(np.float32)
+    x[10] = x[11]  # a duplicate: distance 0
+    got = frnn_torch(torch.from_numpy(x), r, k, kernel=True)
+    want = frnn_cpu(x, r, k)
+    assert len(want[0]) > n, (n, d, len(want[0]))
+    np.testing.assert_array_equal(got[0].numpy(), want[0])
+    np.testing.assert_array_equal(got[1].numpy(), want[1])
+print("kernel ok")
+"""
+
+
+def test_cuda_kernel_under_the_simulator() -> None:
+    """The numba CUDA kernel (the CUDA path of frnn_torch) gives the k-d tree's edges, k caps,
+    ties and duplicates included, run by numba's CUDA simulator (the variable must be set
+    before numba is imported, hence the subprocess)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    done = subprocess.run([sys.executable, "-c", _SIMULATED_KERNEL], env=env, text=True,
+                          capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "kernel ok" in done.stdout
+
+
+def test_kernel_refuses_what_it_cannot_hold() -> None:
+    from taas.gnn.frnn_kernel import MAX_K, frnn_kernel, kernel_applies
+
+    x = torch.zeros((4, 3))
+    assert not kernel_applies(x, 8)  # CPU tensors take the gather path unless asked
+    empty = torch.zeros(0, dtype=torch.int64)
+    with pytest.raises(ValueError, match="at most"):
+        frnn_kernel(x, 0.1, MAX_K + 1, empty, empty, empty, empty, empty)
+    with pytest.raises(ValueError, match="float32"):
+        frnn_kernel(x.double(), 0.1, 4, empty, empty, empty, empty, empty)
