@@ -12,6 +12,7 @@ around every step, plus the FRNN's candidate pairs per grid size. The stage timi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -50,7 +51,46 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def profile(tensors: dict, reps: int) -> dict:
+def variants(steps: dict, info: dict, graph: GpuGraphConstruction, gnn: GpuEdgeClassification,
+             x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, fsrc: torch.Tensor,
+             fdst: torch.Tensor, reps: int, compile_models: bool) -> None:
+    """Candidate speed-ups of the two edge models on CUDA, each timed with the fraction of
+    edges whose decision (filter cut; GNN 0.3) equals the stage's bf16-autocast one."""
+    cut = {"filter": graph.filter_cut, "gnn": 0.3}
+    edges = {"filter": (graph, src, dst), "gnn": (gnn, fsrc, fdst)}
+    for name, (stage, a, b) in edges.items():
+        model = stage.models[name].model
+        with torch.inference_mode():
+            ef = edge_features(x, a, b)
+            ref = stage.scores(name, x, a, b) > cut[name]
+        weights16 = copy.deepcopy(model).to(torch.bfloat16)
+
+        def bf16_weights(m: torch.nn.Module = weights16, a: torch.Tensor = a,
+                         b: torch.Tensor = b, ef: torch.Tensor = ef) -> torch.Tensor:
+            with torch.inference_mode():
+                return torch.sigmoid(m(x.bfloat16(), a, b, ef.bfloat16()).float())
+
+        steps[f"{name}_bf16_weights"], score = timed(bf16_weights, reps)
+        info[f"{name}_bf16_weights_same_decision"] = float(
+            ((score > cut[name]) == ref).float().mean())
+        if not compile_models:
+            continue
+        compiled = torch.compile(model, dynamic=True)
+
+        def autocast_compiled(m: torch.nn.Module = compiled, a: torch.Tensor = a,
+                              b: torch.Tensor = b, ef: torch.Tensor = ef) -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return torch.sigmoid(m(x, a, b, ef).float())
+
+        t0 = time.perf_counter()
+        autocast_compiled()
+        info[f"{name}_compile_s"] = time.perf_counter() - t0
+        steps[f"{name}_compiled_autocast"], score = timed(autocast_compiled, reps)
+        info[f"{name}_compiled_same_decision"] = float(
+            ((score > cut[name]) == ref).float().mean())
+
+
+def profile(tensors: dict, reps: int, compile_models: bool = False) -> dict:
     graph = GpuGraphConstruction(None)
     steps: dict[str, float] = {}
     info: dict[str, Any] = {"device": graph.device, "spacepoints": len(tensors["spacepoints.x"])}
@@ -102,6 +142,8 @@ def profile(tensors: dict, reps: int) -> dict:
             return model(x, fsrc, fdst, ef)
 
     steps["gnn_forward_fp32"], _ = timed(fp32, reps)
+    if x.is_cuda:
+        variants(steps, info, graph, gnn, x, src, dst, fsrc, fdst, reps, compile_models)
     tb_cfg = dict(ACORN.stage_configs["track_building"])
     tb = GpuTrackBuilding(None, TrackBuildingConfig(**tb_cfg))
     steps["track_building_total"], _ = timed(lambda: tb.run({**tensors, **scored}), reps)
@@ -124,6 +166,8 @@ def main() -> None:
     parser.add_argument("--events", type=Path, required=True)
     parser.add_argument("--event-index", type=int, default=0)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile'd models (CUDA; compiles for minutes)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "gnn_gpu_profile.json")
     args = parser.parse_args()
@@ -131,7 +175,7 @@ def main() -> None:
     tensors = front_end(ds.read(ds.event_ids[args.event_index]))
     result = {"torch": torch.__version__,
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-              "events": str(args.events), **profile(tensors, args.reps)}
+              "events": str(args.events), **profile(tensors, args.reps, args.compile)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "info"}, indent=2))

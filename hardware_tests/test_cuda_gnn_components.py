@@ -15,6 +15,7 @@ if not torch.cuda.is_available():
 
 from taas.gnn.frnn import frnn_cpu, frnn_torch  # noqa: E402
 from taas.gnn.track_building import components_scipy, components_torch  # noqa: E402
+from tests.conftest import tiny_sim_dir  # noqa: E402, F401  (session fixture, re-exported)
 
 
 @pytest.mark.gpu
@@ -41,3 +42,24 @@ def test_connected_components_cuda_equal_scipy():
     labels = components_torch(n, src.cuda(), dst.cuda())
     assert labels.device.type == "cuda"
     np.testing.assert_array_equal(labels.cpu().numpy(), np.asarray(expected))
+
+
+@pytest.mark.gpu
+def test_compiled_edge_models_decide_like_eager_ones(tiny_sim_dir):  # noqa: F811
+    """torch.compile'd filter and GNN (config ``compile``) against the eager models, bf16 both."""
+    from backends.gpu.edge_classification import GpuEdgeClassification
+    from backends.gpu.graph_construction import GpuGraphConstruction
+    from taas.events.dataset import open_dataset
+    from taas.gnn.data import front_end
+
+    ds = open_dataset(tiny_sim_dir)
+    tensors = front_end(ds.read(ds.event_ids[0]))
+    eager, compiled = {"compile": False}, {"compile": True}
+    graph_c, graph_e = GpuGraphConstruction(None, compiled), GpuGraphConstruction(None, eager)
+    assert graph_c.compiled
+    assert not graph_e.compiled
+    g_c, g_e = graph_c.run(tensors), graph_e.run(tensors)
+    assert abs(len(g_c["edges.src"]) - len(g_e["edges.src"])) <= 0.002 * len(g_e["edges.src"])
+    s_c = GpuEdgeClassification(None, compiled).run({**tensors, **g_e})["edges.score"]
+    s_e = GpuEdgeClassification(None, eager).run({**tensors, **g_e})["edges.score"]
+    assert np.mean((s_c > 0.3) == (s_e > 0.3)) > 0.998

@@ -32,20 +32,30 @@ log = logging.getLogger(__name__)
 
 #: Largest ``k`` the kernel's per-thread list holds (a compile-time size of local memory).
 MAX_K = 64
+#: Largest point dimension the kernel holds in registers (the embedding has 12).
+MAX_DIMS = 16
 #: Threads per block.
 _BLOCK = 128
 
 
 def _neighbours(x, order, point_cell, nb_ptr, nb_start, nb_count, r2, k, out_dst, out_n):
     """Thread ``i``: query ``order[i]``; its at most ``k`` nearest points with squared distance
-    below ``r2`` into ``out_dst[q, :out_n[q]]``, nearest first, ties by index."""
+    below ``r2`` into ``out_dst[q, :out_n[q]]``, nearest first, ties by index.
+
+    A candidate is dropped as soon as its partial sum reaches ``r2`` or exceeds the k-th best
+    (sums of squares only grow, so the answer is the one of the full sums)."""
     i = cuda.grid(1)
     if i >= order.shape[0]:
         return
     q = order[i]
+    n_dims = x.shape[1]
+    xq = cuda.local.array(MAX_DIMS, float32)
+    for col in range(n_dims):
+        xq[col] = x[q, col]
     best_d = cuda.local.array(MAX_K, float32)
     best_i = cuda.local.array(MAX_K, int64)
     found = 0
+    worst = r2  # the k-th best distance once the list is full
     c = point_cell[q]
     for run in range(nb_ptr[c], nb_ptr[c + 1]):
         first = nb_start[run]
@@ -54,14 +64,16 @@ def _neighbours(x, order, point_cell, nb_ptr, nb_start, nb_count, r2, k, out_dst
             if p == q:
                 continue
             d2 = float32(0.0)
-            for col in range(x.shape[1]):
-                diff = x[q, col] - x[p, col]
+            for col in range(n_dims):
+                diff = xq[col] - x[p, col]
                 d2 += diff * diff
-            if not d2 < r2:
+                if d2 >= r2 or d2 > worst:
+                    break
+            if not d2 < r2 or d2 > worst:
                 continue
             if found == k:  # full: only a nearer (or as near, lower-index) point enters
                 last = k - 1
-                if d2 > best_d[last] or (d2 == best_d[last] and p > best_i[last]):
+                if d2 == best_d[last] and p > best_i[last]:
                     continue
                 pos = last
             else:
@@ -74,6 +86,8 @@ def _neighbours(x, order, point_cell, nb_ptr, nb_start, nb_count, r2, k, out_dst
                 pos -= 1
             best_d[pos] = d2
             best_i[pos] = p
+            if found == k:
+                worst = best_d[k - 1]
     out_n[q] = found
     for t in range(found):
         out_dst[q, t] = best_i[t]
@@ -108,8 +122,9 @@ def kernel_works() -> bool:
 
 def kernel_applies(x: torch.Tensor, k: int) -> bool:
     """Whether :func:`frnn_kernel` answers by default: float32 points on CUDA, ``k <= MAX_K``,
-    and a kernel that compiles here."""
-    return x.is_cuda and x.dtype == torch.float32 and k <= MAX_K and kernel_works()
+    at most ``MAX_DIMS`` dimensions, and a kernel that compiles here."""
+    return (x.is_cuda and x.dtype == torch.float32 and k <= MAX_K and x.shape[1] <= MAX_DIMS
+            and kernel_works())
 
 
 def frnn_kernel(x: torch.Tensor, r: float, k: int, order: torch.Tensor,
@@ -124,6 +139,9 @@ def frnn_kernel(x: torch.Tensor, r: float, k: int, order: torch.Tensor,
         raise ValueError(f"frnn_kernel holds at most {MAX_K} neighbours, got k={k}")
     if x.dtype != torch.float32:
         raise ValueError(f"frnn_kernel needs float32 points, got {x.dtype}")
+    if x.ndim != 2 or not 1 <= x.shape[1] <= MAX_DIMS:
+        raise ValueError(f"frnn_kernel takes (n, d) points with d <= {MAX_DIMS}, got "
+                         f"{tuple(x.shape)}")
     n = len(x)
     dev = x.device
     out_dst = torch.empty((n, k), dtype=torch.int64, device=dev)

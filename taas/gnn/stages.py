@@ -28,8 +28,9 @@ Events with fewer than two space points, or no edge left after a cut, give empty
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +40,7 @@ import torch
 
 from taas.detector.detector import Detector
 from taas.edm import Edges, Spacepoints
-from taas.gnn.checkpoint import Checkpoint, load_checkpoint, load_shipped
+from taas.gnn.checkpoint import Checkpoint, load_checkpoint, load_shipped, shipped_path
 from taas.gnn.features import edge_features, node_feature_tensor
 from taas.gnn.frnn import frnn_cpu, frnn_torch
 from taas.gnn.frnn_kernel import MAX_K, kernel_works
@@ -79,6 +80,7 @@ class GnnStageConfig:
     k: int | None = None
     filter_cut: float | None = None
     amp: bool = True
+    compile: bool = False
     allow_cpu_fallback: bool = True
     filter_chunk: int | None = None
     gnn_chunk: int = GNN_CHUNK
@@ -105,6 +107,24 @@ def load_model(name: str, config: GnnStageConfig, device: torch.device) -> Check
     if config.checkpoint_dir is None:
         return load_shipped(name, device=device)
     return load_checkpoint(Path(config.checkpoint_dir) / f"{name}.pt", device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(path: Path, mtime_ns: int, device: torch.device
+              ) -> tuple[Checkpoint, Callable[..., torch.Tensor]]:
+    """One loaded checkpoint and its ``torch.compile`` wrapper per file version and device, so
+    stages built again (each pipeline, each benchmark pass) reuse the compiled kernels rather
+    than recompile (and never reach dynamo's limit of 8 recompilations per function)."""
+    ckpt = load_checkpoint(path, device=device)
+    return ckpt, torch.compile(ckpt.model, dynamic=True)
+
+
+def load_compiled(name: str, config: GnnStageConfig, device: torch.device
+                  ) -> tuple[Checkpoint, Callable[..., torch.Tensor]]:
+    """:func:`load_model` plus its compiled forward, shared by every stage of the process."""
+    path = (shipped_path(name) if config.checkpoint_dir is None
+            else Path(config.checkpoint_dir) / f"{name}.pt")
+    return _compiled(path.resolve(), path.stat().st_mtime_ns, device)
 
 
 def empty_edges() -> dict[str, np.ndarray]:
@@ -137,14 +157,22 @@ class GnnStage(Stage):
 
     #: Checkpoints this stage loads (subset of ``taas.gnn.checkpoint.SHIPPED``).
     MODELS: ClassVar[tuple[str, ...]]
+    #: The per-edge models among them, which ``config.compile`` compiles on CUDA.
+    EDGE_MODELS: ClassVar[tuple[str, ...]]
 
     def __init__(self, detector: Detector | None,
                  config: GnnStageConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(detector)  # type: ignore[arg-type]
         self.config = GnnStageConfig.coerce(config)
         self.torch_device, self._device_note = self.select_device()
-        self.models = {name: load_model(name, self.config, self.torch_device)
-                       for name in self.MODELS}
+        self.compiled: dict[str, Callable[..., torch.Tensor]] = {}
+        self.models = {}
+        for name in self.MODELS:
+            if self.on_cuda and self.config.compile and name in self.EDGE_MODELS:
+                self.models[name], self.compiled[name] = load_compiled(name, self.config,
+                                                                       self.torch_device)
+            else:
+                self.models[name] = load_model(name, self.config, self.torch_device)
 
     def select_device(self) -> tuple[torch.device, str]:
         """The torch device and a note on it (the one hook the backends override)."""
@@ -157,7 +185,8 @@ class GnnStage(Stage):
     @property
     def device(self) -> str:
         amp = " bf16 autocast" if self.on_cuda and self.config.amp else ""
-        return f"{self.torch_device}{self._device_note}{amp}"
+        compiled = " torch.compile" if self.compiled else ""
+        return f"{self.torch_device}{self._device_note}{amp}{compiled}"
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when ``amp``; fp32 otherwise."""
@@ -174,10 +203,19 @@ class GnnStage(Stage):
 
     def scores(self, name: str, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
                ) -> torch.Tensor:
-        """Sigmoid scores (float32) of edges from the edge-classifier checkpoint ``name``."""
-        model = self.models[name].model
+        """Sigmoid scores (float32) of edges from the edge-classifier checkpoint ``name`` (its
+        compiled forward when there is one; should compiling fail, the eager model, logged)."""
+        model = self.compiled.get(name, self.models[name].model)
         with torch.inference_mode(), self.autocast():
-            logits = model(x, src, dst, edge_features(x, src, dst))
+            try:
+                logits = model(x, src, dst, edge_features(x, src, dst))
+            except Exception as exc:  # a compiler failure: fall back, say so, never lose data
+                if name not in self.compiled:
+                    raise
+                log.warning("%s: torch.compile of %s failed (%s: %s); running it eagerly",
+                            self.qualified_name, name, type(exc).__name__, exc)
+                del self.compiled[name]
+                return self.scores(name, x, src, dst)
         return torch.sigmoid(logits.float())
 
 
@@ -186,6 +224,7 @@ class GraphConstructionStage(GnnStage):
 
     NAME = "graph_construction"
     MODELS = ("embedding", "filter")
+    EDGE_MODELS = ("filter",)
     INPUTS = Spacepoints.tensor_specs() + SpacepointFeatures.tensor_specs()
     OUTPUTS = Edges.tensor_specs()
 
@@ -246,6 +285,7 @@ class EdgeClassificationStage(GnnStage):
 
     NAME = "edge_classification"
     MODELS = ("gnn",)
+    EDGE_MODELS = ("gnn",)
     INPUTS = (Edges.tensor_specs() + Spacepoints.tensor_specs()
               + SpacepointFeatures.tensor_specs())
     OUTPUTS = Edges.tensor_specs()

@@ -188,3 +188,20 @@ def test_gpu_stage_without_fallback_refuses_to_run_on_cpu() -> None:
         GpuGraphConstruction(None, {"allow_cpu_fallback": False})
     with pytest.raises(CudaUnavailableError):
         GpuEdgeClassification(None, {"allow_cpu_fallback": False})
+
+
+def test_compile_applies_on_cuda_only() -> None:
+    """``compile`` (opt-in) compiles the per-edge models on CUDA; the CPU device runs the
+    eager models and its device string does not claim a compiler."""
+    assert not GnnStageConfig().compile
+    on = {"compile": True}
+    graph, edges = GpuGraphConstruction(None, on), GpuEdgeClassification(None, on)
+    for stage in (graph, edges):
+        if NO_CUDA:
+            assert stage.compiled == {}
+            assert "torch.compile" not in stage.device
+        else:
+            assert set(stage.compiled) == set(stage.EDGE_MODELS)
+            assert "torch.compile" in stage.device
+    assert graph.EDGE_MODELS == ("filter",)
+    assert edges.EDGE_MODELS == ("gnn",)
