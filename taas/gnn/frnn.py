@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 
+import numba
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
@@ -102,8 +103,29 @@ def frnn_cpu(x: np.ndarray, r: float, k: int, *, workers: int = -1,
     d2 = _squared_distance_np(x, src, dst)
     inside = d2 < np.asarray(r, x.dtype) ** 2
     src, dst, d2 = src[inside], dst[inside], d2[inside]
-    order = np.lexsort((dst, d2, src))
-    return src[order], dst[order]
+    # src ascends already; within each query the tree's (float64) order is nearly the canonical
+    # (x-precision) one: a per-query insertion sort is linear, where np.lexsort took 3.2 of the
+    # 5.9 s of a large event's FRNN
+    offsets = np.searchsorted(src, np.arange(n + 1))
+    _sort_rows(offsets, d2, dst)
+    return src, dst
+
+
+@numba.njit(cache=True)
+def _sort_rows(offsets: np.ndarray, d2: np.ndarray, dst: np.ndarray) -> None:
+    """Sort each row ``offsets[i]:offsets[i + 1]`` of ``(d2, dst)`` pairs in place, by d2 then
+    dst (insertion sort: linear on nearly sorted rows)."""
+    for row in range(len(offsets) - 1):
+        first = offsets[row]
+        for i in range(first + 1, offsets[row + 1]):
+            key_d, key_j = d2[i], dst[i]
+            j = i - 1
+            while j >= first and (d2[j] > key_d or (d2[j] == key_d and dst[j] > key_j)):
+                d2[j + 1] = d2[j]
+                dst[j + 1] = dst[j]
+                j -= 1
+            d2[j + 1] = key_d
+            dst[j + 1] = key_j
 
 
 def _squared_distance_np(x: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
