@@ -1,7 +1,8 @@
 """Time per stage of the ``acorn`` (GNN) pipeline versus event size, with its physics.
 
 Run: ``.venv/bin/python benchmarks/gnn_scaling.py [--presets small medium large] [--events 2 [2 1]]
-[--threads 1] [--checkpoint-dir DIR] [--passes N] [--sim-dir DIR] [--front-end cpu|gpu]``.
+[--threads 1] [--checkpoint-dir DIR] [--passes N] [--sim-dir DIR] [--front-end cpu|gpu]
+[--compile]``.
 Writes ``benchmarks/results/gnn_scaling.json``: per
 preset the mean event sizes (cells, measurements, space points, graph edges), each stage's
 median seconds per event and the device it actually ran on (a GPU stage without CUDA says
@@ -13,7 +14,8 @@ presets (1 = linear). Events are simulated with seed 11, unseen by the shipped m
 ``--sim-dir DIR`` reads ``DIR/<preset>`` simulated elsewhere (``simulate`` with seed 11) instead:
 the GPU machine has no ACTS for its Python. ``--passes N`` reconstructs every event N times and
 takes the median over events and passes (one large event on a GPU is too few timings).
-``--front-end gpu`` runs clustering and space points with the OpenCL kernels too. The numerics
+``--front-end gpu`` runs clustering and space points with the OpenCL kernels too;
+``--compile`` turns on the GNN stages' opt-in ``torch.compile`` (CUDA). The numerics
 check compares each GNN stage with the fp32 CPU stage on one event: on CUDA against the GPU
 stage as it runs (bf16 autocast), elsewhere against bf16 autocast on the CPU device.
 """
@@ -109,7 +111,8 @@ def numerics_check(reco: Path, event_id: int, configs: dict) -> tuple[str, dict]
 
 
 def simulated(name: str, events: int, work: Path, sim_dir: Path | None) -> Path:
-    """The preset's events: ``sim_dir/name`` when given (checked), else simulated now."""
+    """The preset's events: ``sim_dir/name`` when given (checked: at least ``events``, all of
+    which are used), else ``events`` simulated now."""
     preset = PRESETS[name]
     if sim_dir is None:
         return simulate(work / name, events=events, vertices=preset.vertices,
@@ -127,8 +130,8 @@ def simulated(name: str, events: int, work: Path, sim_dir: Path | None) -> Path:
 def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
     sim = simulated(name, events, work, args.sim_dir)
     checkpoint_dir = args.checkpoint_dir
-    configs = ({} if checkpoint_dir is None else
-               {s: {"checkpoint_dir": str(checkpoint_dir)} for s in GNN_STAGES})
+    configs = {s: {**({} if checkpoint_dir is None else {"checkpoint_dir": str(checkpoint_dir)}),
+                   **({"compile": True} if args.compile else {})} for s in GNN_STAGES}
     spec = ACORN.with_routing(dict.fromkeys(FRONT_END, args.front_end))
     t0 = time.perf_counter()
     rows = []
@@ -143,7 +146,7 @@ def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
                for i in open_dataset(sim).event_ids]
     summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
     return {
-        "preset": name, "events": events, "passes": args.passes,
+        "preset": name, "events": len(open_dataset(sim).event_ids), "passes": args.passes,
         "mean_sizes": {**{k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
                        "graph_edges_after_filter": float(np.mean(n_edges))},
         "stage_s_per_event": median_stage_seconds(rows),
@@ -172,6 +175,8 @@ def main() -> None:
                         help="read DIR/<preset> (seed 11) instead of simulating")
     parser.add_argument("--front-end", choices=("cpu", "gpu"), default="cpu",
                         help="backend of clustering and space points (gpu: OpenCL)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the edge models (CUDA only; GnnStageConfig.compile)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "gnn_scaling.json")
     args = parser.parse_args()
