@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numba
 import numpy as np
 from tqdm import tqdm
 
@@ -207,6 +208,43 @@ def radius_graph(embedding: np.ndarray, xyz: np.ndarray, r: float, k: int
     Each unordered pair appears once (union of both directions), oriented by ``orient_edges``.
     """
     src, dst = knn_pairs(embedding, r, k)
-    n = len(embedding)
-    key = np.unique(np.minimum(src, dst) * np.int64(n) + np.maximum(src, dst))
-    return orient_edges(key // n, key % n, xyz)
+    a, b = unique_pairs(src, dst, len(embedding))
+    return orient_edges(a, b, xyz)
+
+
+@numba.njit(cache=True)
+def unique_pairs(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct unordered pairs ``(a, b)``, ``a < b``, of directed edges on ``n`` nodes,
+    sorted by ``(a, b)`` (what ``np.unique`` of ``a * n + b`` gives, in linear time: a
+    counting sort by ``a``, then each node's few partners sorted in place; the sort of all
+    pair keys took 0.46 s of a ``large`` event's graph construction)."""
+    m = len(src)
+    start = np.zeros(n + 1, np.int64)
+    for e in range(m):
+        start[min(src[e], dst[e]) + 1] += 1
+    for i in range(n):
+        start[i + 1] += start[i]
+    fill = start[:-1].copy()
+    partner = np.empty(m, np.int64)
+    for e in range(m):
+        a = min(src[e], dst[e])
+        partner[fill[a]] = max(src[e], dst[e])
+        fill[a] += 1
+    out_a = np.empty(m, np.int64)
+    out_b = np.empty(m, np.int64)
+    out = 0
+    for a in range(n):
+        lo, hi = start[a], start[a + 1]
+        for i in range(lo + 1, hi):
+            key = partner[i]
+            j = i - 1
+            while j >= lo and partner[j] > key:
+                partner[j + 1] = partner[j]
+                j -= 1
+            partner[j + 1] = key
+        for i in range(lo, hi):
+            if i == lo or partner[i] != partner[i - 1]:
+                out_a[out] = a
+                out_b[out] = partner[i]
+                out += 1
+    return out_a[:out], out_b[:out]

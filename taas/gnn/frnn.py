@@ -85,56 +85,66 @@ def frnn_cpu(x: np.ndarray, r: float, k: int, *, workers: int = -1,
     tree = cKDTree(x)
     slots = min(k + 1, n)  # the query itself usually takes one slot
     chunk = max(1, max_candidates // slots)
+    x = np.ascontiguousarray(x)
+    r2 = x.dtype.type(r) ** 2  # the exact cut, in x's own precision
     srcs, dsts = [], []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        # a slightly larger bound: the exact cut is applied below, in x's own precision
+        # a slightly larger bound than r: the exact cut is _nearest_rows'
         _, idx = tree.query(x[start:stop], k=slots, distance_upper_bound=r * _CELL_MARGIN,
                             workers=workers)
-        idx = idx.reshape(stop - start, slots)
-        rows = np.arange(start, stop)[:, None]
-        valid = (idx < n) & (idx != rows)
-        # duplicates of a point may push the point itself out of the table: keep k at most
-        valid &= np.cumsum(valid, axis=1) <= k
-        srcs.append(np.broadcast_to(rows, idx.shape)[valid])
-        dsts.append(idx[valid])
-    src = np.concatenate(srcs).astype(np.int64)
-    dst = np.concatenate(dsts).astype(np.int64)
-    d2 = _squared_distance_np(x, src, dst)
-    inside = d2 < np.asarray(r, x.dtype) ** 2
-    src, dst, d2 = src[inside], dst[inside], d2[inside]
-    # src ascends already; within each query the tree's (float64) order is nearly the canonical
-    # (x-precision) one: a per-query insertion sort is linear, where np.lexsort took 3.2 of the
-    # 5.9 s of a large event's FRNN
-    offsets = np.searchsorted(src, np.arange(n + 1))
-    _sort_rows(offsets, d2, dst)
-    return src, dst
+        src, dst = _nearest_rows(x, idx.reshape(stop - start, slots).astype(np.int64), start,
+                                 r2, k)
+        srcs.append(src)
+        dsts.append(dst)
+    return np.concatenate(srcs), np.concatenate(dsts)
 
 
 @numba.njit(cache=True)
-def _sort_rows(offsets: np.ndarray, d2: np.ndarray, dst: np.ndarray) -> None:
-    """Sort each row ``offsets[i]:offsets[i + 1]`` of ``(d2, dst)`` pairs in place, by d2 then
-    dst (insertion sort: linear on nearly sorted rows)."""
-    for row in range(len(offsets) - 1):
-        first = offsets[row]
-        for i in range(first + 1, offsets[row + 1]):
-            key_d, key_j = d2[i], dst[i]
-            j = i - 1
-            while j >= first and (d2[j] > key_d or (d2[j] == key_d and dst[j] > key_j)):
-                d2[j + 1] = d2[j]
-                dst[j + 1] = dst[j]
-                j -= 1
-            d2[j + 1] = key_d
-            dst[j + 1] = key_j
+def _nearest_rows(x: np.ndarray, idx: np.ndarray, start: int, r2: float, k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical edges of queries ``start + i`` from the k-d tree's answer table ``idx``.
 
-
-def _squared_distance_np(x: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Squared distances of the pairs, one dimension at a time (no (pairs, d) temporaries)."""
-    d2 = np.zeros(len(src), x.dtype)
-    for col in np.ascontiguousarray(x.T):
-        diff = col[src] - col[dst]
-        d2 += diff * diff
-    return d2
+    Per query: the first ``k`` entries that are points other than the query (duplicates of a
+    point may push the query itself out of the table), their squared distances summed one
+    dimension at a time in x's precision, those below ``r2`` kept, sorted by (distance, index)
+    with an insertion sort (linear: the tree's float64 order is nearly this order). One pass,
+    no per-edge temporaries: the numpy masks, gathers and 3-key lexsort it replaces took 4.6 of
+    the 5.9 s of a ``large`` event's FRNN.
+    """
+    n = x.shape[0]
+    rows, slots = idx.shape
+    src = np.empty(rows * k, np.int64)
+    dst = np.empty(rows * k, np.int64)
+    d2 = np.empty(rows * k, x.dtype)
+    out = 0
+    for i in range(rows):
+        q = start + i
+        first = out
+        taken = 0
+        for s in range(slots):
+            j = idx[i, s]
+            if j >= n or j == q:
+                continue
+            if taken == k:
+                break
+            taken += 1
+            acc = x[q, 0] - x[q, 0]  # zero in x's dtype
+            for col in range(x.shape[1]):
+                diff = x[q, col] - x[j, col]
+                acc += diff * diff
+            if not acc < r2:
+                continue
+            pos = out
+            while pos > first and (d2[pos - 1] > acc or (d2[pos - 1] == acc and dst[pos - 1] > j)):
+                d2[pos] = d2[pos - 1]
+                dst[pos] = dst[pos - 1]
+                pos -= 1
+            d2[pos] = acc
+            dst[pos] = j
+            src[out] = q
+            out += 1
+    return src[:out], dst[:out]
 
 
 # --- torch: cell list --------------------------------------------------------------------------

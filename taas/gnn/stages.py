@@ -41,6 +41,7 @@ import torch
 from taas.detector.detector import Detector
 from taas.edm import Edges, Spacepoints
 from taas.gnn.checkpoint import Checkpoint, load_checkpoint, load_shipped, shipped_path
+from taas.gnn.data import unique_pairs
 from taas.gnn.features import edge_features, node_feature_tensor
 from taas.gnn.frnn import frnn_cpu, frnn_torch
 from taas.gnn.frnn_kernel import MAX_K, kernel_works
@@ -140,12 +141,16 @@ def undirected_oriented(src: torch.Tensor, dst: torch.Tensor, xyz: torch.Tensor,
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Union of both directions of FRNN pairs, each pair once, pointed away from the origin.
 
-    The torch twin of ``taas.gnn.data.radius_graph``'s post-processing (sorted unique pair
-    keys, then ``orient_edges``), so the stages build exactly the graph the models were
-    trained on, on any device.
+    The torch twin of ``taas.gnn.data.radius_graph``'s post-processing (sorted unique pairs,
+    then ``orient_edges``), so the stages build exactly the graph the models were trained on,
+    on any device. On the CPU device the pairs come from the linear-time ``unique_pairs``; on
+    CUDA from ``torch.unique`` of the pair keys (1.2 ms for 9.3M pairs on an H200).
     """
-    key = torch.unique(torch.minimum(src, dst) * n + torch.maximum(src, dst))
-    a, b = key // n, key % n
+    if src.device.type == "cpu":
+        a, b = map(torch.from_numpy, unique_pairs(src.numpy(), dst.numpy(), n))
+    else:
+        key = torch.unique(torch.minimum(src, dst) * n + torch.maximum(src, dst))
+        a, b = key // n, key % n
     dist = (xyz * xyz).sum(1)
     da, db = dist[a], dist[b]
     flip = (db < da) | ((db == da) & (b < a))
