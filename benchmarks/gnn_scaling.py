@@ -36,7 +36,7 @@ import torch
 
 from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
-from taas.events.simulation import simulate
+from taas.events.simulation import check_simulated, simulate
 from taas.gnn.checkpoint import SHIPPED, load_checkpoint, load_shipped
 from taas.gnn.data import build_sample
 from taas.gnn.training import evaluate
@@ -118,13 +118,13 @@ def simulated(name: str, events: int, work: Path, sim_dir: Path | None) -> Path:
         return simulate(work / name, events=events, vertices=preset.vertices,
                         particles_per_vertex=preset.particles_per_vertex, seed=11,
                         progress=False)
-    sim = sim_dir / name
-    meta = json.loads((sim / "dataset.json").read_text())
-    want = {"seed": 11, "vertices": preset.vertices,
-            "particles_per_vertex": preset.particles_per_vertex}
-    if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < events:
-        raise SystemExit(f"{sim}: dataset.json {meta} does not hold {events} events of {want}")
-    return sim
+    try:
+        return check_simulated(sim_dir / name, {"seed": 11, "vertices": preset.vertices,
+                                                "particles_per_vertex":
+                                                    preset.particles_per_vertex},
+                               min_events=events)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
@@ -140,13 +140,13 @@ def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
                            warmup=i == 0, factory=lambda s, det: Pipeline(s, det, configs))
         rows += read_timings(reco)
     wall = time.perf_counter() - t0
+    event_ids = open_dataset(sim).event_ids
     run = json.loads((work / f"{name}-reco" / "run.json").read_text())
     sizes = list(run["sizes"].values())
-    n_edges = [len(load_reco(work / f"{name}-reco", i)["edges.src"])
-               for i in open_dataset(sim).event_ids]
+    n_edges = [len(load_reco(work / f"{name}-reco", i)["edges.src"]) for i in event_ids]
     summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
     return {
-        "preset": name, "events": len(open_dataset(sim).event_ids), "passes": args.passes,
+        "preset": name, "events": len(event_ids), "passes": args.passes,
         "mean_sizes": {**{k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
                        "graph_edges_after_filter": float(np.mean(n_edges))},
         "stage_s_per_event": median_stage_seconds(rows),
@@ -154,8 +154,7 @@ def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
         "wall_s_incl_warmup": wall,
         "edges": edge_metrics(sim, work / f"{name}-reco", checkpoint_dir),
         "tracks": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
-        "numerics": dict([numerics_check(work / f"{name}-reco",
-                                         open_dataset(sim).event_ids[0], configs)]),
+        "numerics": dict([numerics_check(work / f"{name}-reco", event_ids[0], configs)]),
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -30,16 +29,13 @@ def tiny_sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     has no pyacts wheel (the GPU machine's 3.12): ``hardware_tests/`` then run there.
     """
     from taas.events.presets import PRESETS
-    from taas.events.simulation import simulate
+    from taas.events.simulation import check_simulated, simulate
 
     preset = PRESETS["tiny"]
     if given := os.environ.get("TAAS_TINY_SIM_DIR"):
-        meta = json.loads((Path(given) / "dataset.json").read_text())
-        want = {"seed": TINY_SEED, "events": TINY_EVENTS, "vertices": preset.vertices,
-                "particles_per_vertex": preset.particles_per_vertex}
-        if any(meta.get(k) != v for k, v in want.items()):
-            raise ValueError(f"TAAS_TINY_SIM_DIR={given} does not hold the tiny events {want}")
-        return Path(given)
+        return check_simulated(given, {"seed": TINY_SEED, "events": TINY_EVENTS,
+                                       "vertices": preset.vertices,
+                                       "particles_per_vertex": preset.particles_per_vertex})
     return simulate(tmp_path_factory.mktemp("tiny_sim"), events=TINY_EVENTS,
                     vertices=preset.vertices, particles_per_vertex=preset.particles_per_vertex,
                     seed=TINY_SEED, progress=False)

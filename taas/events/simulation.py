@@ -12,6 +12,7 @@ event number, so the same seed (and ``skip``) gives byte-identical files.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -82,6 +83,20 @@ def _progress_algorithm(ex: Any, level: Any, bar: Any) -> Any:
             return ex.ProcessCode.SUCCESS
 
     return Tick()
+
+
+def check_simulated(directory: str | Path, want: dict[str, Any], *, min_events: int = 0
+                    ) -> Path:
+    """``directory`` when its ``dataset.json`` records the simulation ``want`` (e.g. seed,
+    vertices, particles_per_vertex) with at least ``min_events`` events: events simulated
+    elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
+    :func:`simulate`. A ``ValueError`` names what differs otherwise."""
+    directory = Path(directory)
+    meta = json.loads((directory / "dataset.json").read_text())
+    if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < min_events:
+        raise ValueError(f"{directory}: dataset.json {meta} does not hold "
+                         f"{min_events or 'the'} events of {want}")
+    return directory
 
 
 def simulate(

@@ -82,10 +82,10 @@ def frnn_cpu(x: np.ndarray, r: float, k: int, *, workers: int = -1,
         raise ValueError("points must be finite")
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
+    x = np.ascontiguousarray(x)
     tree = cKDTree(x)
     slots = min(k + 1, n)  # the query itself usually takes one slot
     chunk = max(1, max_candidates // slots)
-    x = np.ascontiguousarray(x)
     r2 = x.dtype.type(r) ** 2  # the exact cut, in x's own precision
     srcs, dsts = [], []
     for start in range(0, n, chunk):
@@ -93,8 +93,8 @@ def frnn_cpu(x: np.ndarray, r: float, k: int, *, workers: int = -1,
         # a slightly larger bound than r: the exact cut is _nearest_rows'
         _, idx = tree.query(x[start:stop], k=slots, distance_upper_bound=r * _CELL_MARGIN,
                             workers=workers)
-        src, dst = _nearest_rows(x, idx.reshape(stop - start, slots).astype(np.int64), start,
-                                 r2, k)
+        table = idx.reshape(stop - start, slots).astype(np.int64, copy=False)
+        src, dst = _nearest_rows(x, table, start, r2, k)
         srcs.append(src)
         dsts.append(dst)
     return np.concatenate(srcs), np.concatenate(dsts)

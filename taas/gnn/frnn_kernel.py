@@ -109,10 +109,13 @@ def kernel_works() -> bool:
     """
     if not torch.cuda.is_available():
         return False
-    one = torch.ones(1, dtype=torch.int64, device="cuda")
-    try:
-        src, _ = frnn_kernel(torch.zeros((2, 1), device="cuda"), 1.0, 1, one.new_tensor([0, 1]),
-                             0 * one.repeat(2), one.new_tensor([0, 1]), 0 * one, 2 * one)
+    def ints(*values: int) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.int64, device="cuda")
+
+    try:  # two coincident points in one cell: each finds the other
+        src, _ = frnn_kernel(torch.zeros((2, 1), device="cuda"), 1.0, 1, order=ints(0, 1),
+                             point_cell=ints(0, 0), nb_ptr=ints(0, 1), nb_start=ints(0),
+                             nb_count=ints(2))
     except Exception as exc:  # whatever failed, the torch path answers
         log.warning("numba CUDA FRNN kernel unusable here (%s: %s); using torch gathers",
                     type(exc).__name__, exc)

@@ -104,11 +104,19 @@ class GnnStageConfig:
         raise TypeError(f"config must be GnnStageConfig or a mapping, got {type(config)}")
 
 
+def checkpoint_path(name: str, config: GnnStageConfig) -> Path:
+    """File of checkpoint ``name``: in ``config.checkpoint_dir``, else the shipped one."""
+    if config.checkpoint_dir is None:
+        return shipped_path(name)
+    return Path(config.checkpoint_dir) / f"{name}.pt"
+
+
 def load_model(name: str, config: GnnStageConfig, device: torch.device) -> Checkpoint:
-    """Checkpoint ``name`` from ``config.checkpoint_dir`` or the shipped ones, on ``device``."""
+    """Checkpoint ``name`` from ``config.checkpoint_dir`` or the shipped ones, on ``device``
+    (a missing shipped file says how to regenerate it)."""
     if config.checkpoint_dir is None:
         return load_shipped(name, device=device)
-    return load_checkpoint(Path(config.checkpoint_dir) / f"{name}.pt", device=device)
+    return load_checkpoint(checkpoint_path(name, config), device=device)
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,8 +132,7 @@ def _compiled(path: Path, mtime_ns: int, device: torch.device
 def load_compiled(name: str, config: GnnStageConfig, device: torch.device
                   ) -> tuple[Checkpoint, Callable[..., torch.Tensor]]:
     """:func:`load_model` plus its compiled forward, shared by every stage of the process."""
-    path = (shipped_path(name) if config.checkpoint_dir is None
-            else Path(config.checkpoint_dir) / f"{name}.pt")
+    path = checkpoint_path(name, config)
     return _compiled(path.resolve(), path.stat().st_mtime_ns, device)
 
 

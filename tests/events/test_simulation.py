@@ -12,7 +12,8 @@ from taas.detector.detector import Detector
 from taas.errors import InputError
 from taas.events.acts_csv import read_acts_event
 from taas.events.presets import PRESETS, get_preset
-from taas.events.simulation import simulate
+from taas.events.simulation import check_simulated, simulate
+from tests.conftest import TINY_SEED
 
 EVENT_FILES = ("cells", "measurements", "measurement-simhit-map", "hits", "particles",
                "particles_simulated")
@@ -104,3 +105,13 @@ def test_material_travels_with_the_events(tiny_sim_dir: Path, tmp_path: Path) ->
     reloaded = open_dataset(tmp_path / "pq").detector.material
     assert isinstance(reloaded, MaterialTable)
     assert len(reloaded) == len(detector.material)
+
+
+def test_check_simulated_names_what_differs(tiny_sim_dir: Path) -> None:
+    want = {"seed": TINY_SEED, "vertices": 5, "particles_per_vertex": 10}
+    assert check_simulated(tiny_sim_dir, want, min_events=2) == tiny_sim_dir
+    assert check_simulated(str(tiny_sim_dir), {**want, "events": 2}) == tiny_sim_dir
+    with pytest.raises(ValueError, match="does not hold"):
+        check_simulated(tiny_sim_dir, {**want, "seed": TINY_SEED + 1})
+    with pytest.raises(ValueError, match="does not hold 3 events"):
+        check_simulated(tiny_sim_dir, want, min_events=3)
