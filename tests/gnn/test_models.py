@@ -25,6 +25,10 @@ from taas.gnn.models import (
     InteractionGNN,
     aggregate,
     build_model,
+    concat_block,
+    edge_block,
+    endpoint_terms,
+    make_mlp,
 )
 
 SMALL_GNN = GNNConfig(hidden=16, n_iterations=3)
@@ -164,3 +168,22 @@ def test_chunked_gnn_matches_forward(recurrent: bool, chunk: int) -> None:
         full = model(x, src, dst, attr)
     chunked = model.forward_chunked(x, src, dst, attr, chunk)
     torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-5)
+
+
+def test_split_first_linear_equals_concatenated_input() -> None:
+    """The per-node terms of ``edge_block`` and the per-part products of ``concat_block``
+    equal the MLP applied to the concatenated input (float64: agreement to 1e-12, so any
+    misplaced weight column would show)."""
+    torch.manual_seed(5)
+    net = make_mlp(2 * 8 + 3, 8, 8, 2, layer_norm=True, output_activation=True).double()
+    h = torch.randn(12, 8, dtype=torch.float64)
+    extra = torch.randn(30, 3, dtype=torch.float64)
+    src, dst = torch.randint(0, 12, (30,)), torch.randint(0, 12, (30,))
+    with torch.no_grad():
+        want = net(torch.cat([h[src], h[dst], extra], dim=1))
+        got = edge_block(net, *endpoint_terms(net, h), src, dst, extra)
+        parts = [torch.randn(7, w, dtype=torch.float64) for w in (8, 5, 3, 3)]
+        want_parts = net(torch.cat(parts, dim=1))
+        got_parts = concat_block(net, parts)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_parts, want_parts, rtol=1e-12, atol=1e-12)
