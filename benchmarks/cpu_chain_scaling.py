@@ -1,12 +1,14 @@
 """Time per stage of the CPU pipeline versus event size (small -> medium -> large).
 
-Run: ``.venv/bin/python benchmarks/cpu_chain_scaling.py [--presets small medium large]
-[--events 2]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per preset the mean event
-sizes and each stage's median time per event (first event run once untimed first), and per
-stage the log-log slope of time against measurements (1 = linear) fitted over the presets.
-Physics rates are recorded beside the times so a speed-up that costs efficiency shows, and the
-seeding's work counters (``taas.seeding.find_seeds(stats=...)``, mean per event, recomputed on
-the saved space points) beside its time, so that its growth with density shows as counts too.
+Run: ``.venv/bin/python benchmarks/cpu_chain_scaling.py [--presets small medium large] [--events 2]
+[--prefault-gib G]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per preset the mean
+event sizes and each stage's median time per event (first event run once untimed first), and per
+stage the log-log slope of time against measurements (1 = linear) fitted over the presets. Physics
+rates are recorded beside the times so a speed-up that costs efficiency shows, and the seeding's
+work counters (``taas.seeding.find_seeds(stats=...)``, mean per event, recomputed on the saved
+space points) beside its time, so that its growth with density shows as counts too.
+``--prefault-gib`` touches that much fresh memory first (``prefault_memory``: on this project's
+lazily backed VMs a first touch costs 2.5 s per GiB and would land in the large preset's times).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from taas.events.simulation import simulate
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
 from taas.seeding import find_seeds
 
 
@@ -68,9 +70,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["small", "medium", "large"],
                         choices=sorted(PRESETS))
     parser.add_argument("--events", type=int, default=2)
+    parser.add_argument("--prefault-gib", type=float, default=0.0,
+                        help="touch this much fresh memory before timing (lazily backed VMs: "
+                             "taas.pipeline.timings.prefault_memory)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "cpu_chain_scaling.json")
     args = parser.parse_args()
+    prefault_s = prefault_memory(args.prefault_gib)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         results = []
@@ -78,6 +84,7 @@ def main() -> None:
             results.append(bench(name, args.events, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
     out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
+           "prefault_gib": args.prefault_gib, "prefault_s": prefault_s,
            "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
            "results": results,
            "loglog_slope_vs_measurements": loglog_slopes(

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/gnn_scaling.py [--presets small medium large] [--events 2 [2 1]]
 [--threads 1] [--checkpoint-dir DIR] [--passes N] [--sim-dir DIR] [--front-end cpu|gpu]
-[--compile]``.
+[--compile] [--prefault-gib G]``.
 Writes ``benchmarks/results/gnn_scaling.json``: per
 preset the mean event sizes (cells, measurements, space points, graph edges), each stage's
 median seconds per event and the device it actually ran on (a GPU stage without CUDA says
@@ -18,6 +18,9 @@ takes the median over events and passes (one large event on a GPU is too few tim
 ``--compile`` turns on the GNN stages' opt-in ``torch.compile`` (CUDA). The numerics
 check compares each GNN stage with the fp32 CPU stage on one event: on CUDA against the GPU
 stage as it runs (bf16 autocast), elsewhere against bf16 autocast on the CPU device.
+``--prefault-gib G`` touches G GiB of fresh memory before timing (``prefault_memory``: on this
+project's lazily backed VMs a first touch costs 2.5 s per GiB; a large event's GNN stages
+allocate a few GiB).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
 
 GNN_STAGES = ("graph_construction", "edge_classification")
 FRONT_END = ("clustering", "spacepoints")
@@ -176,11 +179,15 @@ def main() -> None:
                         help="backend of clustering and space points (gpu: OpenCL)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the edge models (CUDA only; GnnStageConfig.compile)")
+    parser.add_argument("--prefault-gib", type=float, default=0.0,
+                        help="touch this much fresh memory before timing (lazily backed VMs: "
+                             "taas.pipeline.timings.prefault_memory)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "gnn_scaling.json")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    prefault_s = prefault_memory(args.prefault_gib)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         results = []
@@ -195,6 +202,7 @@ def main() -> None:
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
            "checkpoints": "shipped" if args.checkpoint_dir is None else str(args.checkpoint_dir),
            "events_from": "simulated (seed 11)" if args.sim_dir is None else str(args.sim_dir),
+           "prefault_gib": args.prefault_gib, "prefault_s": prefault_s,
            "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
            "results": results,
            "loglog_slope_vs_spacepoints": loglog_slopes(
