@@ -1,16 +1,18 @@
 """Module-map graph construction (GNN4ITk) next to the shipped metric-learning graph.
 
-Run: ``.venv/bin/python benchmarks/module_map.py --train-samples DIR --eval-samples
-small=DIR medium=DIR large=DIR [--margins 0 0.1 0.25] [--min-pt 0.5] [--train-events N]``.
+Run: ``.venv/bin/python benchmarks/module_map.py --train-samples DIR --events small=DIR
+medium=DIR large=DIR [--margins 0 0.1 0.3 0.5] [--min-pt 0.5] [--train-events N]``.
 
-``DIR``s hold cached ``GraphSample`` files (``taas.gnn.data.prepare_samples``); training
-events must not be the evaluation events (seed 11 here, as in the other GNN benchmarks). The map
-is built from the truth edges of particles above ``--min-pt`` GeV in the training events; for each
-margin and each evaluation preset it reports, with event sizes: edges per space point,
-efficiency (all truth edges and those of pT > 1 GeV particles), purity, seconds per event of
-the map lookup (one thread), and the same after the shipped edge filter (its own cut). The
-shipped learned graph (embedding + FRNN, then filter) on the same events is the reference.
-Writes ``benchmarks/results/module_map.json``.
+``--train-samples`` holds cached ``GraphSample`` files (``taas.gnn.data.prepare_samples``) of
+training events, which must not be the evaluation events (``--events``: simulated with seed 11, as
+in the other GNN benchmarks). The map is built from the truth edges of particles above ``--min-pt``
+GeV. For each margin and each evaluation preset it reports, with event sizes: edges per space
+point, edge efficiency (all truth edges; those of pT > 1 GeV particles) and purity of the map's
+graph, the map lookup's seconds per event (one thread), the same after the shipped edge filter (its
+own cut; for the learned graph the filter is inside the graph stage's time), and the proto-tracks
+that the shipped GNN and track building (CC & walkthrough) make of it (two_way matching, before the
+Kalman fit's selection). The shipped learned graph (embedding + FRNN, then the filter) through the
+same stages is the reference. Writes ``benchmarks/results/module_map.json``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from backends.cpu.edge_classification import CpuEdgeClassification
+from backends.cpu.graph_construction import CpuGraphConstruction
+from backends.cpu.track_building import CpuTrackBuilding
+from taas.events.dataset import open_dataset
 from taas.gnn.checkpoint import SHIPPED, load_shipped
-from taas.gnn.data import GraphSample, load_samples, orient_edges, unique_pairs
-from taas.gnn.module_map import QUANTITIES, build_module_map, module_map_graph
-from taas.gnn.training import GraphCounts, edge_scores, evaluate
+from taas.gnn.data import (
+    GraphSample,
+    build_sample,
+    front_end,
+    load_samples,
+    orient_edges,
+    radius_graph,
+    unique_pairs,
+)
+from taas.gnn.module_map import QUANTITIES, ModuleMap, build_module_map, module_map_graph
+from taas.gnn.training import GraphCounts, edge_scores, embed
+from taas.metrics.evaluate import evaluate_event, evaluate_events
+from taas.metrics.truth_link import measurement_particles
 
 TARGET_PT = 1.0
 
@@ -44,22 +60,85 @@ def training_doublets(samples: list[GraphSample], min_pt: float
     return out
 
 
-def evaluate_map(module_map: object, samples: list[GraphSample], filter_ckpt: object) -> dict:
-    """Edge metrics of the map's graph, before and after the shipped filter."""
-    graph, filtered = GraphCounts(), GraphCounts()
-    seconds, filter_seconds = [], []
-    for s in samples:
+class Chain:
+    """The shipped filter, GNN and track building applied to any graph of one event."""
+
+    def __init__(self) -> None:
+        self.graph = CpuGraphConstruction(None)
+        self.gnn = CpuEdgeClassification(None)
+        self.tracks = CpuTrackBuilding(None)
+
+    def filtered(self, sample: GraphSample, src: np.ndarray, dst: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+        """The edges of ``src -> dst`` that pass the shipped filter at its cut."""
+        score = edge_scores(self.graph.models["filter"].model, sample.x, src, dst)
+        keep = score > self.graph.filter_cut
+        return {"edges.src": src[keep], "edges.dst": dst[keep], "edges.score": score[keep]}
+
+    def proto_tracks(self, tensors: dict[str, np.ndarray], edges: dict[str, np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        scored = self.gnn.run({**tensors, **edges})
+        out = self.tracks.run({**tensors, **scored})
+        return out["prototracks.offsets"], out["prototracks.indices"]
+
+
+class Tally:
+    """Graph counts before / after the filter, seconds, and proto-track results of one graph
+    method over the events of a preset."""
+
+    def __init__(self) -> None:
+        self.graph, self.filter = GraphCounts(), GraphCounts()
+        self.seconds: dict[str, list[float]] = {"graph": [], "filter": []}
+        self.track_events: list[dict] = []
+
+    def result(self) -> dict:
+        tracks = evaluate_events(self.track_events)
+        return {"graph": self.graph.result(), "filter": self.filter.result(),
+                **{f"{step}_s_per_event": float(np.median(t)) if t else None
+                   for step, t in self.seconds.items()},
+                "proto_tracks": {k: tracks[k] for k in ("efficiency", "fake_rate",
+                                                        "duplicate_rate", "n_tracks",
+                                                        "n_fiducial_particles")}}
+
+
+def bench_preset(events: Path, maps: dict[str, ModuleMap], chain: Chain, ckpts: dict) -> dict:
+    dataset = open_dataset(events)
+    tallies = {name: Tally() for name in ("learned", *maps)}
+    sizes = []
+    for event_id in tqdm(dataset.event_ids, desc=events.name, unit="event"):
+        event = dataset.read(event_id)
+        tensors = front_end(event)
+        sample = build_sample(event, tensors)
+        sizes.append(sample.n_nodes)
+        particle_of = measurement_particles(event.cells.hit_id, tensors["clusters.cluster_id"],
+                                            len(tensors["measurements.local_u"]), event.hits)
+        module = tensors["measurements.module_key"][tensors["spacepoints.measurement_index"]]
         t0 = time.perf_counter()
-        src, dst = module_map_graph(module_map, s.xyz, s.module)
-        a, b = orient_edges(*unique_pairs(src, dst, s.n_nodes), s.xyz)
-        seconds.append(time.perf_counter() - t0)
-        graph.add(s, a, b, TARGET_PT)
-        t0 = time.perf_counter()
-        keep = edge_scores(filter_ckpt.model, s.x, a, b) > filter_ckpt["cut"]
-        filter_seconds.append(time.perf_counter() - t0)
-        filtered.add(s, a[keep], b[keep], TARGET_PT)
-    return {"graph": graph.result(), "graph_s_per_event": float(np.median(seconds)),
-            "filter": filtered.result(), "filter_s_per_event": float(np.median(filter_seconds))}
+        graphs = {"learned": chain.graph.run(tensors)}
+        tallies["learned"].seconds["graph"].append(time.perf_counter() - t0)
+        embedding = ckpts["embedding"]
+        tallies["learned"].graph.add(sample, *radius_graph(
+            embed(embedding.model, sample.x), sample.xyz, embedding["r"], embedding["k"]),
+            TARGET_PT)
+        for name, module_map in maps.items():
+            tally = tallies[name]
+            t0 = time.perf_counter()
+            src, dst = module_map_graph(module_map, sample.xyz, module)
+            a, b = orient_edges(*unique_pairs(src, dst, sample.n_nodes), sample.xyz)
+            tally.seconds["graph"].append(time.perf_counter() - t0)
+            tally.graph.add(sample, a, b, TARGET_PT)
+            t0 = time.perf_counter()
+            graphs[name] = chain.filtered(sample, a, b)
+            tally.seconds["filter"].append(time.perf_counter() - t0)
+        for name, edges in graphs.items():
+            tally = tallies[name]
+            tally.filter.add(sample, edges["edges.src"], edges["edges.dst"], TARGET_PT)
+            offsets, indices = chain.proto_tracks(tensors, edges)
+            tally.track_events.append(evaluate_event(offsets, indices, particle_of,
+                                                     event.particles))
+    return {"events": len(sizes), "spacepoints_per_event": float(np.mean(sizes)),
+            "methods": {name: tally.result() for name, tally in tallies.items()}}
+
 
 
 def main() -> None:
@@ -67,8 +146,8 @@ def main() -> None:
     parser.add_argument("--train-samples", type=Path, required=True)
     parser.add_argument("--train-events", type=int, default=None,
                         help="use only the first N training samples (default: all)")
-    parser.add_argument("--eval-samples", nargs="+", required=True, metavar="PRESET=DIR")
-    parser.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.1, 0.25])
+    parser.add_argument("--events", nargs="+", required=True, metavar="PRESET=DIR")
+    parser.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5])
     parser.add_argument("--min-pt", type=float, default=0.5)
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "module_map.json")
@@ -78,30 +157,25 @@ def main() -> None:
     if not train_paths:
         raise SystemExit(f"no samples in {args.train_samples}")
     t0 = time.perf_counter()
-    train = load_samples(train_paths)
-    base = build_module_map(training_doublets(train, args.min_pt))
+    base = build_module_map(training_doublets(load_samples(train_paths), args.min_pt))
     build_s = time.perf_counter() - t0
+    maps = {f"module_map_margin_{m:g}": base.widened(m) for m in args.margins}
     ckpts = {name: load_shipped(name) for name in SHIPPED}
+    chain = Chain()
     results = {}
-    for spec in args.eval_samples:
+    for spec in args.events:
         preset, _, directory = spec.partition("=")
-        samples = load_samples(sorted(Path(directory).glob("*.npz")))
-        learned = evaluate(samples, ckpts, target_pt=TARGET_PT)
-        results[preset] = {
-            "events": len(samples),
-            "spacepoints_per_event": float(np.mean([s.n_nodes for s in samples])),
-            "learned": {"graph": learned["graph"], "filter": learned["filter"],
-                        "s_per_event_embedding_frnn_filter_gnn": learned["seconds_per_event"]},
-            "module_map": {str(m): evaluate_map(base.widened(m), samples, ckpts["filter"])
-                           for m in tqdm(args.margins, desc=preset, unit="margin")},
-        }
+        results[preset] = bench_preset(Path(directory), maps, chain, ckpts)
         print(json.dumps({preset: results[preset]}), flush=True)
     out = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": 1,
            "quantities": list(QUANTITIES), "min_pt_gev": args.min_pt,
-           "train_samples": str(args.train_samples), "train_events": len(train),
+           "train_samples": str(args.train_samples), "train_events": len(train_paths),
            "module_pairs": len(base), "doublets_per_pair_median": float(
                np.median(base.n_doublets)) if len(base) else 0.0,
-           "build_s": build_s, "target_pt_gev": TARGET_PT, "results": results}
+           "build_s": build_s, "target_pt_gev": TARGET_PT,
+           "learned_working_point": {"r": ckpts["embedding"]["r"], "k": ckpts["embedding"]["k"],
+                                     "filter_cut": ckpts["filter"]["cut"]},
+           "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(f"wrote {args.out}")

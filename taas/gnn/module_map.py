@@ -44,13 +44,24 @@ MIN_DR = 1.0e-3
 
 
 @numba.njit(cache=True)
-def _quantities(xa: float, ya: float, za: float, xb: float, yb: float, zb: float,
-                out: np.ndarray) -> None:
-    """The ``QUANTITIES`` of the doublet a -> b, written into ``out``."""
-    ra = np.sqrt(xa * xa + ya * ya)
-    rb = np.sqrt(xb * xb + yb * yb)
-    dr = rb - ra
-    dphi = np.arctan2(yb, xb) - np.arctan2(ya, xa)
+def _cylindrical(xyz: np.ndarray) -> np.ndarray:
+    """``(n, 4)``: r, phi, z and eta (seen from the origin) of each hit, computed once so that
+    the pair loop needs no transcendental function."""
+    out = np.empty((len(xyz), 4))
+    for i in range(len(xyz)):
+        r = np.sqrt(xyz[i, 0] * xyz[i, 0] + xyz[i, 1] * xyz[i, 1])
+        out[i, 0] = r
+        out[i, 1] = np.arctan2(xyz[i, 1], xyz[i, 0])
+        out[i, 2] = xyz[i, 2]
+        out[i, 3] = np.arcsinh(xyz[i, 2] / max(r, 1e-9))
+    return out
+
+
+@numba.njit(cache=True)
+def _quantities(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """The ``QUANTITIES`` of the doublet a -> b (rows of ``_cylindrical``), into ``out``."""
+    dr = b[0] - a[0]
+    dphi = b[1] - a[1]
     if dphi >= np.pi:
         dphi -= 2.0 * np.pi
     elif dphi < -np.pi:
@@ -60,21 +71,21 @@ def _quantities(xa: float, ya: float, za: float, xb: float, yb: float, zb: float
         z0 = CLIP * sign
         slope = CLIP * sign
     else:
-        z0 = min(max(za - ra * (zb - za) / dr, -CLIP), CLIP)
+        z0 = min(max(a[2] - a[0] * (b[2] - a[2]) / dr, -CLIP), CLIP)
         slope = min(max(dphi / dr, -CLIP), CLIP)
     out[0] = z0
     out[1] = dphi
     out[2] = slope
-    out[3] = np.arcsinh(zb / max(rb, 1e-9)) - np.arcsinh(za / max(ra, 1e-9))
+    out[3] = b[3] - a[3]
 
 
 @numba.njit(cache=True)
 def doublet_quantities(xyz: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(len(a), N_QUANTITIES)`` quantities of the doublets ``a[i] -> b[i]``."""
+    cyl = _cylindrical(xyz)
     out = np.empty((len(a), N_QUANTITIES))
     for i in range(len(a)):
-        p, q = a[i], b[i]
-        _quantities(xyz[p, 0], xyz[p, 1], xyz[p, 2], xyz[q, 0], xyz[q, 1], xyz[q, 2], out[i])
+        _quantities(cyl[a[i]], cyl[b[i]], out[i])
     return out
 
 
@@ -158,7 +169,7 @@ def build_module_map(doublets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 @numba.njit(cache=True)
-def _pair_edges(xyz: np.ndarray, order: np.ndarray, start_a: np.ndarray, end_a: np.ndarray,
+def _pair_edges(cyl: np.ndarray, order: np.ndarray, start_a: np.ndarray, end_a: np.ndarray,
                 start_b: np.ndarray, end_b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 fill: bool, out_src: np.ndarray, out_dst: np.ndarray) -> int:
     """Edges of the map pairs: hits ``order[start_a[p]:end_a[p]]`` x ``order[start_b[p]:
@@ -171,8 +182,7 @@ def _pair_edges(xyz: np.ndarray, order: np.ndarray, start_a: np.ndarray, end_a: 
             u = order[i]
             for j in range(start_b[p], end_b[p]):
                 v = order[j]
-                _quantities(xyz[u, 0], xyz[u, 1], xyz[u, 2], xyz[v, 0], xyz[v, 1], xyz[v, 2],
-                            q)
+                _quantities(cyl[u], cyl[v], q)
                 ok = True
                 for k in range(N_QUANTITIES):
                     if q[k] < lo[p, k] or q[k] > hi[p, k]:
@@ -206,7 +216,7 @@ def module_map_graph(module_map: ModuleMap, xyz: np.ndarray, module: np.ndarray
     ia_c, ib_c = np.minimum(ia, len(present) - 1), np.minimum(ib, len(present) - 1)
     use = (present[ia_c] == module_map.module_a) & (present[ib_c] == module_map.module_b)
     ia, ib = ia_c[use], ib_c[use]
-    args = (xyz, order, first[ia], last[ia], first[ib], last[ib],
+    args = (_cylindrical(xyz), order, first[ia], last[ia], first[ib], last[ib],
             np.ascontiguousarray(module_map.lo[use]), np.ascontiguousarray(module_map.hi[use]))
     n = _pair_edges(*args, False, empty, empty)
     src = np.empty(n, np.int64)
