@@ -1,7 +1,8 @@
 """Module-map graph construction (GNN4ITk) next to the shipped metric-learning graph.
 
 Run: ``.venv/bin/python benchmarks/module_map.py --train-samples DIR --events small=DIR
-medium=DIR large=DIR [--margins 0 0.1 0.3 0.5] [--min-pt 0.5] [--train-events N]``.
+medium=DIR large=DIR [--margins 0 0.1 0.3 0.5] [--min-pt 0.5] [--train-events N]
+[--map-models DIR]``.
 
 ``--train-samples`` holds cached ``GraphSample`` files (``taas.gnn.data.prepare_samples``) of
 training events, which must not be the evaluation events (``--events``: simulated with seed 11, as
@@ -12,7 +13,9 @@ graph, the map lookup's seconds per event (one thread), the same after the shipp
 own cut; for the learned graph the filter is inside the graph stage's time), and the proto-tracks
 that the shipped GNN and track building (CC & walkthrough) make of it (two_way matching, before the
 Kalman fit's selection). The shipped learned graph (embedding + FRNN, then the filter) through the
-same stages is the reference. Writes ``benchmarks/results/module_map.json``.
+same stages is the reference. ``--map-models`` puts the module-map graphs through a filter and GNN
+trained on such graphs instead (``filter.pt``, ``gnn.pt``). Writes
+``benchmarks/results/module_map.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from backends.cpu.edge_classification import CpuEdgeClassification
 from backends.cpu.graph_construction import CpuGraphConstruction
 from backends.cpu.track_building import CpuTrackBuilding
 from taas.events.dataset import open_dataset
-from taas.gnn.checkpoint import SHIPPED, load_shipped
+from taas.gnn.checkpoint import SHIPPED, load_checkpoint, load_shipped
 from taas.gnn.data import (
     GraphSample,
     build_sample,
@@ -61,18 +64,21 @@ def training_doublets(samples: list[GraphSample], min_pt: float
 
 
 class Chain:
-    """The shipped filter, GNN and track building applied to any graph of one event."""
+    """A filter, GNN and track building applied to any graph of one event: the shipped models,
+    or the ``filter.pt`` and ``gnn.pt`` of ``models`` (trained on module-map graphs)."""
 
-    def __init__(self) -> None:
-        self.graph = CpuGraphConstruction(None)
-        self.gnn = CpuEdgeClassification(None)
+    def __init__(self, models: Path | None = None) -> None:
+        config = None if models is None else {"checkpoint_dir": str(models)}
+        self.filter = (load_shipped("filter") if models is None
+                       else load_checkpoint(models / "filter.pt"))
+        self.gnn = CpuEdgeClassification(None, config)
         self.tracks = CpuTrackBuilding(None)
 
     def filtered(self, sample: GraphSample, src: np.ndarray, dst: np.ndarray
                  ) -> dict[str, np.ndarray]:
-        """The edges of ``src -> dst`` that pass the shipped filter at its cut."""
-        score = edge_scores(self.graph.models["filter"].model, sample.x, src, dst)
-        keep = score > self.graph.filter_cut
+        """The edges of ``src -> dst`` that pass the filter at its cut."""
+        score = edge_scores(self.filter.model, sample.x, src, dst)
+        keep = score > self.filter["cut"]
         return {"edges.src": src[keep], "edges.dst": dst[keep], "edges.score": score[keep]}
 
     def proto_tracks(self, tensors: dict[str, np.ndarray], edges: dict[str, np.ndarray]
@@ -101,7 +107,9 @@ class Tally:
                                                         "n_fiducial_particles")}}
 
 
-def bench_preset(events: Path, maps: dict[str, ModuleMap], chain: Chain, ckpts: dict) -> dict:
+def bench_preset(events: Path, maps: dict[str, ModuleMap], learned_graph: CpuGraphConstruction,
+                 chains: dict[str, Chain], ckpts: dict) -> dict:
+    """``chains``: "learned" and "module_map", the models each graph goes through."""
     dataset = open_dataset(events)
     tallies = {name: Tally() for name in ("learned", *maps)}
     sizes = []
@@ -114,7 +122,7 @@ def bench_preset(events: Path, maps: dict[str, ModuleMap], chain: Chain, ckpts: 
                                             len(tensors["measurements.local_u"]), event.hits)
         module = tensors["measurements.module_key"][tensors["spacepoints.measurement_index"]]
         t0 = time.perf_counter()
-        graphs = {"learned": chain.graph.run(tensors)}
+        graphs = {"learned": learned_graph.run(tensors)}
         tallies["learned"].seconds["graph"].append(time.perf_counter() - t0)
         embedding = ckpts["embedding"]
         tallies["learned"].graph.add(sample, *radius_graph(
@@ -128,11 +136,12 @@ def bench_preset(events: Path, maps: dict[str, ModuleMap], chain: Chain, ckpts: 
             tally.seconds["graph"].append(time.perf_counter() - t0)
             tally.graph.add(sample, a, b, TARGET_PT)
             t0 = time.perf_counter()
-            graphs[name] = chain.filtered(sample, a, b)
+            graphs[name] = chains["module_map"].filtered(sample, a, b)
             tally.seconds["filter"].append(time.perf_counter() - t0)
         for name, edges in graphs.items():
             tally = tallies[name]
             tally.filter.add(sample, edges["edges.src"], edges["edges.dst"], TARGET_PT)
+            chain = chains["learned" if name == "learned" else "module_map"]
             offsets, indices = chain.proto_tracks(tensors, edges)
             tally.track_events.append(evaluate_event(offsets, indices, particle_of,
                                                      event.particles))
@@ -149,6 +158,9 @@ def main() -> None:
     parser.add_argument("--events", nargs="+", required=True, metavar="PRESET=DIR")
     parser.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5])
     parser.add_argument("--min-pt", type=float, default=0.5)
+    parser.add_argument("--map-models", type=Path, default=None,
+                        help="filter.pt and gnn.pt trained on module-map graphs (default: the "
+                             "shipped ones, trained on learned graphs)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "module_map.json")
     args = parser.parse_args()
@@ -161,11 +173,14 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     maps = {f"module_map_margin_{m:g}": base.widened(m) for m in args.margins}
     ckpts = {name: load_shipped(name) for name in SHIPPED}
-    chain = Chain()
+    learned = Chain()
+    chains = {"learned": learned,
+              "module_map": learned if args.map_models is None else Chain(args.map_models)}
     results = {}
     for spec in args.events:
         preset, _, directory = spec.partition("=")
-        results[preset] = bench_preset(Path(directory), maps, chain, ckpts)
+        results[preset] = bench_preset(Path(directory), maps, CpuGraphConstruction(None), chains,
+                                       ckpts)
         print(json.dumps({preset: results[preset]}), flush=True)
     out = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": 1,
            "quantities": list(QUANTITIES), "min_pt_gev": args.min_pt,
@@ -173,6 +188,7 @@ def main() -> None:
            "module_pairs": len(base), "doublets_per_pair_median": float(
                np.median(base.n_doublets)) if len(base) else 0.0,
            "build_s": build_s, "target_pt_gev": TARGET_PT,
+           "module_map_models": "shipped" if args.map_models is None else str(args.map_models),
            "learned_working_point": {"r": ckpts["embedding"]["r"], "k": ckpts["embedding"]["k"],
                                      "filter_cut": ckpts["filter"]["cut"]},
            "results": results}
