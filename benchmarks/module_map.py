@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/module_map.py --train-samples DIR --events small=DIR
 medium=DIR large=DIR [--margins 0 0.1 0.3 0.5] [--min-pt 0.5] [--train-events N]
-[--map-models DIR]``.
+[--map-models DIR | --train-models DIR]``.
 
 ``--train-samples`` holds cached ``GraphSample`` files (``taas.gnn.data.prepare_samples``) of
 training events, which must not be the evaluation events (``--events``: simulated with seed 11, as
@@ -14,7 +14,8 @@ own cut; for the learned graph the filter is inside the graph stage's time), and
 that the shipped GNN and track building (CC & walkthrough) make of it (two_way matching, before the
 Kalman fit's selection). The shipped learned graph (embedding + FRNN, then the filter) through the
 same stages is the reference. ``--map-models`` puts the module-map graphs through a filter and GNN
-trained on such graphs instead (``filter.pt``, ``gnn.pt``). Writes
+trained on such graphs instead (``filter.pt``, ``gnn.pt``); ``--train-models DIR`` trains them
+first, as the shipped ones (same events and recipe, 27 minutes on one core). Writes
 ``benchmarks/results/module_map.json``.
 """
 
@@ -35,6 +36,8 @@ from backends.cpu.edge_classification import CpuEdgeClassification
 from backends.cpu.graph_construction import CpuGraphConstruction
 from backends.cpu.track_building import CpuTrackBuilding
 from taas.events.dataset import open_dataset
+from taas.events.presets import PRESETS
+from taas.events.simulation import simulate
 from taas.gnn.checkpoint import SHIPPED, load_checkpoint, load_shipped
 from taas.gnn.data import (
     GraphSample,
@@ -42,11 +45,19 @@ from taas.gnn.data import (
     front_end,
     load_samples,
     orient_edges,
+    prepare_samples,
     radius_graph,
     unique_pairs,
 )
 from taas.gnn.module_map import QUANTITIES, ModuleMap, build_module_map, module_map_graph
-from taas.gnn.training import GraphCounts, edge_scores, embed
+from taas.gnn.training import (
+    SHIPPED_DATA,
+    GraphCounts,
+    edge_scores,
+    embed,
+    shipped_config,
+    train_edge_models,
+)
 from taas.metrics.evaluate import evaluate_event, evaluate_events
 from taas.metrics.truth_link import measurement_particles
 
@@ -150,6 +161,29 @@ def bench_preset(events: Path, maps: dict[str, ModuleMap], learned_graph: CpuGra
 
 
 
+def train_map_models(out: Path, module_map: ModuleMap) -> dict:
+    """Filter and GNN trained as the shipped ones (``SHIPPED_DATA`` events, ``shipped_config``)
+    but on the module map's graphs; ``filter.pt`` and ``gnn.pt`` land in ``out``."""
+    data = SHIPPED_DATA
+    preset = PRESETS[data["preset"]]
+    samples = {}
+    for part in ("train", "val"):
+        events = out / "events" / part
+        if not (events / "dataset.json").exists():
+            simulate(events, events=data[f"{part}_events"], vertices=preset.vertices,
+                     particles_per_vertex=preset.particles_per_vertex,
+                     seed=data[f"{part}_seed"], progress=False)
+        samples[part] = load_samples(prepare_samples(events, out / "samples" / part))
+
+    def graphs(part: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [orient_edges(*unique_pairs(*module_map_graph(module_map, s.xyz, s.module),
+                                           s.n_nodes), s.xyz) for s in samples[part]]
+
+    return train_edge_models(out, samples["train"], samples["val"], graphs("train"),
+                             graphs("val"), shipped_config(),
+                             metadata={"graph": "module map", "data": data})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-samples", type=Path, required=True)
@@ -158,9 +192,13 @@ def main() -> None:
     parser.add_argument("--events", nargs="+", required=True, metavar="PRESET=DIR")
     parser.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5])
     parser.add_argument("--min-pt", type=float, default=0.5)
-    parser.add_argument("--map-models", type=Path, default=None,
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--map-models", type=Path, default=None,
                         help="filter.pt and gnn.pt trained on module-map graphs (default: the "
                              "shipped ones, trained on learned graphs)")
+    models.add_argument("--train-models", type=Path, default=None, metavar="DIR",
+                        help="first train them (shipped data and recipe, graphs of the map at "
+                             "the largest margin) into DIR, then use them")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "module_map.json")
     args = parser.parse_args()
@@ -172,6 +210,9 @@ def main() -> None:
     base = build_module_map(training_doublets(load_samples(train_paths), args.min_pt))
     build_s = time.perf_counter() - t0
     maps = {f"module_map_margin_{m:g}": base.widened(m) for m in args.margins}
+    if args.train_models is not None:
+        train_map_models(args.train_models, base.widened(max(args.margins)))
+        args.map_models = args.train_models
     ckpts = {name: load_shipped(name) for name in SHIPPED}
     learned = Chain()
     chains = {"learned": learned,

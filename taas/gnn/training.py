@@ -748,18 +748,48 @@ def _train_all(out_dir: str | Path, *, events_dir: str | Path | None,
         (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
         return metrics
 
-    t0 = time.perf_counter()
     emb_model.to(device)
 
     def graphs(samples: Sequence[GraphSample]) -> list[tuple[np.ndarray, np.ndarray]]:
         return [radius_graph(embed(emb_model, s.x, device), s.xyz, r, k) for s in samples]
 
+    t0 = time.perf_counter()
     train_graph, val_graph = graphs(train), graphs(val)
     emb_model.cpu()
-    filt, m_filt = train_filter(train, val, train_graph, val_graph, config, progress=progress)
+    timing["radius_graphs_s"] = time.perf_counter() - t0
+    edge_metrics = train_edge_models(out, train, val, train_graph, val_graph, config,
+                                     metadata=common, progress=progress)
+    timing.update(edge_metrics.pop("timing"))
+    timing["total_s"] = time.perf_counter() - t_start
+    metrics = {"embedding": m_emb, **edge_metrics, "timing": timing, "data": data,
+               "device": str(device), "torch_threads": torch.get_num_threads()}
+    (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
+    return metrics
+
+
+def train_edge_models(out_dir: str | Path, train: Sequence[GraphSample],
+                      val: Sequence[GraphSample],
+                      train_graphs: Sequence[tuple[np.ndarray, np.ndarray]],
+                      val_graphs: Sequence[tuple[np.ndarray, np.ndarray]],
+                      config: TrainingConfig, *, metadata: dict[str, Any] | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """Train the edge filter on the given graphs of ``train`` (its cut on those of ``val``),
+    then the GNN on the filtered graphs; write ``filter.pt`` and ``gnn.pt`` into ``out_dir``.
+
+    The graphs are ``(src, dst)`` per sample: the embedding's radius graphs in ``train_all``,
+    or any other graph builder's (``benchmarks/module_map.py`` trains on module-map graphs).
+    Returns ``{"filter": ..., "gnn": ..., "timing": {"filter_s", "gnn_s"}}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(metadata or {})
+    device = resolve_device(config.device)
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    filt, m_filt = train_filter(train, val, train_graphs, val_graphs, config, progress=progress)
     timing["filter_s"] = time.perf_counter() - t0
     save_checkpoint(out / "filter.pt", filt, kind="filter",
-                    metadata={**common, "cut": m_filt["cut"], "metrics": m_filt})
+                    metadata={**meta, "cut": m_filt["cut"], "metrics": m_filt})
 
     t0 = time.perf_counter()
     filt.to(device)
@@ -772,17 +802,13 @@ def _train_all(out_dir: str | Path, *, events_dir: str | Path | None,
             out_edges.append((src[keep], dst[keep]))
         return out_edges
 
-    train_filtered, val_filtered = filtered(train, train_graph), filtered(val, val_graph)
+    train_filtered, val_filtered = filtered(train, train_graphs), filtered(val, val_graphs)
     filt.cpu()
     gnn, m_gnn = train_gnn(train, val, train_filtered, val_filtered, config, progress=progress)
     timing["gnn_s"] = time.perf_counter() - t0
-    timing["total_s"] = time.perf_counter() - t_start
-    metrics = {"embedding": m_emb, "filter": m_filt, "gnn": m_gnn, "timing": timing,
-               "data": data, "device": str(device), "torch_threads": torch.get_num_threads()}
     save_checkpoint(out / "gnn.pt", gnn, kind="gnn",
-                    metadata={**common, "cut": m_gnn["cut"], "metrics": m_gnn})
-    (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
-    return metrics
+                    metadata={**meta, "cut": m_gnn["cut"], "metrics": m_gnn})
+    return {"filter": m_filt, "gnn": m_gnn, "timing": timing}
 
 
 def reproduce_shipped(out_dir: str | Path, *, install: bool = False, progress: bool = True,
