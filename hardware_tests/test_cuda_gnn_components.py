@@ -63,3 +63,24 @@ def test_compiled_edge_models_decide_like_eager_ones(tiny_sim_dir):  # noqa: F81
     s_c = GpuEdgeClassification(None, compiled).run({**tensors, **g_e})["edges.score"]
     s_e = GpuEdgeClassification(None, eager).run({**tensors, **g_e})["edges.score"]
     assert np.mean((s_c > 0.3) == (s_e > 0.3)) > 0.998
+
+
+@pytest.mark.gpu
+def test_split_gnn_inference_on_cuda_equals_forward():
+    """``forward_chunked`` (edge networks split into per-node terms, the CPU stage's GNN) runs on
+    CUDA too, in fp32, with ``forward``'s logits: the check to pass before the CUDA stage may
+    switch to it (it runs ``forward`` today)."""
+    from taas.gnn.checkpoint import load_shipped
+    from taas.gnn.features import N_NODE_FEATURES, edge_features
+
+    model = load_shipped("gnn").model.cuda().eval()
+    g = torch.Generator().manual_seed(0)
+    n, e = 20_000, 120_000  # some nodes without edges
+    x = torch.randn(n, N_NODE_FEATURES, generator=g).cuda()
+    src = torch.randint(0, n, (e,), generator=g).cuda()
+    dst = torch.randint(0, n, (e,), generator=g).cuda()
+    attr = edge_features(x, src, dst)
+    with torch.inference_mode():
+        full = model(x, src, dst, attr)
+        split = model.forward_chunked(x, src, dst, attr, 1 << 20)
+    torch.testing.assert_close(split, full, rtol=1e-3, atol=1e-3)
