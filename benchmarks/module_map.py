@@ -36,26 +36,23 @@ from backends.cpu.edge_classification import CpuEdgeClassification
 from backends.cpu.graph_construction import CpuGraphConstruction
 from backends.cpu.track_building import CpuTrackBuilding
 from taas.events.dataset import open_dataset
-from taas.events.presets import PRESETS
-from taas.events.simulation import simulate
 from taas.gnn.checkpoint import SHIPPED, load_checkpoint, load_shipped
 from taas.gnn.data import (
     GraphSample,
     build_sample,
     front_end,
     load_samples,
-    orient_edges,
     prepare_samples,
     radius_graph,
-    unique_pairs,
 )
-from taas.gnn.module_map import QUANTITIES, ModuleMap, build_module_map, module_map_graph
+from taas.gnn.module_map import QUANTITIES, ModuleMap, build_module_map, module_map_edges
 from taas.gnn.training import (
     SHIPPED_DATA,
     GraphCounts,
     edge_scores,
     embed,
     shipped_config,
+    simulate_once,
     train_edge_models,
 )
 from taas.metrics.evaluate import evaluate_event, evaluate_events
@@ -142,8 +139,7 @@ def bench_preset(events: Path, maps: dict[str, ModuleMap], learned_graph: CpuGra
         for name, module_map in maps.items():
             tally = tallies[name]
             t0 = time.perf_counter()
-            src, dst = module_map_graph(module_map, sample.xyz, module)
-            a, b = orient_edges(*unique_pairs(src, dst, sample.n_nodes), sample.xyz)
+            a, b = module_map_edges(module_map, sample.xyz, module)
             tally.seconds["graph"].append(time.perf_counter() - t0)
             tally.graph.add(sample, a, b, TARGET_PT)
             t0 = time.perf_counter()
@@ -165,19 +161,14 @@ def train_map_models(out: Path, module_map: ModuleMap) -> dict:
     """Filter and GNN trained as the shipped ones (``SHIPPED_DATA`` events, ``shipped_config``)
     but on the module map's graphs; ``filter.pt`` and ``gnn.pt`` land in ``out``."""
     data = SHIPPED_DATA
-    preset = PRESETS[data["preset"]]
     samples = {}
     for part in ("train", "val"):
-        events = out / "events" / part
-        if not (events / "dataset.json").exists():
-            simulate(events, events=data[f"{part}_events"], vertices=preset.vertices,
-                     particles_per_vertex=preset.particles_per_vertex,
-                     seed=data[f"{part}_seed"], progress=False)
+        events = simulate_once(out / "events" / part, data["preset"], data[f"{part}_events"],
+                               data[f"{part}_seed"])
         samples[part] = load_samples(prepare_samples(events, out / "samples" / part))
 
     def graphs(part: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [orient_edges(*unique_pairs(*module_map_graph(module_map, s.xyz, s.module),
-                                           s.n_nodes), s.xyz) for s in samples[part]]
+        return [module_map_edges(module_map, s.xyz, s.module) for s in samples[part]]
 
     return train_edge_models(out, samples["train"], samples["val"], graphs("train"),
                              graphs("val"), shipped_config(),

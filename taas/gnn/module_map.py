@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from taas.errors import InputError
+from taas.gnn.data import orient_edges, unique_pairs
 
 #: Doublet quantities bounded per module pair, in the order of ``lo`` / ``hi``'s columns.
 QUANTITIES: tuple[str, ...] = ("z0", "dphi", "phi_slope", "deta")
@@ -223,3 +224,13 @@ def module_map_graph(module_map: ModuleMap, xyz: np.ndarray, module: np.ndarray
     dst = np.empty(n, np.int64)
     _pair_edges(*args, True, src, dst)
     return src, dst
+
+
+def module_map_edges(module_map: ModuleMap, xyz: np.ndarray, module: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The undirected graph of :func:`module_map_graph`: each pair once (a map holding both
+    (A, B) and (B, A) would give it twice), oriented by ``orient_edges`` as the learned radius
+    graph is (``taas.gnn.data.radius_graph``)."""
+    xyz = np.ascontiguousarray(xyz, np.float64)
+    src, dst = module_map_graph(module_map, xyz, module)
+    return orient_edges(*unique_pairs(src, dst, len(xyz)), xyz)

@@ -632,7 +632,9 @@ def train_gnn(train: Sequence[GraphSample], val: Sequence[GraphSample],
 
 
 # --- the whole chain ------------------------------------------------------------------------
-def _simulate(out: Path, preset: str, events: int, seed: int) -> Path:
+def simulate_once(out: Path, preset: str, events: int, seed: int) -> Path:
+    """``events`` events of ``preset`` with ``seed`` in ``out``, simulated unless already
+    there (a training run resumed, or one reusing another's events)."""
     from taas.events.presets import get_preset
     from taas.events.simulation import simulate
 
@@ -681,8 +683,8 @@ def _load_data(out: Path, *, events_dir: str | Path | None, val_dir: str | Path 
     ``events_dir``) and a description of them."""
     data: dict[str, Any]
     if events_dir is None:
-        events_dir = _simulate(out / "events" / "train", preset, train_events, seed)
-        val_dir = _simulate(out / "events" / "val", preset, val_events, seed + 1)
+        events_dir = simulate_once(out / "events" / "train", preset, train_events, seed)
+        val_dir = simulate_once(out / "events" / "val", preset, val_events, seed + 1)
         data = {"preset": preset, "train_events": train_events, "val_events": val_events,
                 "train_seed": seed, "val_seed": seed + 1}
     else:

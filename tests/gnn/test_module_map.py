@@ -17,6 +17,7 @@ from taas.gnn.module_map import (
     ModuleMap,
     build_module_map,
     doublet_quantities,
+    module_map_edges,
     module_map_graph,
 )
 
@@ -90,6 +91,16 @@ def test_map_closes_on_its_training_events(tiny_samples: list[GraphSample],
         truth = set(zip(s.truth_src[cross].tolist(), s.truth_dst[cross].tolist(), strict=True))
         assert truth
         assert truth <= found
+    # the undirected graph: each pair once, its first hit nearer the origin (ties: lower index)
+    s = tiny_samples[0]
+    a, b = module_map_edges(mm, s.xyz, s.module)
+    src, dst = module_map_graph(mm, s.xyz, s.module)
+    d2 = (s.xyz ** 2).sum(axis=1)
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == {
+        (u, v) if (d2[u], u) <= (d2[v], v) else (v, u)
+        for u, v in zip(src.tolist(), dst.tolist(), strict=True)}
+    assert len(set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))) \
+        == len(a)
     loaded = ModuleMap.load(mm.save(tmp_path / "map.npz"))
     for name in ("module_a", "module_b", "lo", "hi", "n_doublets"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(mm, name))
