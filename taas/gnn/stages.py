@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 FILTER_CHUNK = 1 << 13
 FILTER_CHUNK_CUDA = 1 << 20
 
+#: Space points per chunk of the embedding on the CPU device (``EmbeddingMLP.forward_chunked``;
+#: CUDA embeds every point at once).
+EMBED_CHUNK = 1 << 13
+
 #: Edges (and nodes) per chunk of the interaction GNN on the CPU device
 #: (``InteractionGNN.forward_chunked``: time linear in the graph size there).
 GNN_CHUNK = 1 << 14
@@ -280,7 +284,8 @@ class GraphConstructionStage(GnnStage):
         # fp32 even under amp: the embedding is cheap (per node), and bf16 rounding (~4e-3)
         # would move pairs across the radius r; autocast pays off on the per-edge models
         with torch.inference_mode():
-            emb = self.models["embedding"].model(x)
+            model = self.models["embedding"].model
+            emb = model(x) if self.on_cuda else model.forward_chunked(x, EMBED_CHUNK)
         src, dst = self.frnn(emb)
         if len(src) == 0:
             return empty_edges()

@@ -325,9 +325,15 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
 # --- inference (used by validation and by the reconstruction stages) -------------------------
 @torch.no_grad()
 def embed(model: EmbeddingMLP, x: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Embedding of node features ``x`` as a float32 numpy array."""
+    """Embedding of node features ``x`` as a float32 numpy array (in chunks on a CPU, as the
+    graph construction stage embeds)."""
+    from taas.gnn.stages import EMBED_CHUNK
+
     model.eval()
-    return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    dev = torch.device(device)
+    xt = torch.from_numpy(x).to(dev)
+    emb = model(xt) if dev.type == "cuda" else model.forward_chunked(xt, EMBED_CHUNK)
+    return emb.float().cpu().numpy()
 
 
 @torch.no_grad()

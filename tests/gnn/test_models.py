@@ -100,6 +100,16 @@ def test_embedding_is_unit_norm() -> None:
     assert torch.allclose(emb.norm(dim=1), torch.ones(40), atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunked_embedding_equals_forward(chunk: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("embedding").eval()
+    x = torch.randn(200, N_NODE_FEATURES)
+    with torch.inference_mode():
+        chunked = model.forward_chunked(x, chunk)
+        torch.testing.assert_close(chunked, model(x), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_interaction_gnn_permutation_invariant(recurrent: bool) -> None:
     torch.manual_seed(3)
