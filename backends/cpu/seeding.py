@@ -5,23 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from taas.detector.detector import Detector
-from taas.edm.hits import Spacepoints
+from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import Seeds
 from taas.seeding import SeedingConfig, find_seeds, warmup
+from taas.seeding.shapes import cluster_shapes
 from taas.stages.base import Stage
 
 
 class CpuSeeding(Stage):
-    """Space points -> seeds (``taas.seeding.find_seeds``) on the CPU.
+    """Space points (+ their measurements' cluster sizes) -> seeds on the CPU.
 
-    The detector is not needed (the cuts are geometric in r, z) but kept for the stage
-    contract. The kernels are compiled, or loaded from numba's cache, in the constructor:
-    once per process, not on the first event.
+    ``taas.seeding.find_seeds`` with, when ``config.cluster_shape_cut`` is on, the clusters'
+    shapes from the detector's module geometry (``taas.seeding.shapes``). The kernels are
+    compiled, or loaded from numba's cache, in the constructor: once per process, not on the
+    first event.
     """
 
     NAME = "seeding"
     BACKEND = "cpu"
-    INPUTS = Spacepoints.tensor_specs()
+    INPUTS = Measurements.tensor_specs() + Spacepoints.tensor_specs()
     OUTPUTS = Seeds.tensor_specs()
 
     def __init__(self, detector: Detector, config: SeedingConfig | None = None) -> None:
@@ -31,4 +33,10 @@ class CpuSeeding(Stage):
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spacepoints = Spacepoints.from_tensors(inputs)
-        return find_seeds(spacepoints, self.config).to_tensors()
+        shapes = None
+        if self.config.cluster_shape_cut:
+            meas = Measurements.from_tensors(inputs)
+            rows = spacepoints.measurement_index
+            shapes = cluster_shapes(self.detector, meas.module_key[rows], meas.size_u[rows],
+                                    meas.size_v[rows])
+        return find_seeds(spacepoints, self.config, shapes=shapes).to_tensors()

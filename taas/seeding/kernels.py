@@ -82,17 +82,20 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
                    r: np.ndarray, bin_start: np.ndarray, n_phi: int, band_rlo: np.ndarray,
                    band_rhi: np.ndarray, dr_min: float, dr_max: float, c_min: float,
                    c_max: float, cot_max: float, var_r: float, var_z: float, ip_cut: bool,
-                   impact_max: float, min_helix_diam2: float, o_idx: np.ndarray,
+                   impact_max: float, min_helix_diam2: float, shape: np.ndarray,
+                   shape_tol: tuple[float, float], o_idx: np.ndarray,
                    o_cot: np.ndarray, o_u: np.ndarray, o_v: np.ndarray, o_er: np.ndarray,
                    o_idr: np.ndarray, scanned: np.ndarray) -> int:
     """Fill the o_* arrays with the doublets (middle m, partner) passing ACTS' doublet cuts.
 
     Cuts (DoubletSeedFinder): delta r range, |cot(theta)| <= cot_max, line's origin z within
     the collision region and, with ``ip_cut``, a circle through the pair and the beam line
-    (within impact_max) no tighter than a min_pt helix. Each doublet is stored in the middle
-    space point's conformal frame: (x', y') rotated so that the middle lies on the x axis,
-    then u = x'/d^2, v = y'/d^2, where circles through the middle become straight lines
-    v = A u + B (conformal mapping).
+    (within impact_max) no tighter than a min_pt helix and, when ``shape`` has rows (the table
+    of ``taas.seeding.shapes``), clusters of both space points as long as the doublet's
+    direction makes them (``shape_tol``: the excess and deficit allowed, in cells). Each
+    doublet is stored in the middle space point's conformal frame: (x', y') rotated so that
+    the middle lies on the x axis, then u = x'/d^2, v = y'/d^2, where circles through the
+    middle become straight lines v = A u + B (conformal mapping).
 
     The grid is (r band, phi bin), z-sorted within a cell. Per r band the z window and the
     phi window are evaluated for the radii that band's space points occupy (``band_rlo``,
@@ -101,7 +104,8 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
     ones that pass rather than growing with the full +-max deflection (the density-driven
     cost).
 
-    ``scanned[0]`` counts the candidates examined.
+    ``scanned[0]`` counts the candidates examined, ``scanned[1]`` those the cluster shapes
+    rejected.
     """
     r_m = r[m]
     z_m = z[m]
@@ -134,8 +138,8 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
         cell0 = band * n_phi
         n = _scan_bins(m, top, x, y, z, r, bin_start, cell0, n_phi, b0, b1, z_lo, z_hi, r_lo,
                        r_hi, r_m, z_m, cos_m, sin_m, c_min, c_max, cot_max, var_r, var_z,
-                       ip_cut, impact_max, min_helix_diam2, o_idx, o_cot, o_u, o_v,
-                       o_er, o_idr, n, scanned)
+                       ip_cut, impact_max, min_helix_diam2, shape, shape_tol, o_idx, o_cot,
+                       o_u, o_v, o_er, o_idr, n, scanned)
     return n
 
 
@@ -145,13 +149,15 @@ def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                z_lo: float, z_hi: float, r_lo: float, r_hi: float, r_m: float, z_m: float,
                cos_m: float, sin_m: float, c_min: float, c_max: float, cot_max: float,
                var_r: float, var_z: float, ip_cut: bool, impact_max: float,
-               min_helix_diam2: float, o_idx: np.ndarray, o_cot: np.ndarray,
+               min_helix_diam2: float, shape: np.ndarray, shape_tol: tuple[float, float],
+               o_idx: np.ndarray, o_cot: np.ndarray,
                o_u: np.ndarray, o_v: np.ndarray, o_er: np.ndarray, o_idr: np.ndarray, n: int,
                scanned: np.ndarray) -> int:
     """Doublet cuts on the z window of phi bins b0..b1 (wrapping) of one r band; appends
     from position n and returns the new count."""
     u_ip = -1.0 / r_m
     v_ip = impact_max * u_ip * u_ip
+    use_shape = shape.shape[0] > 0
     for bb_ in range(b0, b1 + 1):
         b = cell0 + bb_ % n_phi
         s = bin_start[b]
@@ -175,6 +181,12 @@ def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                 continue
             dx = x[j] - x[m]
             dy = y[j] - y[m]
+            if use_shape:
+                dz = z[j] - z_m
+                if not (_shape_fits(shape, m, dx, dy, dz, shape_tol)
+                        and _shape_fits(shape, j, dx, dy, dz, shape_tol)):
+                    scanned[1] += 1
+                    continue
             xp = dx * cos_m + dy * sin_m
             yp = dy * cos_m - dx * sin_m
             d2 = xp * xp + yp * yp
@@ -213,6 +225,19 @@ def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             o_idr[n] = i_d
             n += 1
     return n
+
+
+@njit(cache=True)
+def _shape_fits(shape: np.ndarray, i: int, dx: float, dy: float, dz: float,
+                tol: tuple[float, float]) -> bool:
+    """Whether cluster i's extents in cells along u and v fit a straight track along
+    (dx, dy, dz), allowing ``tol`` = (excess, deficit) cells (see ``taas.seeding.shapes``)."""
+    along_w = abs(dx * shape[i, 0] + dy * shape[i, 1] + dz * shape[i, 2])
+    cells_u = abs(dx * shape[i, 3] + dy * shape[i, 4] + dz * shape[i, 5])
+    if cells_u < (shape[i, 9] - tol[0]) * along_w or cells_u > (shape[i, 9] + tol[1]) * along_w:
+        return False
+    cells_v = abs(dx * shape[i, 6] + dy * shape[i, 7] + dz * shape[i, 8])
+    return (shape[i, 10] - tol[0]) * along_w <= cells_v <= (shape[i, 10] + tol[1]) * along_w
 
 
 @njit(cache=True)
@@ -267,14 +292,15 @@ def _lowest(w: np.ndarray, n: int) -> int:
 @njit(cache=True)
 def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                   bin_start: np.ndarray, n_phi: int, band_rlo: np.ndarray, band_rhi: np.ndarray,
-                  f: np.ndarray, i_par: np.ndarray, counters: np.ndarray
+                  shape: np.ndarray, f: np.ndarray, i_par: np.ndarray, counters: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeds (bottom, middle, top indices into the sorted arrays), weights and z at r = 0.
 
     ``band_rlo``/``band_rhi`` are the smallest and largest r of each band's space points
-    (inf/-inf for an empty band). ``f`` holds the float cuts and ``i_par`` the integer ones, in
-    the order ``triplets._kernel_params`` writes them; ``counters`` receives the work counters
-    of ``triplets.COUNTER_NAMES``.
+    (inf/-inf for an empty band). ``shape``: the cluster-shape table of the space points in
+    the same order, or no rows for no shape cut. ``f`` holds the float cuts and ``i_par`` the
+    integer ones, in the order ``triplets._kernel_params`` writes them; ``counters`` receives
+    the work counters of ``triplets.COUNTER_NAMES``.
     """
     r_mid_min, r_mid_max = f[2], f[3]
     drb_min, drb_max, drt_min, drt_max = f[4], f[5], f[6], f[7]
@@ -284,6 +310,7 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
     impact_max, var_r, var_z = f[16], f[17], f[18]
     delta_curv, comp_seed_w, comp_dr_min, impact_w = f[19], f[20], f[21], f[22]
     slope_w = f[23]
+    shape_tol = (f[24], f[25])
     comp_limit, min_comp, max_seeds = i_par[0], i_par[1], i_par[2]
     ip_cut = i_par[3] != 0
     inv_diam_max_pt = pt_per_radius / (2.0 * max_pt_scattering)  # 1/(2R) at that pT
@@ -331,7 +358,7 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
     out_w = np.empty(n * max_seeds, np.float32)
     out_z = np.empty(n * max_seeds, np.float32)
     n_out = 0
-    scanned = np.zeros(1, np.int64)
+    scanned = np.zeros(2, np.int64)
 
     for m in range(n):
         r_m = r[m]
@@ -340,8 +367,8 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
         # tops first: fewer than bottoms, and a middle without tops needs no bottoms
         nt = _find_doublets(m, True, x, y, z, r, bin_start, n_phi, band_rlo, band_rhi,
                             drt_min, drt_max, c_min, c_max, cot_max, var_r, var_z, ip_cut,
-                            impact_max, min_helix_diam2, t_idx, t_cot, t_u, t_v, t_er,
-                            t_idr, scanned)
+                            impact_max, min_helix_diam2, shape, shape_tol, t_idx, t_cot, t_u,
+                            t_v, t_er, t_idr, scanned)
         if nt == 0:
             continue
         t_order = np.argsort(t_cot[:nt], kind="mergesort")
@@ -369,8 +396,8 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
             cell_first[c] = k
         nb = _find_doublets(m, False, x, y, z, r, bin_start, n_phi, band_rlo, band_rhi,
                             drb_min, drb_max, c_min, c_max, cot_max, var_r, var_z, ip_cut,
-                            impact_max, min_helix_diam2, b_idx, b_cot, b_u, b_v, b_er,
-                            b_idr, scanned)
+                            impact_max, min_helix_diam2, shape, shape_tol, b_idx, b_cot, b_u,
+                            b_v, b_er, b_idr, scanned)
         if nb == 0:
             continue
         counters[0] += 1
@@ -497,5 +524,6 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
             out_z[n_out] = cand_z[q]
             n_out += 1
     counters[5] += scanned[0]
+    counters[6] += scanned[1]
     return (out_b[:n_out].copy(), out_m[:n_out].copy(), out_t[:n_out].copy(),
             out_w[:n_out].copy(), out_z[:n_out].copy())

@@ -16,6 +16,7 @@ from taas.edm.tracks import Seeds
 from taas.errors import InputError
 from taas.seeding.config import PT_PER_TESLA_MM, SeedingConfig
 from taas.seeding.kernels import find_triplets
+from taas.seeding.shapes import SHAPE_COLUMNS
 
 
 def _kernel_params(cfg: SeedingConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +35,7 @@ def _kernel_params(cfg: SeedingConfig) -> tuple[np.ndarray, np.ndarray]:
         cfg.impact_max, cfg.sp_sigma_r ** 2, cfg.sp_sigma_z ** 2,
         cfg.delta_inv_helix_diameter, cfg.compat_seed_weight, cfg.compat_delta_r_min,
         cfg.impact_weight_factor, cfg.slope_weight_factor,
+        cfg.shape_excess_cells, cfg.shape_deficit_cells,
     ], dtype=np.float64)
     ints = np.array([cfg.compat_seed_limit, cfg.min_compatible_tops,
                      cfg.max_seeds_per_middle_sp, int(cfg.interaction_point_cut)],
@@ -50,16 +52,27 @@ def _check_positions(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
                              row=row, column=name)
 
 
+def _checked_shapes(shapes: np.ndarray, n: int) -> np.ndarray:
+    table = np.ascontiguousarray(shapes, dtype=np.float64)
+    if table.shape != (n, len(SHAPE_COLUMNS)):
+        raise InputError(f"seeding: cluster shapes must have shape ({n}, {len(SHAPE_COLUMNS)}),"
+                         f" one row per space point; got {table.shape}")
+    if not np.all(np.isfinite(table)):
+        raise InputError("seeding: cluster shapes are not all finite")
+    return table
+
+
 #: Work counters ``find_seeds`` fills into its ``stats`` dict: middle space points with a
 #: bottom doublet, bottom and top doublets, (bottom, top) pairs in the cot(theta) window that
-#: get the full triplet test, triplets passing it (before the seed filter), and candidates:
-#: space points examined in the doublet search windows (tops and bottoms).
+#: get the full triplet test, triplets passing it (before the seed filter), candidates:
+#: space points examined in the doublet search windows (tops and bottoms), and those of them
+#: that passed the other doublet cuts but not the cluster shapes.
 COUNTER_NAMES = ("middles", "bottom_doublets", "top_doublets", "triplet_tests", "triplets",
-                 "candidates")
+                 "candidates", "shape_rejected")
 
 
 def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
-               stats: dict[str, int] | None = None) -> Seeds:
+               stats: dict[str, int] | None = None, shapes: np.ndarray | None = None) -> Seeds:
     """Triplet seeds from one event's space points.
 
     Only x, y, z are read (r and phi are recomputed from them, so the seeds cannot depend on
@@ -68,6 +81,9 @@ def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
     seed ``vertexZ``. Non-finite positions raise ``InputError``; fewer than three usable space
     points give no seeds. Passing a dict as ``stats`` fills it with the work counters of
     ``COUNTER_NAMES`` (to see the combinatorics grow with density, not only the time).
+    ``shapes``: the clusters' shape table (``taas.seeding.shapes.cluster_shapes``, one row per
+    space point), for the doublets' cluster-shape cut when ``config.cluster_shape_cut`` is on;
+    None, no shape cut.
     """
     cfg = SeedingConfig() if config is None else config
     x = np.ascontiguousarray(spacepoints["x"], dtype=np.float64)
@@ -107,8 +123,10 @@ def find_seeds(spacepoints: Spacepoints, config: SeedingConfig | None = None,
 
     floats, ints = _kernel_params(cfg)
     counters = np.zeros(len(COUNTER_NAMES), np.int64)
+    shape = (_checked_shapes(shapes, len(x))[rows] if cfg.cluster_shape_cut and shapes is not None
+             else np.zeros((0, len(SHAPE_COLUMNS))))
     b, m, t, w, zv = find_triplets(x[rows], y[rows], z[rows], r_sorted, bin_start, n_bins,
-                                   band_rlo, band_rhi, floats, ints, counters)
+                                   band_rlo, band_rhi, shape, floats, ints, counters)
     if stats is not None:
         stats.update(zip(COUNTER_NAMES, counters.tolist(), strict=True))
     triplets = np.stack([rows[b], rows[m], rows[t]], axis=1)

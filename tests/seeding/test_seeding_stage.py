@@ -11,36 +11,46 @@ from seeding_synth import make_event, random_particles
 from backends.cpu.seeding import CpuSeeding
 from taas.detector.detector import Detector
 from taas.detector.modules import Modules
-from taas.edm.hits import Spacepoints
+from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import Seeds
 from taas.errors import InputError
 from taas.seeding import SeedingConfig, find_seeds
 
+#: The toy events have no clusters: their stage runs without the cluster-shape cut (which
+#: then reads no measurement) and gets an empty measurement table for the contract.
+NO_SHAPES = SeedingConfig(cluster_shape_cut=False)
+
+
+def _tensors(spacepoints: Spacepoints) -> dict[str, np.ndarray]:
+    return {**Measurements.empty().to_tensors(), **spacepoints.to_tensors()}
+
 
 @pytest.fixture(scope="module")
 def stage() -> CpuSeeding:
-    return CpuSeeding(Detector(Modules.empty(), name="none"))
+    return CpuSeeding(Detector(Modules.empty(), name="none"), NO_SHAPES)
 
 
 def test_stage_runs_on_tensors(stage):
     rng = np.random.default_rng(11)
     event = make_event(random_particles(50, rng), rng)
-    out = stage.run(event.spacepoints.to_tensors())
+    out = stage.run(_tensors(event.spacepoints))
     assert set(out) == {s.name for s in Seeds.tensor_specs()}
     seeds = Seeds.from_tensors(out)
     assert len(seeds) > 0
-    assert seeds.equals(find_seeds(event.spacepoints))
+    assert seeds.equals(find_seeds(event.spacepoints, NO_SHAPES))
     assert stage.device == "cpu"
     assert stage.qualified_name == "seeding_cpu"
 
 
-def test_stage_empty_input(stage):
-    out = stage.run(Spacepoints.empty().to_tensors())
+@pytest.mark.parametrize("config", [NO_SHAPES, SeedingConfig()])
+def test_stage_empty_input(config):
+    out = CpuSeeding(Detector(Modules.empty(), name="none"), config).run(
+        _tensors(Spacepoints.empty()))
     assert len(Seeds.from_tensors(out)) == 0
 
 
 def test_stage_missing_tensor(stage):
-    tensors = Spacepoints.empty().to_tensors()
+    tensors = _tensors(Spacepoints.empty())
     del tensors["spacepoints.x"]
     with pytest.raises(InputError, match=r"spacepoints\.x"):
         stage.run(tensors)
@@ -76,6 +86,7 @@ def test_default_config_derived_values():
     ({"bz": float("nan")}, "finite"),
     ({"min_compatible_tops": 3}, "min_compatible_tops"),
     ({"slope_weight_factor": -1.0}, "slope_weight_factor must be >= 0"),
+    ({"shape_excess_cells": -1.0}, "shape_excess_cells must be >= 0"),
 ])
 def test_config_rejects_bad_values(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,65 @@
+"""Cluster-shape compatibility of seed doublets (the pixel cluster-shape filter).
+
+A straight track crossing a sensor of thickness ``t`` along direction ``d`` fires cells over
+``t |d.u| / |d.w|`` mm along the module's u axis and ``t |d.v| / |d.w|`` along v. A doublet fixes
+``d`` (its chord), so both of its clusters must be about as long as that: a cluster of one cell
+cannot belong to a doublet crossing the barrel at |cot(theta)| = 3, which fires some ten 50 um
+cells of a 150 um sensor. CMS filters its pixel doublets and triplets this way
+(``ClusterShapeHitFilter``); here the check is analytic, from the module geometry, with a
+tolerance in cells measured on simulated events (``SeedingConfig.shape_excess_cells``,
+``shape_deficit_cells``).
+
+The check needs no division: with ``a_u = t / pitch_u * u`` and ``a_v = t / pitch_v * v`` (the
+module axes scaled to cells per unit of ``d.w``) a cluster of ``size_v`` cells is compatible
+when ``(size_v - excess) |d.w| <= |d.a_v| <= (size_v + deficit) |d.w|``, and likewise along u.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from taas.detector.detector import Detector
+from taas.errors import InputError
+
+#: Columns of the per-space-point shape table the seeding kernel reads, in order.
+SHAPE_COLUMNS = ("w_x", "w_y", "w_z", "au_x", "au_y", "au_z", "av_x", "av_y", "av_z",
+                 "size_u", "size_v")
+
+
+def cluster_shapes(detector: Detector, module_keys: np.ndarray, size_u: np.ndarray,
+                   size_v: np.ndarray) -> np.ndarray:
+    """Shape table ``(n, len(SHAPE_COLUMNS))`` of n clusters on modules ``module_keys``.
+
+    ``size_u`` and ``size_v`` are the clusters' extents in cells (``SpacepointFeatures``). An
+    unknown module key raises ``InputError``; so do sizes of another length or below one cell.
+    """
+    keys = np.asarray(module_keys)
+    su = np.asarray(size_u, np.float64)
+    sv = np.asarray(size_v, np.float64)
+    if not len(keys) == len(su) == len(sv):
+        raise InputError(f"cluster shapes: {len(keys)} module keys, {len(su)} size_u and "
+                         f"{len(sv)} size_v values")
+    if len(su) and (su.min() < 1 or sv.min() < 1):
+        raise InputError("cluster shapes: a cluster is at least one cell along u and v")
+    rows = detector.index_of(keys, column="measurements.module_key")
+    rotation = detector.rotation[rows]  # columns: u, v, w axes in the global frame
+    m = detector.modules
+    thickness = np.asarray(m["thickness"], np.float64)[rows]
+    table = np.empty((len(keys), len(SHAPE_COLUMNS)))
+    table[:, 0:3] = rotation[:, :, 2]
+    table[:, 3:6] = rotation[:, :, 0] * (thickness / np.asarray(m["pitch_u"])[rows])[:, None]
+    table[:, 6:9] = rotation[:, :, 1] * (thickness / np.asarray(m["pitch_v"])[rows])[:, None]
+    table[:, 9] = su
+    table[:, 10] = sv
+    return table
+
+
+def predicted_cells(shapes: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells a straight track along ``direction`` (n, 3) crosses along u and v of each
+    cluster's module (``inf`` for a track in the module plane)."""
+    d = np.asarray(direction, np.float64)
+    along_w = np.abs(np.einsum("ij,ij->i", shapes[:, 0:3], d))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cells_u = np.abs(np.einsum("ij,ij->i", shapes[:, 3:6], d)) / along_w
+        cells_v = np.abs(np.einsum("ij,ij->i", shapes[:, 6:9], d)) / along_w
+    return cells_u, cells_v
