@@ -104,6 +104,12 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
     ones that pass rather than growing with the full +-max deflection (the density-driven
     cost).
 
+    The middle's own cluster also narrows the z window: a cluster only so many cells long
+    bounds the doublet's |dz| / (transverse chord) (``_shape_slope_bound``), and the chord to a
+    partner of the band is at most the law-of-cosines distance across the phi window. This
+    drops only candidates the shape cut would reject (the bound is exact, not tuned), so the
+    doublets are those of the full window.
+
     ``scanned[0]`` counts the candidates examined, ``scanned[1]`` those the cluster shapes
     rejected.
     """
@@ -120,6 +126,7 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
     phi_m = np.arctan2(y[m], x[m])
     bin_w = 2.0 * np.pi / n_phi
     inv_min_diam = 1.0 / np.sqrt(min_helix_diam2)
+    slope_max = _shape_slope_bound(shape, m, shape_tol[1]) if shape.shape[0] > 0 else np.inf
     n = 0
     for band in range(len(band_rlo)):
         ra = max(band_rlo[band], r_lo)
@@ -127,9 +134,16 @@ def _find_doublets(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarra
         if ra > rb:
             continue
         z_lo, z_hi = _z_window(r_m, z_m, ra, rb, c_min, c_max, cot_max)
+        w = _phi_window(r_m, rb if top else ra, impact_max, inv_min_diam)
+        if slope_max < np.inf:
+            cos_w = np.cos(min(w, np.pi))
+            chord2 = max(r_m * r_m + ra * ra - 2.0 * r_m * ra * cos_w,
+                         r_m * r_m + rb * rb - 2.0 * r_m * rb * cos_w)
+            reach = slope_max * np.sqrt(chord2) * (1.0 + 1e-9) + 1e-9
+            z_lo = max(z_lo, z_m - reach)
+            z_hi = min(z_hi, z_m + reach)
         if z_lo > z_hi:
             continue
-        w = _phi_window(r_m, rb if top else ra, impact_max, inv_min_diam)
         b0 = int(np.floor((phi_m - w + np.pi) / bin_w))
         b1 = int(np.floor((phi_m + w + np.pi) / bin_w))
         if b1 - b0 + 1 >= n_phi:
@@ -238,6 +252,28 @@ def _shape_fits(shape: np.ndarray, i: int, dx: float, dy: float, dz: float,
         return False
     cells_v = abs(dx * shape[i, 6] + dy * shape[i, 7] + dz * shape[i, 8])
     return (shape[i, 10] - tol[0]) * along_w <= cells_v <= (shape[i, 10] + tol[1]) * along_w
+
+
+@njit(cache=True)
+def _shape_slope_bound(shape: np.ndarray, i: int, deficit: float) -> float:
+    """Largest |dz| / d_T (d_T: transverse length) of a direction that cluster i's shape
+    admits, inf if unbounded. With d = (d_T t, dz), |t| = 1, the deficit side of
+    ``_shape_fits`` along an axis a (scaled as there) reads |d.a| <= (size + deficit) |d.w|;
+    since |d.a| >= |dz| |a_z| - d_T |a_T| and |d.w| <= d_T |w_T| + |dz| |w_z|, it implies
+    |dz| (|a_z| - s |w_z|) <= d_T (|a_T| + s |w_T|) with s = size + deficit: a bound when the
+    bracket on the left is positive (an axis along z on a barrel module), for any module
+    orientation."""
+    w_t = np.hypot(shape[i, 0], shape[i, 1])
+    w_z = abs(shape[i, 2])
+    bound = np.inf
+    for axis, size_col in ((3, 9), (6, 10)):
+        a_t = np.hypot(shape[i, axis], shape[i, axis + 1])
+        a_z = abs(shape[i, axis + 2])
+        s = shape[i, size_col] + deficit
+        den = a_z - s * w_z
+        if den > 0.0:
+            bound = min(bound, (a_t + s * w_t) / den)
+    return bound
 
 
 @njit(cache=True)
