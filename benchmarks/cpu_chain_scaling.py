@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taas.edm.hits import Spacepoints
+from taas.detector.detector import Detector
+from taas.edm.hits import Measurements, Spacepoints
+from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
 from taas.events.simulation import simulate
 from taas.pipeline.evaluation import evaluate_run
@@ -31,14 +33,19 @@ from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
 from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
 from taas.seeding import find_seeds
+from taas.seeding.shapes import spacepoint_shapes
 
 
-def seeding_counters(reco: Path, event_ids: list[int]) -> dict[str, float]:
-    """Mean per event of the seeding work counters, on the space points ``reco`` saved."""
+def seeding_counters(reco: Path, event_ids: list[int], detector: Detector) -> dict[str, float]:
+    """Mean per event of the seeding work counters, on the space points ``reco`` saved, with
+    the cluster shapes the seeding stage reads."""
     counts = []
     for event_id in event_ids:
         stats: dict[str, int] = {}
-        find_seeds(Spacepoints.from_tensors(load_reco(reco, event_id)), stats=stats)
+        tensors = load_reco(reco, event_id)
+        spacepoints = Spacepoints.from_tensors(tensors)
+        shapes = spacepoint_shapes(detector, Measurements.from_tensors(tensors), spacepoints)
+        find_seeds(spacepoints, stats=stats, shapes=shapes)
         counts.append(stats)
     return {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
 
@@ -60,7 +67,8 @@ def bench(name: str, events: int, work: Path) -> dict:
         "stage_s_per_event": median_stage_seconds(read_timings(work / f"{name}-reco")),
         "wall_s_incl_warmup": wall,
         "seeding_counters": seeding_counters(work / f"{name}-reco",
-                                             [int(e) for e in run["sizes"]]),
+                                             [int(e) for e in run["sizes"]],
+                                             open_dataset(sim).detector),
         "metrics": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
     }
 

@@ -8,7 +8,7 @@ from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import Seeds
 from taas.seeding import SeedingConfig, find_seeds, warmup
-from taas.seeding.shapes import cluster_shapes
+from taas.seeding.shapes import spacepoint_shapes
 from taas.stages.base import Stage
 
 
@@ -33,10 +33,6 @@ class CpuSeeding(Stage):
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spacepoints = Spacepoints.from_tensors(inputs)
-        shapes = None
-        if self.config.cluster_shape_cut:
-            meas = Measurements.from_tensors(inputs)
-            rows = spacepoints.measurement_index
-            shapes = cluster_shapes(self.detector, meas.module_key[rows], meas.size_u[rows],
-                                    meas.size_v[rows])
+        shapes = (spacepoint_shapes(self.detector, Measurements.from_tensors(inputs), spacepoints)
+                  if self.config.cluster_shape_cut else None)
         return find_seeds(spacepoints, self.config, shapes=shapes).to_tensors()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from taas.detector.detector import Detector
+from taas.edm.hits import Measurements, Spacepoints
 from taas.errors import InputError
 
 #: Columns of the per-space-point shape table the seeding kernel reads, in order.
@@ -52,6 +53,14 @@ def cluster_shapes(detector: Detector, module_keys: np.ndarray, size_u: np.ndarr
     table[:, 9] = su
     table[:, 10] = sv
     return table
+
+
+def spacepoint_shapes(detector: Detector, measurements: Measurements,
+                      spacepoints: Spacepoints) -> np.ndarray:
+    """Shape table of the clusters behind ``spacepoints`` (one row per space point)."""
+    rows = spacepoints.measurement_index
+    return cluster_shapes(detector, measurements.module_key[rows], measurements.size_u[rows],
+                          measurements.size_v[rows])
 
 
 def predicted_cells(shapes: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,12 @@ from seeding_synth import Particles, SynthEvent, make_event, pure_seed_particle
 from backends.cpu.seeding import CpuSeeding
 from taas.errors import InputError
 from taas.seeding import SeedingConfig, find_seeds
-from taas.seeding.shapes import SHAPE_COLUMNS, cluster_shapes, predicted_cells
+from taas.seeding.shapes import (
+    SHAPE_COLUMNS,
+    cluster_shapes,
+    predicted_cells,
+    spacepoint_shapes,
+)
 
 THICKNESS_OVER_PITCH = 3.0  # 150 um sensor, 50 um pixels
 
@@ -157,8 +162,7 @@ def test_stage_cuts_random_doublets_of_simulated_clusters(tiny_front_end) -> Non
     meas = Measurements.from_tensors(tensors)
     sp = Spacepoints.from_tensors(tensors)
     rows = sp.measurement_index
-    shapes = cluster_shapes(event.detector, meas.module_key[rows], meas.size_u[rows],
-                            meas.size_v[rows])
+    shapes = spacepoint_shapes(event.detector, meas, sp)
     with_cut: dict[str, int] = {}
     without: dict[str, int] = {}
     assert find_seeds(sp, stats=with_cut, shapes=shapes).equals(
