@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
 #: GeV / (T mm): p_T [GeV] = K * B [T] * R [mm] for unit charge.
@@ -64,27 +65,34 @@ def _helix_kernels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return s_, c_, ds, dc
 
 
-def time_rate(qop: np.ndarray, mass: float = PION_MASS) -> np.ndarray:
-    """dt/ds (ns/mm) for a unit-charge particle of mass ``mass``: 1 / (beta c)."""
-    return np.sqrt(1.0 + (mass * np.asarray(qop, float)) ** 2) / C_MM_PER_NS
-
-
 def helix_at(free: np.ndarray, s: np.ndarray, bz: float, mass: float = PION_MASS) -> np.ndarray:
-    """Free parameters after a path length ``s`` (mm, may be negative) along the helix."""
-    free = np.asarray(free, float)
-    s = np.asarray(s, float)
-    tx, ty, tz, qop = free[:, 4], free[:, 5], free[:, 6], free[:, QOP]
-    a = turning_rate(qop, bz) * s
-    sa, ca = _sinc(a), np.sin(a / 2) * _sinc(a / 2)
+    """Free parameters after a path length ``s`` (mm, may be negative) along the helix.
+
+    A numba loop per row: the CKF and the fitter call this on a few thousand rows at a time,
+    where a dozen numpy temporaries per call cost more than the arithmetic."""
+    free = np.ascontiguousarray(free, dtype=float)
+    s = np.broadcast_to(np.asarray(s, float), (len(free),))
     out = free.copy()
-    out[:, 0] += s * (sa * tx - ca * ty)
-    out[:, 1] += s * (ca * tx + sa * ty)
-    out[:, 2] += s * tz
-    out[:, TIME] += s * time_rate(qop, mass)
-    cos_a, sin_a = np.cos(a), np.sin(a)
-    out[:, 4] = cos_a * tx - sin_a * ty
-    out[:, 5] = sin_a * tx + cos_a * ty
+    _helix_rows(out, np.ascontiguousarray(s), -K_FIELD * bz, mass)
     return out
+
+
+@numba.njit(cache=True)
+def _helix_rows(out: np.ndarray, s: np.ndarray, h_per_qop: float, mass: float) -> None:
+    """``helix_at`` in place on ``out`` (a copy of the start parameters)."""
+    for i in range(len(out)):
+        tx, ty, tz, qop = out[i, 4], out[i, 5], out[i, 6], out[i, QOP]
+        si = s[i]
+        a = h_per_qop * qop * si
+        sa = np.sinc(a / np.pi)
+        ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+        out[i, 0] += si * (sa * tx - ca * ty)
+        out[i, 1] += si * (ca * tx + sa * ty)
+        out[i, 2] += si * tz
+        out[i, TIME] += si * (np.sqrt(1.0 + (mass * qop) ** 2) / C_MM_PER_NS)
+        cos_a, sin_a = np.cos(a), np.sin(a)
+        out[i, 4] = cos_a * tx - sin_a * ty
+        out[i, 5] = sin_a * tx + cos_a * ty
 
 
 def _newton_path(free: np.ndarray, bz: float, s0: np.ndarray,
@@ -124,20 +132,59 @@ def intersect_plane(free: np.ndarray, center: np.ndarray, normal: np.ndarray, bz
     one a track following its layers wants; a helix may cross a plane again after looping, and
     those later crossings are never returned. Returns ``(s, ok)``; ``ok`` is False where the
     track runs parallel to the plane or Newton did not converge (relative step ``tol``).
+    A numba loop per row (the CKF's hottest call: every candidate-module pair of every step),
+    the same iteration as ``_newton_path`` with ``helix_at``'s position and direction.
     """
-    free = np.asarray(free, float)
-    center = np.asarray(center, float)
-    normal = np.asarray(normal, float)
-    dist = np.einsum("ni,ni->n", normal, center - free[:, POS])
-    cos_inc = np.einsum("ni,ni->n", normal, free[:, DIR])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s0 = np.where(np.abs(cos_inc) > 1e-12, dist / cos_inc, np.nan)
+    free = np.ascontiguousarray(free, dtype=float)
+    center = np.ascontiguousarray(center, dtype=float)
+    normal = np.ascontiguousarray(normal, dtype=float)
+    n = len(free)
+    if not len(center) == len(normal) == n:
+        raise ValueError(f"intersect_plane: {n} tracks, {len(center)} centres, "
+                         f"{len(normal)} normals")
+    s = np.empty(n)
+    ok = np.empty(n, np.bool_)
+    _intersect_plane_rows(free, center, normal, -K_FIELD * bz, tol, max_iter, s, ok)
+    return s, ok
 
-    def residual(moved: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f = np.einsum("ni,ni->n", normal[idx], moved[:, POS] - center[idx])
-        return f, np.einsum("ni,ni->n", normal[idx], moved[:, DIR])
 
-    return _newton_path(free, bz, s0, residual, tol=tol, max_iter=max_iter)
+@numba.njit(cache=True)
+def _intersect_plane_rows(free: np.ndarray, center: np.ndarray, normal: np.ndarray,
+                          h_per_qop: float, tol: float, max_iter: int, s_out: np.ndarray,
+                          ok_out: np.ndarray) -> None:
+    """``intersect_plane`` for every row: straight-line start, then Newton on the helix."""
+    for i in range(len(free)):
+        nx, ny, nz = normal[i, 0], normal[i, 1], normal[i, 2]
+        tx, ty, tz = free[i, 4], free[i, 5], free[i, 6]
+        dist = (nx * (center[i, 0] - free[i, 0]) + ny * (center[i, 1] - free[i, 1])
+                + nz * (center[i, 2] - free[i, 2]))
+        cos_inc = nx * tx + ny * ty + nz * tz
+        s = dist / cos_inc if abs(cos_inc) > 1e-12 else np.nan
+        ok = np.isfinite(s)
+        if not ok:
+            s = 0.0
+        h = h_per_qop * free[i, QOP]
+        converged = not ok
+        for _ in range(max_iter):
+            if converged:
+                break
+            a = h * s
+            sa = np.sinc(a / np.pi)
+            ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+            x = free[i, 0] + s * (sa * tx - ca * ty)
+            y = free[i, 1] + s * (ca * tx + sa * ty)
+            z = free[i, 2] + s * tz
+            cos_a, sin_a = np.cos(a), np.sin(a)
+            f = nx * (x - center[i, 0]) + ny * (y - center[i, 1]) + nz * (z - center[i, 2])
+            df = nx * (cos_a * tx - sin_a * ty) + ny * (sin_a * tx + cos_a * ty) + nz * tz
+            good = np.isfinite(f) and np.isfinite(df) and abs(df) > 1e-300
+            step = f / df if good else 0.0
+            s -= step
+            if not good:
+                ok = False
+            converged = not good or abs(step) <= tol * max(1.0, abs(s))
+        s_out[i] = s
+        ok_out[i] = ok and converged and np.isfinite(s)
 
 
 def path_to_beamline(free: np.ndarray, bz: float, *, tol: float = 1e-12,
