@@ -14,7 +14,9 @@ the curvature anywhere).
 Time assumes a particle of unit charge with the given mass hypothesis (pion by default):
 ``dt/ds = sqrt(1 + m^2 (q/p)^2) / c``.
 
-Everything is vectorised over the leading axis: ``free`` is ``(n, 8)``, ``s`` is ``(n,)``.
+The public array functions are vectorised over the leading axis: ``free`` is ``(n, 8)``,
+``s`` is ``(n,)``; ``point_on_helix``, ``plane_path`` and ``transport_matrix`` are the
+one-track forms the numba loops (here and in ``taas.tracking.propagation``) call.
 """
 
 from __future__ import annotations
@@ -37,32 +39,12 @@ TIME = 3
 DIR = slice(4, 7)
 QOP = 7
 
-_SERIES_LIMIT = 1e-2  # below this |h s| the Taylor forms are exact to double precision
+SERIES_LIMIT = 1e-2  # below this |h s| the Taylor forms are exact to double precision
 
 
 def turning_rate(qop: np.ndarray, bz: float) -> np.ndarray:
     """Change of the direction's azimuth per mm of path, ``h = -K Bz q/p`` (rad/mm)."""
     return -K_FIELD * bz * np.asarray(qop, float)
-
-
-def _sinc(a: np.ndarray) -> np.ndarray:
-    """sin(a) / a, 1 at a = 0."""
-    return np.sinc(a / np.pi)
-
-
-def _helix_kernels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """S = sin(a)/a, C = (1 - cos a)/a and their derivatives in a, stable at a -> 0."""
-    half = a / 2
-    s_ = _sinc(a)
-    c_ = np.sin(half) * _sinc(half)
-    small = np.abs(a) < _SERIES_LIMIT
-    a_safe = np.where(small, 1.0, a)
-    a2 = a * a
-    ds = np.where(small, -a / 3 + a * a2 / 30,
-                  (a_safe * np.cos(a_safe) - np.sin(a_safe)) / a_safe**2)
-    dc = np.where(small, 0.5 - a2 / 8 + a2 * a2 / 144,
-                  (a_safe * np.sin(a_safe) - (1 - np.cos(a_safe))) / a_safe**2)
-    return s_, c_, ds, dc
 
 
 def helix_at(free: np.ndarray, s: np.ndarray, bz: float, mass: float = PION_MASS) -> np.ndarray:
@@ -81,18 +63,52 @@ def helix_at(free: np.ndarray, s: np.ndarray, bz: float, mass: float = PION_MASS
 def _helix_rows(out: np.ndarray, s: np.ndarray, h_per_qop: float, mass: float) -> None:
     """``helix_at`` in place on ``out`` (a copy of the start parameters)."""
     for i in range(len(out)):
-        tx, ty, tz, qop = out[i, 4], out[i, 5], out[i, 6], out[i, QOP]
-        si = s[i]
-        a = h_per_qop * qop * si
-        sa = np.sinc(a / np.pi)
-        ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
-        out[i, 0] += si * (sa * tx - ca * ty)
-        out[i, 1] += si * (ca * tx + sa * ty)
-        out[i, 2] += si * tz
-        out[i, TIME] += si * (np.sqrt(1.0 + (mass * qop) ** 2) / C_MM_PER_NS)
-        cos_a, sin_a = np.cos(a), np.sin(a)
-        out[i, 4] = cos_a * tx - sin_a * ty
-        out[i, 5] = sin_a * tx + cos_a * ty
+        tx, ty, qop = out[i, 4], out[i, 5], out[i, QOP]
+        x, y, z, out[i, 4], out[i, 5] = point_on_helix(
+            out[i, 0], out[i, 1], out[i, 2], tx, ty, out[i, 6], h_per_qop * qop, s[i])
+        out[i, 0], out[i, 1], out[i, 2] = x, y, z
+        out[i, TIME] += s[i] * (np.sqrt(1.0 + (mass * qop) ** 2) / C_MM_PER_NS)
+
+
+@numba.njit(cache=True)
+def point_on_helix(x: float, y: float, z: float, tx: float, ty: float, tz: float, h: float,
+                   s: float) -> tuple[float, float, float, float, float]:
+    """Position and transverse direction after path ``s`` from (x, y, z) along unit direction
+    (tx, ty, tz) turning at ``h`` rad/mm: the scalar form of ``helix_at`` for numba loops."""
+    a = h * s
+    sa = np.sinc(a / np.pi)
+    ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+    cos_a, sin_a = np.cos(a), np.sin(a)
+    return (x + s * (sa * tx - ca * ty), y + s * (ca * tx + sa * ty), z + s * tz,
+            cos_a * tx - sin_a * ty, sin_a * tx + cos_a * ty)
+
+
+@numba.njit(cache=True)
+def plane_path(x: float, y: float, z: float, tx: float, ty: float, tz: float, h: float,
+               center: np.ndarray, normal: np.ndarray, tol: float, max_iter: int
+               ) -> tuple[float, bool]:
+    """``intersect_plane`` for one track (scalars) and one plane: (s, ok)."""
+    nx, ny, nz = normal[0], normal[1], normal[2]
+    dist = nx * (center[0] - x) + ny * (center[1] - y) + nz * (center[2] - z)
+    cos_inc = nx * tx + ny * ty + nz * tz
+    s = dist / cos_inc if abs(cos_inc) > 1e-12 else np.nan
+    ok = np.isfinite(s)
+    if not ok:
+        s = 0.0
+    converged = not ok
+    for _ in range(max_iter):
+        if converged:
+            break
+        px, py, pz, dx, dy = point_on_helix(x, y, z, tx, ty, tz, h, s)
+        f = nx * (px - center[0]) + ny * (py - center[1]) + nz * (pz - center[2])
+        df = nx * dx + ny * dy + nz * tz
+        good = np.isfinite(f) and np.isfinite(df) and abs(df) > 1e-300
+        step = f / df if good else 0.0
+        s -= step
+        if not good:
+            ok = False
+        converged = not good or abs(step) <= tol * max(1.0, abs(s))
+    return s, ok and converged and np.isfinite(s)
 
 
 def _newton_path(free: np.ndarray, bz: float, s0: np.ndarray,
@@ -154,37 +170,9 @@ def _intersect_plane_rows(free: np.ndarray, center: np.ndarray, normal: np.ndarr
                           ok_out: np.ndarray) -> None:
     """``intersect_plane`` for every row: straight-line start, then Newton on the helix."""
     for i in range(len(free)):
-        nx, ny, nz = normal[i, 0], normal[i, 1], normal[i, 2]
-        tx, ty, tz = free[i, 4], free[i, 5], free[i, 6]
-        dist = (nx * (center[i, 0] - free[i, 0]) + ny * (center[i, 1] - free[i, 1])
-                + nz * (center[i, 2] - free[i, 2]))
-        cos_inc = nx * tx + ny * ty + nz * tz
-        s = dist / cos_inc if abs(cos_inc) > 1e-12 else np.nan
-        ok = np.isfinite(s)
-        if not ok:
-            s = 0.0
-        h = h_per_qop * free[i, QOP]
-        converged = not ok
-        for _ in range(max_iter):
-            if converged:
-                break
-            a = h * s
-            sa = np.sinc(a / np.pi)
-            ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
-            x = free[i, 0] + s * (sa * tx - ca * ty)
-            y = free[i, 1] + s * (ca * tx + sa * ty)
-            z = free[i, 2] + s * tz
-            cos_a, sin_a = np.cos(a), np.sin(a)
-            f = nx * (x - center[i, 0]) + ny * (y - center[i, 1]) + nz * (z - center[i, 2])
-            df = nx * (cos_a * tx - sin_a * ty) + ny * (sin_a * tx + cos_a * ty) + nz * tz
-            good = np.isfinite(f) and np.isfinite(df) and abs(df) > 1e-300
-            step = f / df if good else 0.0
-            s -= step
-            if not good:
-                ok = False
-            converged = not good or abs(step) <= tol * max(1.0, abs(s))
-        s_out[i] = s
-        ok_out[i] = ok and converged and np.isfinite(s)
+        s_out[i], ok_out[i] = plane_path(free[i, 0], free[i, 1], free[i, 2], free[i, 4],
+                                         free[i, 5], free[i, 6], h_per_qop * free[i, QOP],
+                                         center[i], normal[i], tol, max_iter)
 
 
 def path_to_beamline(free: np.ndarray, bz: float, *, tol: float = 1e-12,
@@ -210,50 +198,47 @@ def path_to_beamline(free: np.ndarray, bz: float, *, tol: float = 1e-12,
     return _newton_path(free, bz, s0, residual, tol=tol, max_iter=max_iter)
 
 
-def transport_jacobian(free: np.ndarray, s: np.ndarray, bz: float,
-                       mass: float = PION_MASS) -> tuple[np.ndarray, np.ndarray]:
-    """Jacobian of the free parameters at path ``s`` w.r.t. those at 0 (s held fixed).
+@numba.njit(cache=True)
+def sinc_derivatives(a: float) -> tuple[float, float]:
+    """d/da of sin(a)/a and of (1 - cos a)/a, by their series below |a| = SERIES_LIMIT."""
+    if abs(a) < SERIES_LIMIT:
+        a2 = a * a
+        return -a / 3 + a * a2 / 30, 0.5 - a2 / 8 + a2 * a2 / 144
+    return (a * np.cos(a) - np.sin(a)) / (a * a), (a * np.sin(a) - (1 - np.cos(a))) / (a * a)
 
-    Returns ``(J, dF/ds)``: J is ``(n, 8, 8)``, the derivative of the end point with respect to
-    the start point for a fixed path length; ``dF/ds`` is ``(n, 8)``, the tangent of the
-    trajectory at the end point, which surface-constraint corrections need.
-    """
-    free = np.asarray(free, float)
-    s = np.asarray(s, float)
-    n = len(free)
-    tx, ty, qop = free[:, 4], free[:, 5], free[:, QOP]
-    h = turning_rate(qop, bz)
+
+@numba.njit(cache=True)
+def transport_matrix(jac: np.ndarray, tangent: np.ndarray, tx: float, ty: float, tz: float,
+                     qop: float, s: float, h_per_qop: float, mass: float) -> None:
+    """Fill ``jac`` (8, 8) and ``tangent`` (8,) for one track with unit direction (tx, ty, tz)
+    at path ``s``: x = x0 + s M(a) T0 and T = Rz(a) T0 with a = h s, h = h_per_qop q/p."""
+    h = h_per_qop * qop
     a = h * s
-    sa, ca, dsa, dca = _helix_kernels(a)
+    sa = np.sinc(a / np.pi)
+    ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+    dsa, dca = sinc_derivatives(a)
     cos_a, sin_a = np.cos(a), np.sin(a)
-    dadq = -K_FIELD * bz * s  # d a / d(q/p)
-
-    jac = np.zeros((n, 8, 8))
-    idx3 = np.arange(3)
-    jac[:, idx3, idx3] = 1.0
-    jac[:, TIME, TIME] = 1.0
-    jac[:, QOP, QOP] = 1.0
-    # position w.r.t. initial direction: x = x0 + s M(a) T0
-    jac[:, 0, 4], jac[:, 0, 5] = s * sa, -s * ca
-    jac[:, 1, 4], jac[:, 1, 5] = s * ca, s * sa
-    jac[:, 2, 6] = s
-    # position w.r.t. q/p through a
-    jac[:, 0, QOP] = s * (dsa * tx - dca * ty) * dadq
-    jac[:, 1, QOP] = s * (dca * tx + dsa * ty) * dadq
-    # direction: T = Rz(a) T0
-    jac[:, 4, 4], jac[:, 4, 5] = cos_a, -sin_a
-    jac[:, 5, 4], jac[:, 5, 5] = sin_a, cos_a
-    jac[:, 6, 6] = 1.0
+    dadq = h_per_qop * s  # d a / d(q/p)
     tx_end = cos_a * tx - sin_a * ty
     ty_end = sin_a * tx + cos_a * ty
-    jac[:, 4, QOP] = -ty_end * dadq
-    jac[:, 5, QOP] = tx_end * dadq
-    # time
     root = np.sqrt(1.0 + (mass * qop) ** 2)
-    jac[:, TIME, QOP] = s * mass**2 * qop / (C_MM_PER_NS * root)
-
-    tangent = np.zeros((n, 8))
-    tangent[:, 0], tangent[:, 1], tangent[:, 2] = tx_end, ty_end, free[:, 6]
-    tangent[:, TIME] = root / C_MM_PER_NS
-    tangent[:, 4], tangent[:, 5] = -h * ty_end, h * tx_end
-    return jac, tangent
+    jac[:, :] = 0.0
+    for k in (0, 1, 2, TIME, 6, QOP):
+        jac[k, k] = 1.0
+    # position w.r.t. the initial direction and, through a, q/p
+    jac[0, 4], jac[0, 5] = s * sa, -s * ca
+    jac[1, 4], jac[1, 5] = s * ca, s * sa
+    jac[2, 6] = s
+    jac[0, QOP] = s * (dsa * tx - dca * ty) * dadq
+    jac[1, QOP] = s * (dca * tx + dsa * ty) * dadq
+    # direction: T = Rz(a) T0
+    jac[4, 4], jac[4, 5] = cos_a, -sin_a
+    jac[5, 4], jac[5, 5] = sin_a, cos_a
+    jac[4, QOP] = -ty_end * dadq
+    jac[5, QOP] = tx_end * dadq
+    # time
+    jac[TIME, QOP] = s * mass * mass * qop / (C_MM_PER_NS * root)
+    tangent[0], tangent[1], tangent[2] = tx_end, ty_end, tz
+    tangent[TIME] = root / C_MM_PER_NS
+    tangent[4], tangent[5] = -h * ty_end, h * tx_end
+    tangent[6] = tangent[QOP] = 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
 from taas.errors import InputError
@@ -73,36 +74,31 @@ def free_to_bound(free: np.ndarray, center: np.ndarray, rotation: np.ndarray) ->
     return params
 
 
-def bound_to_free_jacobian(params: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """d(free)/d(bound), (n, 8, 6), for bound parameters on planes."""
-    params = np.asarray(params, float)
-    n = len(params)
-    sp, cp = np.sin(params[:, PHI]), np.cos(params[:, PHI])
-    st, ct = np.sin(params[:, THETA]), np.cos(params[:, THETA])
-    jac = np.zeros((n, 8, 6))
-    jac[:, 0:3, LOC0] = rotation[:, :, 0]
-    jac[:, 0:3, LOC1] = rotation[:, :, 1]
-    jac[:, helix.TIME, TIME] = 1.0
-    jac[:, 4, PHI], jac[:, 5, PHI] = -st * sp, st * cp
-    jac[:, 4, THETA], jac[:, 5, THETA], jac[:, 6, THETA] = ct * cp, ct * sp, -st
-    jac[:, helix.QOP, QOP] = 1.0
-    return jac
-
-
-def free_to_bound_jacobian(free: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """d(bound)/d(free), (n, 6, 8), for free vectors on planes (direction of unit length)."""
-    free = np.asarray(free, float)
-    n = len(free)
-    phi, theta = direction_angles(free[:, helix.DIR])
+@numba.njit(cache=True)
+def bound_to_free_matrix(jac: np.ndarray, rotation: np.ndarray, phi: float, theta: float) -> None:
+    """Fill ``jac`` (8, 6) with d(free)/d(bound) on the plane of ``rotation`` (3, 3)."""
     sp, cp, st, ct = np.sin(phi), np.cos(phi), np.sin(theta), np.cos(theta)
-    jac = np.zeros((n, 6, 8))
-    jac[:, LOC0, 0:3] = rotation[:, :, 0]
-    jac[:, LOC1, 0:3] = rotation[:, :, 1]
-    jac[:, PHI, 4], jac[:, PHI, 5] = -sp / st, cp / st
-    jac[:, THETA, 4], jac[:, THETA, 5], jac[:, THETA, 6] = cp * ct, sp * ct, -st
-    jac[:, QOP, helix.QOP] = 1.0
-    jac[:, TIME, helix.TIME] = 1.0
-    return jac
+    jac[:, :] = 0.0
+    for k in range(3):
+        jac[k, LOC0], jac[k, LOC1] = rotation[k, 0], rotation[k, 1]
+    jac[helix.TIME, TIME] = 1.0
+    jac[4, PHI], jac[5, PHI] = -st * sp, st * cp
+    jac[4, THETA], jac[5, THETA], jac[6, THETA] = ct * cp, ct * sp, -st
+    jac[helix.QOP, QOP] = 1.0
+
+
+@numba.njit(cache=True)
+def free_to_bound_matrix(jac: np.ndarray, rotation: np.ndarray, phi: float, theta: float) -> None:
+    """Fill ``jac`` (6, 8) with d(bound)/d(free) on the plane of ``rotation``, for a unit
+    direction of angles (phi, theta)."""
+    sp, cp, st, ct = np.sin(phi), np.cos(phi), np.sin(theta), np.cos(theta)
+    jac[:, :] = 0.0
+    for k in range(3):
+        jac[LOC0, k], jac[LOC1, k] = rotation[k, 0], rotation[k, 1]
+    jac[PHI, 4], jac[PHI, 5] = -sp / st, cp / st
+    jac[THETA, 4], jac[THETA, 5], jac[THETA, 6] = cp * ct, sp * ct, -st
+    jac[QOP, helix.QOP] = 1.0
+    jac[TIME, helix.TIME] = 1.0
 
 
 # --- perigee ---------------------------------------------------------------------------------

@@ -128,7 +128,10 @@ def test_free_transport_jacobian_matches_finite_differences():
     rng = np.random.default_rng(4)
     free = random_free(20, rng)
     s = rng.uniform(-500, 500, 20)
-    jac, tangent = helix.transport_jacobian(free, s, BZ)
+    jac, tangent = np.empty((20, 8, 8)), np.empty((20, 8))
+    for i in range(20):
+        helix.transport_matrix(jac[i], tangent[i], *free[i, 4:8], s[i], -helix.K_FIELD * BZ,
+                               helix.PION_MASS)
     steps = np.array([1e-3, 1e-3, 1e-3, 1e-3, 1e-6, 1e-6, 1e-6, 1e-6])
     s_rep = np.tile(s, 16)
     fd = numerical_jacobian(lambda x: helix.helix_at(x, s_rep, BZ), free, steps)

@@ -8,12 +8,14 @@ from taas.tracking import helix
 from taas.tracking.parameters import (
     D0,
     PHI,
+    THETA,
     Z0,
     bound_to_free,
-    bound_to_free_jacobian,
+    bound_to_free_matrix,
     bound_to_perigee,
+    direction_angles,
     free_to_bound,
-    free_to_bound_jacobian,
+    free_to_bound_matrix,
     free_to_perigee,
     numerical_jacobian,
     perigee_to_free,
@@ -56,12 +58,17 @@ def test_bound_free_jacobians_are_derivatives_and_inverses():
     n = 30
     params = random_bound(n, rng)
     center, rot = rng.normal(0, 300, (n, 3)), random_rotations(n, rng)
-    jac_bf = bound_to_free_jacobian(params, rot)
+    jac_bf = np.empty((n, 8, 6))
+    jac_fb = np.empty((n, 6, 8))
+    free = bound_to_free(params, center, rot)
+    phi, theta = direction_angles(free[:, helix.DIR])
+    for i in range(n):
+        bound_to_free_matrix(jac_bf[i], rot[i], params[i, PHI], params[i, THETA])
+        free_to_bound_matrix(jac_fb[i], rot[i], phi[i], theta[i])
     fd = numerical_jacobian(lambda x: bound_to_free(x, np.tile(center, (12, 1)),
                                                     np.tile(rot, (12, 1, 1))),
                             params, np.array([1e-3, 1e-3, 1e-6, 1e-6, 1e-6, 1e-3]))
     np.testing.assert_allclose(jac_bf, fd, atol=1e-8)
-    jac_fb = free_to_bound_jacobian(bound_to_free(params, center, rot), rot)
     np.testing.assert_allclose(jac_fb @ jac_bf, np.broadcast_to(np.eye(6), (n, 6, 6)),
                                atol=1e-12)
 
