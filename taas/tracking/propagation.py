@@ -117,20 +117,21 @@ def _propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np
 def _chain(out: np.ndarray, f2b: np.ndarray, t_mat: np.ndarray, b2f: np.ndarray,
            tangent: np.ndarray, normal: np.ndarray, cos_inc: float, m1: np.ndarray) -> None:
     """out = f2b (1 - tangent n^T / cos_inc) t_mat b2f, without forming the 8 x 8 middle."""
-    for r in range(8):
-        for c in range(6):
-            acc = 0.0
-            for k in range(8):
-                acc += t_mat[r, k] * b2f[k, c]
-            m1[r, c] = acc
+    _matmul_into(m1, t_mat, b2f)
     safe_cos = cos_inc if abs(cos_inc) > 1e-12 else 1.0
-    for c in range(6):
+    for c in range(m1.shape[1]):
         proj = (normal[0] * m1[0, c] + normal[1] * m1[1, c] + normal[2] * m1[2, c]) / safe_cos
-        for r in range(8):
+        for r in range(m1.shape[0]):
             m1[r, c] -= tangent[r] * proj
-    for r in range(6):
-        for c in range(6):
+    _matmul_into(out, f2b, m1)
+
+
+@numba.njit(cache=True)
+def _matmul_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """out = a b for small matrices (no allocation, no BLAS call per track)."""
+    for r in range(a.shape[0]):
+        for c in range(b.shape[1]):
             acc = 0.0
-            for k in range(8):
-                acc += f2b[r, k] * m1[k, c]
+            for k in range(a.shape[1]):
+                acc += a[r, k] * b[k, c]
             out[r, c] = acc
