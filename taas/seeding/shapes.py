@@ -31,8 +31,10 @@ def cluster_shapes(detector: Detector, module_keys: np.ndarray, size_u: np.ndarr
                    size_v: np.ndarray) -> np.ndarray:
     """Shape table ``(n, len(SHAPE_COLUMNS))`` of n clusters on modules ``module_keys``.
 
-    ``size_u`` and ``size_v`` are the clusters' extents in cells (``SpacepointFeatures``). An
-    unknown module key raises ``InputError``; so do sizes of another length or below one cell.
+    ``size_u`` and ``size_v`` are the clusters' extents in cells (``SpacepointFeatures``). A
+    cluster without a size (below one cell: a measurement that did not come from cells) gets a
+    row of zeros, which every direction fits: its space point is seeded without the cut. An
+    unknown module key raises ``InputError``; so do sizes of another length.
     """
     keys = np.asarray(module_keys)
     su = np.asarray(size_u, np.float64)
@@ -40,8 +42,6 @@ def cluster_shapes(detector: Detector, module_keys: np.ndarray, size_u: np.ndarr
     if not len(keys) == len(su) == len(sv):
         raise InputError(f"cluster shapes: {len(keys)} module keys, {len(su)} size_u and "
                          f"{len(sv)} size_v values")
-    if len(su) and (su.min() < 1 or sv.min() < 1):
-        raise InputError("cluster shapes: a cluster is at least one cell along u and v")
     rows = detector.index_of(keys, column="measurements.module_key")
     rotation = detector.rotation[rows]  # columns: u, v, w axes in the global frame
     m = detector.modules
@@ -52,6 +52,7 @@ def cluster_shapes(detector: Detector, module_keys: np.ndarray, size_u: np.ndarr
     table[:, 6:9] = rotation[:, :, 1] * (thickness / np.asarray(m["pitch_v"])[rows])[:, None]
     table[:, 9] = su
     table[:, 10] = sv
+    table[(su < 1) | (sv < 1)] = 0.0
     return table
 
 

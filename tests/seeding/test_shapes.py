@@ -45,8 +45,6 @@ def test_cluster_shapes_bad_input(generic_detector) -> None:
     key = np.array([generic_detector.modules["module_key"][0]])
     with pytest.raises(InputError, match="is not a module of detector"):
         cluster_shapes(generic_detector, np.array([12345678901]), np.ones(1), np.ones(1))
-    with pytest.raises(InputError, match="at least one cell"):
-        cluster_shapes(generic_detector, key, np.zeros(1), np.ones(1))
     with pytest.raises(InputError, match="size_u"):
         cluster_shapes(generic_detector, key, np.ones(2), np.ones(1))
     assert cluster_shapes(generic_detector, key[:0], np.ones(0), np.ones(0)).shape == (0, 11)
@@ -128,6 +126,22 @@ def test_wrong_cluster_lengths_remove_the_seeds(stiff_tracks) -> None:
                     if stiff_tracks.barrel[stiff_tracks.particle == i].sum() >= 3}
     assert steep_barrel
     assert not steep_barrel & found
+
+
+def test_clusters_without_size_are_not_cut(generic_detector, stiff_tracks) -> None:
+    """A measurement without cells (size 0) gets a zero row: no direction is rejected for it,
+    and it bounds no z window."""
+    from taas.seeding.kernels import _shape_fits, _shape_slope_bound
+
+    key = np.array([generic_detector.modules["module_key"][0]] * 2)
+    table = cluster_shapes(generic_detector, key, np.array([0.0, 3.0]), np.array([2.0, 0.0]))
+    assert not table.any()
+    for d in np.random.default_rng(2).normal(size=(50, 3)):
+        assert _shape_fits(table, 0, *d, (4.0, 1.5))
+    assert _shape_slope_bound(table, 1, 1.5) == np.inf
+    none = np.zeros((len(stiff_tracks.spacepoints), len(SHAPE_COLUMNS)))
+    plain = find_seeds(stiff_tracks.spacepoints, SeedingConfig(cluster_shape_cut=False))
+    assert find_seeds(stiff_tracks.spacepoints, shapes=none).equals(plain)
 
 
 def test_bad_shape_table_raises(stiff_tracks) -> None:
