@@ -186,3 +186,37 @@ def test_seed_skipping_a_layer_picks_up_its_hit(chain, ckf, dataset):
         if tested == 5:
             break
     assert tested == 5
+
+
+def test_line_precheck_never_drops_a_crossing_module(generic_detector):
+    """``_line_misses`` only drops (state, module) pairs whose helix crossing lies outside the
+    module (+ tolerance): checked against the exact intersection for states near random
+    modules, soft and stiff, at any incidence."""
+    from taas.tracking import helix
+    from taas.tracking.ckf import _line_misses
+
+    det = generic_detector
+    rng = np.random.default_rng(8)
+    n = 4000
+    modules = rng.integers(0, len(det), n)
+    rot, center = det.rotation[modules], det.center[modules]
+    half = np.stack([det.modules["max_hu"][modules], det.modules["hv"][modules]], axis=1)
+    local = rng.uniform(-1.6, 1.6, (n, 2)) * half
+    w = rng.uniform(-20.0, 20.0, n)
+    start = center + np.einsum("nij,nj->ni", rot[:, :, :2], local) + w[:, None] * rot[:, :, 2]
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1)[:, None]
+    at = np.zeros((n, 8))
+    at[:, helix.POS], at[:, helix.DIR] = start, direction
+    at[:, helix.QOP] = rng.choice([-1, 1], n) / rng.uniform(0.3, 20.0, n)
+    config = CkfConfig()
+    misses = _line_misses(det, at, modules, config)
+    s, ok = helix.intersect_plane(at, center, rot[:, :, 2], config.bz)
+    end = helix.helix_at(at, np.where(ok, s, 0.0), config.bz)
+    offset = end[:, helix.POS] - center
+    u = np.einsum("ni,ni->n", rot[:, :, 0], offset)
+    v = np.einsum("ni,ni->n", rot[:, :, 1], offset)
+    crosses = ok & det.inside_bounds(modules, u, v, config.bounds_tolerance)
+    assert crosses.sum() > 500
+    assert misses.sum() > 500
+    assert not np.any(misses & crosses)
