@@ -36,6 +36,7 @@ from taas.tracking.estimation import estimate_parameters, loose_covariance
 from taas.tracking.kalman import Surfaces, kalman_fit
 from taas.tracking.material import (
     X0_SILICON,
+    add_rows,
     apply_energy_loss,
     material_model,
     slab_noise,
@@ -234,9 +235,8 @@ def tracks_to_perigee(tracks: Tracks, detector: Detector, bz: float = 2.0,
         _, q_perigee = bound_to_perigee(params, q, at[:, 0:3], rot, bz=bz, mass=mass)
         assert q_perigee is not None
         cov = cov.copy()
-        np.add.at(cov, track, q_perigee)
-        loss = np.zeros(len(tracks))
-        np.add.at(loss, track, de)
+        add_rows(cov.reshape(len(cov), 36), track, q_perigee.reshape(-1, 36))
+        loss = np.bincount(track, weights=de, minlength=len(tracks))
         perigee = perigee.copy()
         perigee[:, QOP] = apply_energy_loss(perigee[:, QOP], loss, mass, sign=-1.0)
     return perigee, cov

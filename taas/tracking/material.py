@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from taas.tracking import helix
@@ -261,9 +262,16 @@ class PassiveMaterial:
         q, de = slab_noise(params, cos_inc, slab, mass)
         prop = propagate(params, center, rot, dst_center[t], dst_rotation[t], bz=bz, mass=mass)
         jac = np.where(np.isfinite(prop.jacobian), prop.jacobian, 0.0)
-        np.add.at(noise, t, jac @ q @ np.swapaxes(jac, 1, 2))
-        np.add.at(loss, t, de)
-        return noise, loss
+        add_rows(noise.reshape(n, 36), t, (jac @ q @ np.swapaxes(jac, 1, 2)).reshape(-1, 36))
+        return noise, np.bincount(t, weights=de, minlength=n)
+
+
+@numba.njit(cache=True)
+def add_rows(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """out[rows[k]] += values[k], in order (``np.add.at``'s sums, without its overhead)."""
+    for k in range(len(rows)):
+        for j in range(values.shape[1]):
+            out[rows[k], j] += values[k, j]
 
 
 def tangent_frame(normal: np.ndarray) -> np.ndarray:
