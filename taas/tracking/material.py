@@ -190,51 +190,28 @@ class PassiveMaterial:
         """Crossings of the segments ``s`` in (0, s_end) (or (s_end, 0) backwards).
 
         Returns ``(track, free_at, normal, slab)``: the segment row of each crossing, the free
-        vector there (n, 8), the surface normal (n, 3) and its slab (n, 4). Cylinders are
-        assumed crossed at most once per segment (true for tracks not turning back in r).
+        vector there (n, 8), the surface normal (n, 3) and its slab (n, 4); disc crossings
+        first, then cylinder crossings, each by segment then surface. Cylinders are assumed
+        crossed at most once per segment (true for tracks not turning back in r). One numba
+        pass over the segments (``_crossing_rows``): the CKF asks for every predicted pair.
         """
-        free = np.asarray(free, float)
-        s_end = np.asarray(s_end, float)
-        lo, hi = np.minimum(s_end, 0.0), np.maximum(s_end, 0.0)
-        tracks, s_all, normals, slabs = [], [], [], []
-        if len(self.disc_z):
-            tz = free[:, 6]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                s = (self.disc_z[None, :] - free[:, 2, None]) / tz[:, None]
-            t, d = np.nonzero(np.isfinite(s) & (s > lo[:, None]) & (s < hi[:, None]))
-            if len(t):
-                at = helix.helix_at(free[t], s[t, d], bz, mass)
-                r = np.hypot(at[:, 0], at[:, 1])
-                inside = (r >= self.disc_rmin[d]) & (r <= self.disc_rmax[d])
-                t, d = t[inside], d[inside]
-                tracks.append(t)
-                s_all.append(s[t, d])
-                normals.append(np.tile([0.0, 0.0, 1.0], (len(t), 1)))
-                slabs.append(self.disc_slab[d])
-        if len(self.cyl_r):
-            start_r = np.hypot(free[:, 0], free[:, 1])
-            end = helix.helix_at(free, s_end, bz, mass)
-            end_r = np.hypot(end[:, 0], end[:, 1])
-            r_lo, r_hi = np.minimum(start_r, end_r), np.maximum(start_r, end_r)
-            t, c = np.nonzero((self.cyl_r[None, :] > r_lo[:, None])
-                              & (self.cyl_r[None, :] < r_hi[:, None]))
-            if len(t):
-                s, ok = _cylinder_path(free[t], self.cyl_r[c], s_end[t], start_r[t], end_r[t],
-                                       bz)
-                at = helix.helix_at(free[t], s, bz, mass)
-                ok &= (at[:, 2] >= self.cyl_zmin[c]) & (at[:, 2] <= self.cyl_zmax[c])
-                t, c, s, at = t[ok], c[ok], s[ok], at[ok]
-                tracks.append(t)
-                s_all.append(s)
-                radial = at[:, 0:3].copy()
-                radial[:, 2] = 0.0
-                normals.append(radial / np.linalg.norm(radial, axis=1)[:, None])
-                slabs.append(self.cyl_slab[c])
-        if not tracks:
-            return np.zeros(0, np.int64), np.zeros((0, 8)), np.zeros((0, 3)), np.zeros((0, 4))
-        t = np.concatenate(tracks)
-        at = helix.helix_at(free[t], np.concatenate(s_all), bz, mass)
-        return t, at, np.concatenate(normals), np.concatenate(slabs)
+        free = np.ascontiguousarray(free, dtype=float)
+        s_end = np.ascontiguousarray(np.broadcast_to(np.asarray(s_end, float), (len(free),)))
+        limit = len(free) * len(self)
+        track = np.empty(limit, np.int64)
+        surface = np.empty(limit, np.int64)
+        at = np.empty((limit, 8))
+        n = _crossing_rows(free, s_end, -helix.K_FIELD * bz, mass, self.disc_z, self.disc_rmin,
+                           self.disc_rmax, self.cyl_r, self.cyl_zmin, self.cyl_zmax, track,
+                           surface, at)
+        track, surface, at = track[:n], surface[:n], at[:n]
+        normal = np.zeros((n, 3))
+        disc = surface < len(self.disc_z)
+        normal[disc, 2] = 1.0
+        radial = at[~disc, 0:2]
+        normal[~disc, 0:2] = radial / np.linalg.norm(radial, axis=1)[:, None]
+        slab = np.concatenate([self.disc_slab, self.cyl_slab])[surface]
+        return track, at, normal, slab
 
     def noise_at(self, free: np.ndarray, s_end: np.ndarray, dst_center: np.ndarray,
                  dst_rotation: np.ndarray, *, bz: float, mass: float = helix.PION_MASS,
@@ -283,9 +260,59 @@ def tangent_frame(normal: np.ndarray) -> np.ndarray:
     return np.stack([u, v, normal], axis=2)
 
 
-def _cylinder_path(free: np.ndarray, radius: np.ndarray, s_end: np.ndarray,
-                   start_r: np.ndarray, end_r: np.ndarray, bz: float,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+#: Newton iterations allowed for a cylinder crossing (3-4 suffice in practice).
+_NEWTON_STEPS = 12
+
+
+@numba.njit(cache=True)
+def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: float,
+                   disc_z: np.ndarray, disc_rmin: np.ndarray, disc_rmax: np.ndarray,
+                   cyl_r: np.ndarray, cyl_zmin: np.ndarray, cyl_zmax: np.ndarray,
+                   track: np.ndarray, surface: np.ndarray, at: np.ndarray) -> int:
+    """Fill (track, surface, free state) of every crossing, discs first; returns the count.
+    Surfaces number the discs, then the cylinders."""
+    n = 0
+    for i in range(len(free)):
+        lo, hi = min(s_end[i], 0.0), max(s_end[i], 0.0)
+        for d in range(len(disc_z)):
+            s = (disc_z[d] - free[i, 2]) / free[i, 6] if free[i, 6] != 0.0 else np.nan
+            if not (np.isfinite(s) and lo < s < hi):
+                continue
+            _state_at(free[i], s, h_per_qop, mass, at[n])
+            r = np.hypot(at[n, 0], at[n, 1])
+            if disc_rmin[d] <= r <= disc_rmax[d]:
+                track[n], surface[n] = i, d
+                n += 1
+    for i in range(len(free)):
+        start_r = np.hypot(free[i, 0], free[i, 1])
+        _state_at(free[i], s_end[i], h_per_qop, mass, at[n])
+        end_r = np.hypot(at[n, 0], at[n, 1])
+        r_lo, r_hi = min(start_r, end_r), max(start_r, end_r)
+        for c in range(len(cyl_r)):
+            if not r_lo < cyl_r[c] < r_hi:
+                continue
+            s, ok = _cylinder_path(free[i], cyl_r[c], s_end[i], start_r, end_r, h_per_qop)
+            _state_at(free[i], s, h_per_qop, mass, at[n])
+            if ok and cyl_zmin[c] <= at[n, 2] <= cyl_zmax[c]:
+                track[n], surface[n] = i, len(disc_z) + c
+                n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _state_at(free: np.ndarray, s: float, h_per_qop: float, mass: float,
+              out: np.ndarray) -> None:
+    """``helix.helix_at`` of one free vector, into ``out``."""
+    qop = free[helix.QOP]
+    out[:] = free
+    out[0], out[1], out[2], out[4], out[5] = helix.point_on_helix(
+        free[0], free[1], free[2], free[4], free[5], free[6], h_per_qop * qop, s)
+    out[helix.TIME] += s * np.sqrt(1.0 + (mass * qop) ** 2) / helix.C_MM_PER_NS
+
+
+@numba.njit(cache=True)
+def _cylinder_path(free: np.ndarray, radius: float, s_end: float, start_r: float,
+                   end_r: float, h_per_qop: float) -> tuple[float, bool]:
     """Path to r = radius within a segment whose ends bracket it.
 
     r is monotonic along a segment from the beam line outwards, so f(s) = r(s)^2 - radius^2
@@ -293,26 +320,23 @@ def _cylinder_path(free: np.ndarray, radius: np.ndarray, s_end: np.ndarray,
     interpolation of r, kept inside the segment, reaches 1e-9 mm in a few steps where
     bisection needed 40 helix evaluations.
     """
-    s_end = np.asarray(s_end, float)
-    lo, hi = np.minimum(s_end, 0.0), np.maximum(s_end, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.nan_to_num(s_end * (radius - start_r) / (end_r - start_r))
+    lo, hi = min(s_end, 0.0), max(s_end, 0.0)
+    s = s_end * (radius - start_r) / (end_r - start_r)
+    if not np.isfinite(s):
+        s = 0.0
+    h = h_per_qop * free[helix.QOP]
     for _ in range(_NEWTON_STEPS):
-        at = helix.helix_at(free, s, bz)
-        f = at[:, 0] ** 2 + at[:, 1] ** 2 - radius**2
-        df = 2.0 * (at[:, 0] * at[:, 4] + at[:, 1] * at[:, 5])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(np.abs(df) > 1e-300, f / df, 0.0)
-        s = np.clip(s - step, lo, hi)
-        if np.all(np.abs(step) < 1e-9):
+        x, y, _z, tx, ty = helix.point_on_helix(free[0], free[1], free[2], free[4], free[5],
+                                                free[6], h, s)
+        f = x * x + y * y - radius * radius
+        df = 2.0 * (x * tx + y * ty)
+        step = f / df if abs(df) > 1e-300 else 0.0
+        s = min(max(s - step, lo), hi)
+        if abs(step) < 1e-9:
             break
-    at = helix.helix_at(free, s, bz)
-    ok = np.abs(np.hypot(at[:, 0], at[:, 1]) - radius) < 1e-6
-    return s, ok
-
-
-#: Newton iterations allowed for a cylinder crossing (3-4 suffice in practice).
-_NEWTON_STEPS = 12
+    x, y, _z, _tx, _ty = helix.point_on_helix(free[0], free[1], free[2], free[4], free[5],
+                                              free[6], h, s)
+    return s, abs(np.hypot(x, y) - radius) < 1e-6
 
 
 def material_model(detector: Detector) -> tuple[np.ndarray | None, PassiveMaterial | None]:

@@ -30,8 +30,9 @@ def test_cylinder_crossing_matches_dense_scan():
     lo, hi = s_grid[first - 1], s_grid[first]
     r_lo, r_hi = r[np.arange(n), first - 1], r[np.arange(n), first]
     scan = lo + (radius - r_lo) / (r_hi - r_lo) * (hi - lo)
-    s, ok = _cylinder_path(free[usable], radius[usable], s_end[usable],
-                           np.hypot(free[usable, 0], free[usable, 1]), ends[usable], bz)
+    rows = np.flatnonzero(usable)
+    s, ok = np.array([_cylinder_path(free[i], radius[i], s_end[i], np.hypot(*free[i, :2]),
+                                     ends[i], -helix.K_FIELD * bz) for i in rows]).T
     assert ok.all()
     at = helix.helix_at(free[usable], s, bz)
     np.testing.assert_allclose(np.hypot(at[:, 0], at[:, 1]), radius[usable], atol=1e-6)
