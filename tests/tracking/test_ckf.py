@@ -210,7 +210,7 @@ def test_line_precheck_never_drops_a_crossing_module(generic_detector):
     at[:, helix.POS], at[:, helix.DIR] = start, direction
     at[:, helix.QOP] = rng.choice([-1, 1], n) / rng.uniform(0.3, 20.0, n)
     config = CkfConfig()
-    misses = _line_misses(det, at, modules, config)
+    misses = _line_misses(det, at, np.arange(n), modules, config)
     s, ok = helix.intersect_plane(at, center, rot[:, :, 2], config.bz)
     end = helix.helix_at(at, np.where(ok, s, 0.0), config.bz)
     offset = end[:, helix.POS] - center
