@@ -37,7 +37,8 @@ import numba
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.parameters import PHI, QOP, THETA, free_to_bound
+from taas.tracking.parameters import PHI, QOP, THETA, TIME
+from taas.tracking.propagation import propagate_rows
 
 if TYPE_CHECKING:
     from taas.detector.detector import Detector
@@ -52,14 +53,28 @@ HIGHLAND_GEV = 0.0136
 def highland_theta0(qop: np.ndarray, x_over_x0: np.ndarray,
                     mass: float = helix.PION_MASS) -> np.ndarray:
     """Projected r.m.s. scattering angle (rad) of a unit-charge particle; 0 where x = 0."""
-    qop = np.abs(np.asarray(qop, float))
-    xx0 = np.asarray(x_over_x0, float)
+    qop, xx0 = np.broadcast_arrays(np.asarray(qop, float), np.asarray(x_over_x0, float))
+    out = np.empty(qop.shape)
+    _theta0_rows(np.ascontiguousarray(qop).reshape(-1), np.ascontiguousarray(xx0).reshape(-1),
+                 mass, out.reshape(-1))
+    return out
+
+
+@numba.njit(cache=True)
+def _theta0_rows(qop: np.ndarray, x_over_x0: np.ndarray, mass: float, out: np.ndarray) -> None:
+    for i in range(len(out)):
+        out[i] = theta0_of(qop[i], x_over_x0[i], mass)
+
+
+@numba.njit(cache=True)
+def theta0_of(qop: float, x_over_x0: float, mass: float) -> float:
+    """``highland_theta0`` of one particle and slab (PDG eq. 34.15, with beta)."""
+    if not x_over_x0 > 0:
+        return 0.0
+    qop = abs(qop)
     beta2 = 1.0 / (1.0 + (mass * qop) ** 2)  # beta^2 = p^2 / (p^2 + m^2)
-    positive = xx0 > 0
-    safe = np.where(positive, xx0, 1.0)
-    log_term = np.maximum(1.0 + 0.038 * np.log(safe / beta2), 0.0)
-    theta0 = HIGHLAND_GEV * qop / np.sqrt(beta2) * np.sqrt(safe) * log_term
-    return np.where(positive, theta0, 0.0)
+    log_term = max(1.0 + 0.038 * np.log(x_over_x0 / beta2), 0.0)
+    return HIGHLAND_GEV * qop / np.sqrt(beta2) * np.sqrt(x_over_x0) * log_term
 
 
 def scattering_variances(params: np.ndarray, cos_incidence: np.ndarray, thickness: np.ndarray,
@@ -105,26 +120,44 @@ def energy_loss(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray,
     ``molar_e_rho`` is the electron density (mol/mm^3) and ``excitation`` the mean excitation
     energy I (GeV), as ACTS stores them. Zero where the path is zero or q/p is not finite.
     """
-    qop = np.abs(np.asarray(qop, float))
-    path = np.asarray(path, float)
-    ne = np.asarray(molar_e_rho, float)
-    excitation = np.asarray(excitation, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 1.0 / qop
-        bg = p / mass
-        gamma = np.sqrt(1.0 + bg**2)
-        beta2 = bg**2 / (1.0 + bg**2)
-        xi = 0.5 * BETHE_K * ne * path / beta2
-        ratio = ELECTRON_MASS / mass
-        wmax = 2 * ELECTRON_MASS * bg**2 / (1.0 + 2 * gamma * ratio + ratio**2)
-        plasma = PLASMA_GEV * np.sqrt(1000.0 * ne)  # ne * 1000: mol/cm^3 = rho Z/A
-        delta_half = np.maximum(np.log(plasma / excitation) + np.log(bg) - 0.5, 0.0)
-        running = np.log(2 * ELECTRON_MASS * bg**2 * wmax / excitation**2)
-        mean = 2 * xi * (0.5 * running - beta2 - delta_half)
-        sigma_e = 4 * xi / (2 * np.sqrt(2 * np.log(2)))
-        sigma_qop = sigma_e * qop**2 / np.sqrt(beta2)
-    good = (path > 0) & np.isfinite(mean) & (mean > 0)
-    return np.where(good, mean, 0.0), np.where(good, sigma_qop, 0.0)
+    arrays = np.broadcast_arrays(*(np.asarray(a, float)
+                                   for a in (qop, path, molar_e_rho, excitation)))
+    mean, sigma = np.empty(arrays[0].shape), np.empty(arrays[0].shape)
+    _energy_loss_rows(*(np.ascontiguousarray(a).reshape(-1) for a in arrays), mass,
+                      mean.reshape(-1), sigma.reshape(-1))
+    return mean, sigma
+
+
+@numba.njit(cache=True)
+def _energy_loss_rows(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray,
+                      excitation: np.ndarray, mass: float, mean: np.ndarray,
+                      sigma: np.ndarray) -> None:
+    for i in range(len(mean)):
+        mean[i], sigma[i] = energy_loss_of(qop[i], path[i], molar_e_rho[i], excitation[i], mass)
+
+
+@numba.njit(cache=True)
+def energy_loss_of(qop: float, path: float, molar_e_rho: float, excitation: float,
+                   mass: float) -> tuple[float, float]:
+    """``energy_loss`` of one particle and path: Bethe mean loss with the density effect
+    (ACTS ``computeEnergyLossMean``) and the Landau width as a Gaussian q/p sigma."""
+    qop = abs(qop)
+    if not (path > 0 and qop > 0 and np.isfinite(qop)):
+        return 0.0, 0.0
+    bg = 1.0 / qop / mass
+    gamma = np.sqrt(1.0 + bg * bg)
+    beta2 = bg * bg / (1.0 + bg * bg)
+    xi = 0.5 * BETHE_K * molar_e_rho * path / beta2
+    ratio = ELECTRON_MASS / mass
+    wmax = 2 * ELECTRON_MASS * bg * bg / (1.0 + 2 * gamma * ratio + ratio * ratio)
+    plasma = PLASMA_GEV * np.sqrt(1000.0 * molar_e_rho)  # ne * 1000: mol/cm^3 = rho Z/A
+    delta_half = max(np.log(plasma / excitation) + np.log(bg) - 0.5, 0.0)
+    running = np.log(2 * ELECTRON_MASS * bg * bg * wmax / (excitation * excitation))
+    mean = 2 * xi * (0.5 * running - beta2 - delta_half)
+    if not (np.isfinite(mean) and mean > 0):
+        return 0.0, 0.0
+    sigma_e = 4 * xi / (2 * np.sqrt(2 * np.log(2)))
+    return mean, sigma_e * qop * qop / np.sqrt(beta2)
 
 
 def apply_energy_loss(qop: np.ndarray, de: np.ndarray, mass: float = helix.PION_MASS,
@@ -222,8 +255,6 @@ class PassiveMaterial:
         frame of the plane tangent to the surface there, and transported to the destination
         plane with the helix Jacobian (``taas.tracking.propagation``).
         """
-        from taas.tracking.propagation import propagate
-
         n = len(free)
         noise, loss = np.zeros((n, 6, 6)), np.zeros(n)
         if not len(self):
@@ -231,16 +262,70 @@ class PassiveMaterial:
         t, at, normal, slab = self.crossings(free, s_end, bz, mass)
         if not len(t):
             return noise, loss
-        rot = tangent_frame(normal)
-        center = at[:, 0:3]
-        params = free_to_bound(at, center, rot)
-        params[:, :2] = 0.0
-        cos_inc = np.einsum("ni,ni->n", normal, at[:, helix.DIR])
-        q, de = slab_noise(params, cos_inc, slab, mass)
-        prop = propagate(params, center, rot, dst_center[t], dst_rotation[t], bz=bz, mass=mass)
-        jac = np.where(np.isfinite(prop.jacobian), prop.jacobian, 0.0)
-        add_rows(noise.reshape(n, 36), t, (jac @ q @ np.swapaxes(jac, 1, 2)).reshape(-1, 36))
-        return noise, np.bincount(t, weights=de, minlength=n)
+        noise_rows(t, at, normal, np.ascontiguousarray(slab, dtype=float),
+                   np.ascontiguousarray(dst_center, dtype=float),
+                   np.ascontiguousarray(dst_rotation, dtype=float), -helix.K_FIELD * bz, mass,
+                   noise.reshape(n, 36), loss)
+        return noise, loss
+
+
+@numba.njit(cache=True)
+def noise_rows(track: np.ndarray, at: np.ndarray, normal: np.ndarray, slab: np.ndarray,
+               dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: float, mass: float,
+               noise: np.ndarray, loss: np.ndarray) -> None:
+    """``PassiveMaterial.noise_at``'s sums, one crossing at a time: the slab's scattering and
+    straggling in the bound frame of the plane tangent to the surface there (``tangent_frame``),
+    transported to the segment's destination plane with the propagation Jacobian. ``noise``
+    is (n, 36); crossings whose propagation fails add no noise (their energy loss still
+    counts)."""
+    params = np.zeros((1, 6))
+    src_center = np.empty((1, 3))
+    src_rot = np.empty((1, 3, 3))
+    jac = np.empty((1, 6, 6))
+    out, path, cos_out = np.empty((1, 6)), np.empty(1), np.empty(1)
+    ok = np.empty(1, np.bool_)
+    for k in range(len(track)):
+        t = track[k]
+        nx, ny, nz = normal[k, 0], normal[k, 1], normal[k, 2]
+        _tangent_frame_into(src_rot[0], nx, ny, nz)
+        src_center[0] = at[k, 0:3]
+        tx, ty, tz = at[k, 4], at[k, 5], at[k, 6]
+        theta = np.arctan2(np.hypot(tx, ty), tz)
+        params[0, PHI], params[0, THETA] = np.arctan2(ty, tx), theta
+        params[0, QOP], params[0, TIME] = at[k, helix.QOP], at[k, helix.TIME]
+        cos_inc = max(abs(nx * tx + ny * ty + nz * tz), 1e-6)
+        in_slab = slab[k, 0] / cos_inc
+        theta0 = theta0_of(at[k, helix.QOP], in_slab / slab[k, 1], mass)
+        de, sigma_qop = energy_loss_of(at[k, helix.QOP], in_slab, slab[k, 2], slab[k, 3], mass)
+        loss[t] += de
+        propagate_rows(params, src_center, src_rot, dst_center[t:t + 1],
+                       dst_rotation[t:t + 1], h_per_qop, mass, jac, out, path, cos_out, ok)
+        if not ok[0]:
+            continue
+        for r in range(6):
+            for c in range(6):
+                if not np.isfinite(jac[0, r, c]):
+                    jac[0, r, c] = 0.0
+        var = ((PHI, theta0 * theta0 / np.sin(theta) ** 2), (THETA, theta0 * theta0),
+               (QOP, sigma_qop * sigma_qop))
+        for r in range(6):
+            for c in range(6):
+                acc = 0.0
+                for j, q in var:
+                    acc += jac[0, r, j] * q * jac[0, c, j]
+                noise[t, r * 6 + c] += acc
+
+
+@numba.njit(cache=True)
+def _tangent_frame_into(rot: np.ndarray, nx: float, ny: float, nz: float) -> None:
+    """One ``tangent_frame`` rotation, written into ``rot`` (3, 3)."""
+    hx, hy, hz = (0.0, 0.0, 1.0) if abs(nz) < 0.9 else (1.0, 0.0, 0.0)
+    ux, uy, uz = hy * nz - hz * ny, hz * nx - hx * nz, hx * ny - hy * nx
+    norm = np.sqrt(ux * ux + uy * uy + uz * uz)
+    ux, uy, uz = ux / norm, uy / norm, uz / norm
+    rot[0, 0], rot[1, 0], rot[2, 0] = ux, uy, uz
+    rot[0, 1], rot[1, 1], rot[2, 1] = ny * uz - nz * uy, nz * ux - nx * uz, nx * uy - ny * ux
+    rot[0, 2], rot[1, 2], rot[2, 2] = nx, ny, nz
 
 
 @numba.njit(cache=True)
@@ -253,11 +338,16 @@ def add_rows(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
 
 def tangent_frame(normal: np.ndarray) -> np.ndarray:
     """Rotations (n, 3, 3) with the given unit normals as third column (any u, v)."""
-    helper = np.where(np.abs(normal[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
-    u = np.cross(helper, normal)
-    u /= np.linalg.norm(u, axis=1)[:, None]
-    v = np.cross(normal, u)
-    return np.stack([u, v, normal], axis=2)
+    normal = np.ascontiguousarray(normal, dtype=float)
+    out = np.empty((len(normal), 3, 3))
+    _tangent_frames(normal, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _tangent_frames(normal: np.ndarray, out: np.ndarray) -> None:
+    for i in range(len(normal)):
+        _tangent_frame_into(out[i], normal[i, 0], normal[i, 1], normal[i, 2])
 
 
 #: Newton iterations allowed for a cylinder crossing (3-4 suffice in practice).

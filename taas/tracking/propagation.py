@@ -44,7 +44,7 @@ def propagate(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarr
               jacobian: bool = True, mass: float = helix.PION_MASS) -> Propagation:
     """Propagate bound parameters from planes A (src) to planes B (dst), one pair per row.
 
-    One numba loop over the rows (``_propagate_rows``): bound -> free, Newton intersection with
+    One numba loop over the rows (``propagate_rows``): bound -> free, Newton intersection with
     the destination plane, bound parameters there and the chained Jacobian, without the
     (n, 8, 8) temporaries of a vectorised form (the CKF calls this for every candidate-module
     pair of every step)."""
@@ -58,12 +58,12 @@ def propagate(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarr
     out = np.empty((n, 6))
     jac = np.empty((n if jacobian else 0, 6, 6))
     path, cos_inc, ok = np.empty(n), np.empty(n), np.empty(n, np.bool_)
-    _propagate_rows(params, *arrays, -helix.K_FIELD * bz, mass, jac, out, path, cos_inc, ok)
+    propagate_rows(params, *arrays, -helix.K_FIELD * bz, mass, jac, out, path, cos_inc, ok)
     return Propagation(out, jac if jacobian else None, path, cos_inc, ok)
 
 
 @numba.njit(cache=True)
-def _propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarray,
+def propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarray,
                     dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: float,
                     mass: float, jac: np.ndarray, out: np.ndarray, path: np.ndarray,
                     cos_inc: np.ndarray, ok_out: np.ndarray) -> None:
