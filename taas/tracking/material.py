@@ -139,8 +139,8 @@ def _energy_loss_rows(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray
 @numba.njit(cache=True)
 def energy_loss_of(qop: float, path: float, molar_e_rho: float, excitation: float,
                    mass: float) -> tuple[float, float]:
-    """``energy_loss`` of one particle and path: Bethe mean loss with the density effect
-    (ACTS ``computeEnergyLossMean``) and the Landau width as a Gaussian q/p sigma."""
+    """``energy_loss`` of one particle and path: Bethe mean loss with the density effect and
+    the Landau width (FWHM 4 xi) as a Gaussian q/p sigma."""
     qop = abs(qop)
     if not (path > 0 and qop > 0 and np.isfinite(qop)):
         return 0.0, 0.0
