@@ -40,6 +40,9 @@ DIR = slice(4, 7)
 QOP = 7
 
 SERIES_LIMIT = 1e-2  # below this |h s| the Taylor forms are exact to double precision
+#: Newton's stopping rule for plane intersections: relative step, and iterations allowed.
+PLANE_TOL = 1e-12
+PLANE_MAX_ITER = 30
 
 
 def turning_rate(qop: np.ndarray, bz: float) -> np.ndarray:
@@ -140,7 +143,8 @@ def _newton_path(free: np.ndarray, bz: float, s0: np.ndarray,
 
 
 def intersect_plane(free: np.ndarray, center: np.ndarray, normal: np.ndarray, bz: float, *,
-                    tol: float = 1e-12, max_iter: int = 30) -> tuple[np.ndarray, np.ndarray]:
+                    tol: float = PLANE_TOL, max_iter: int = PLANE_MAX_ITER,
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Path length from ``free`` to the plane through ``center`` with unit ``normal``.
 
     Newton iteration on ``f(s) = normal . (x(s) - center)`` (f' = normal . T(s)), started from

@@ -85,7 +85,8 @@ def propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np.
         h = h_per_qop * qop
         rd = dst_rotation[i]
         normal = rd[:, 2]
-        s, ok = helix.plane_path(x0, y0, z0, tx, ty, tz, h, dst_center[i], normal, 1e-12, 30)
+        s, ok = helix.plane_path(x0, y0, z0, tx, ty, tz, h, dst_center[i], normal,
+                                 helix.PLANE_TOL, helix.PLANE_MAX_ITER)
         if not ok:
             s = 0.0
         x, y, z, tx1, ty1 = helix.point_on_helix(x0, y0, z0, tx, ty, tz, h, s)
