@@ -57,20 +57,34 @@ def helix_at(free: np.ndarray, s: np.ndarray, bz: float, mass: float = PION_MASS
     where a dozen numpy temporaries per call cost more than the arithmetic."""
     free = np.ascontiguousarray(free, dtype=float)
     s = np.broadcast_to(np.asarray(s, float), (len(free),))
-    out = free.copy()
-    _helix_rows(out, np.ascontiguousarray(s), -K_FIELD * bz, mass)
+    out = np.empty_like(free)
+    _helix_rows(free, np.ascontiguousarray(s), -K_FIELD * bz, mass, out)
     return out
 
 
 @numba.njit(cache=True)
-def _helix_rows(out: np.ndarray, s: np.ndarray, h_per_qop: float, mass: float) -> None:
-    """``helix_at`` in place on ``out`` (a copy of the start parameters)."""
-    for i in range(len(out)):
-        tx, ty, qop = out[i, 4], out[i, 5], out[i, QOP]
-        x, y, z, out[i, 4], out[i, 5] = point_on_helix(
-            out[i, 0], out[i, 1], out[i, 2], tx, ty, out[i, 6], h_per_qop * qop, s[i])
-        out[i, 0], out[i, 1], out[i, 2] = x, y, z
-        out[i, TIME] += s[i] * (np.sqrt(1.0 + (mass * qop) ** 2) / C_MM_PER_NS)
+def _helix_rows(free: np.ndarray, s: np.ndarray, h_per_qop: float, mass: float,
+                out: np.ndarray) -> None:
+    """``helix_at`` row by row into ``out``."""
+    for i in range(len(free)):
+        state_at(free[i], s[i], h_per_qop, mass, out[i])
+
+
+@numba.njit(cache=True)
+def state_at(free: np.ndarray, s: float, h_per_qop: float, mass: float,
+             out: np.ndarray) -> None:
+    """``helix_at`` of one free vector (8,), written into ``out`` (8,)."""
+    qop = free[QOP]
+    out[:] = free
+    out[0], out[1], out[2], out[4], out[5] = point_on_helix(
+        free[0], free[1], free[2], free[4], free[5], free[6], h_per_qop * qop, s)
+    out[TIME] += s * np.sqrt(1.0 + (mass * qop) ** 2) / C_MM_PER_NS
+
+
+@numba.njit(cache=True)
+def sinc_terms(a: float) -> tuple[float, float]:
+    """S = sin(a)/a and C = (1 - cos a)/a, stable through a = 0 (sinc forms)."""
+    return np.sinc(a / np.pi), np.sin(a / 2) * np.sinc(a / 2 / np.pi)
 
 
 @numba.njit(cache=True)
@@ -79,8 +93,7 @@ def point_on_helix(x: float, y: float, z: float, tx: float, ty: float, tz: float
     """Position and transverse direction after path ``s`` from (x, y, z) along unit direction
     (tx, ty, tz) turning at ``h`` rad/mm: the scalar form of ``helix_at`` for numba loops."""
     a = h * s
-    sa = np.sinc(a / np.pi)
-    ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+    sa, ca = sinc_terms(a)
     cos_a, sin_a = np.cos(a), np.sin(a)
     return (x + s * (sa * tx - ca * ty), y + s * (ca * tx + sa * ty), z + s * tz,
             cos_a * tx - sin_a * ty, sin_a * tx + cos_a * ty)
@@ -218,8 +231,7 @@ def transport_matrix(jac: np.ndarray, tangent: np.ndarray, tx: float, ty: float,
     at path ``s``: x = x0 + s M(a) T0 and T = Rz(a) T0 with a = h s, h = h_per_qop q/p."""
     h = h_per_qop * qop
     a = h * s
-    sa = np.sinc(a / np.pi)
-    ca = np.sin(a / 2) * np.sinc(a / 2 / np.pi)
+    sa, ca = sinc_terms(a)
     dsa, dca = sinc_derivatives(a)
     cos_a, sin_a = np.cos(a), np.sin(a)
     dadq = h_per_qop * s  # d a / d(q/p)

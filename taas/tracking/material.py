@@ -368,36 +368,27 @@ def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: 
             s = (disc_z[d] - free[i, 2]) / free[i, 6] if free[i, 6] != 0.0 else np.nan
             if not (np.isfinite(s) and lo < s < hi):
                 continue
-            _state_at(free[i], s, h_per_qop, mass, at[n])
+            helix.state_at(free[i], s, h_per_qop, mass, at[n])
             r = np.hypot(at[n, 0], at[n, 1])
             if disc_rmin[d] <= r <= disc_rmax[d]:
                 track[n], surface[n] = i, d
                 n += 1
     for i in range(len(free)):
         start_r = np.hypot(free[i, 0], free[i, 1])
-        _state_at(free[i], s_end[i], h_per_qop, mass, at[n])
-        end_r = np.hypot(at[n, 0], at[n, 1])
+        x, y, _z, _tx, _ty = helix.point_on_helix(free[i, 0], free[i, 1], free[i, 2], free[i, 4],
+                                                  free[i, 5], free[i, 6],
+                                                  h_per_qop * free[i, helix.QOP], s_end[i])
+        end_r = np.hypot(x, y)
         r_lo, r_hi = min(start_r, end_r), max(start_r, end_r)
         for c in range(len(cyl_r)):
             if not r_lo < cyl_r[c] < r_hi:
                 continue
             s, ok = _cylinder_path(free[i], cyl_r[c], s_end[i], start_r, end_r, h_per_qop)
-            _state_at(free[i], s, h_per_qop, mass, at[n])
+            helix.state_at(free[i], s, h_per_qop, mass, at[n])
             if ok and cyl_zmin[c] <= at[n, 2] <= cyl_zmax[c]:
                 track[n], surface[n] = i, len(disc_z) + c
                 n += 1
     return n
-
-
-@numba.njit(cache=True)
-def _state_at(free: np.ndarray, s: float, h_per_qop: float, mass: float,
-              out: np.ndarray) -> None:
-    """``helix.helix_at`` of one free vector, into ``out``."""
-    qop = free[helix.QOP]
-    out[:] = free
-    out[0], out[1], out[2], out[4], out[5] = helix.point_on_helix(
-        free[0], free[1], free[2], free[4], free[5], free[6], h_per_qop * qop, s)
-    out[helix.TIME] += s * np.sqrt(1.0 + (mass * qop) ** 2) / helix.C_MM_PER_NS
 
 
 @numba.njit(cache=True)
