@@ -13,25 +13,21 @@ lazily backed VMs a first touch costs 2.5 s per GiB and would land in the large 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from scaling_runs import end_record, preset_parser, simulated, start_record
 
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
 from taas.events.dataset import open_dataset
-from taas.events.presets import PRESETS
-from taas.events.simulation import simulate
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
 from taas.seeding import find_seeds
 from taas.seeding.shapes import spacepoint_shapes
 
@@ -51,10 +47,7 @@ def seeding_counters(reco: Path, event_ids: list[int], detector: Detector) -> di
 
 
 def bench(name: str, events: int, work: Path) -> dict:
-    preset = PRESETS[name]
-    sim = work / name
-    simulate(sim, events=events, vertices=preset.vertices,
-             particles_per_vertex=preset.particles_per_vertex, seed=11, progress=False)
+    sim = simulated(name, events, work)
     t0 = time.perf_counter()
     reconstruct(sim, work / f"{name}-reco", CPU, progress=False, warmup=True)
     wall = time.perf_counter() - t0
@@ -74,27 +67,14 @@ def bench(name: str, events: int, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["small", "medium", "large"],
-                        choices=sorted(PRESETS))
-    parser.add_argument("--events", type=int, default=2)
-    parser.add_argument("--prefault-gib", type=float, default=0.0,
-                        help="touch this much fresh memory before timing (lazily backed VMs: "
-                             "taas.pipeline.timings.prefault_memory)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "cpu_chain_scaling.json")
-    args = parser.parse_args()
-    prefault_s = prefault_memory(args.prefault_gib)
-    load_start = os.getloadavg()
+    args = preset_parser(__doc__.splitlines()[0], "cpu_chain_scaling").parse_args()
+    record = start_record(args.prefault_gib)
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         for name in args.presets:
             results.append(bench(name, args.events, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
-    out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-           "prefault_gib": args.prefault_gib, "prefault_s": prefault_s,
-           "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
-           "results": results,
+    out = {**end_record(record), "results": results,
            "loglog_slope_vs_measurements": loglog_slopes(
                [r["mean_sizes"]["measurements"] for r in results],
                [r["stage_s_per_event"] for r in results]) if len(results) > 1 else None}

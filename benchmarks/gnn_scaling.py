@@ -28,18 +28,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from scaling_runs import SEED, add_prefault_argument, end_record, simulated, start_record
 
 from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
-from taas.events.simulation import check_simulated, simulate
 from taas.gnn.checkpoint import SHIPPED, load_checkpoint, load_shipped
 from taas.gnn.data import build_sample
 from taas.gnn.training import evaluate
@@ -47,7 +45,7 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
 
 GNN_STAGES = ("graph_construction", "edge_classification")
 FRONT_END = ("clustering", "spacepoints")
@@ -113,23 +111,6 @@ def numerics_check(reco: Path, event_id: int, configs: dict) -> tuple[str, dict]
     return name, out
 
 
-def simulated(name: str, events: int, work: Path, sim_dir: Path | None) -> Path:
-    """The preset's events: ``sim_dir/name`` when given (checked: at least ``events``, all of
-    which are used), else ``events`` simulated now."""
-    preset = PRESETS[name]
-    if sim_dir is None:
-        return simulate(work / name, events=events, vertices=preset.vertices,
-                        particles_per_vertex=preset.particles_per_vertex, seed=11,
-                        progress=False)
-    try:
-        return check_simulated(sim_dir / name, {"seed": 11, "vertices": preset.vertices,
-                                                "particles_per_vertex":
-                                                    preset.particles_per_vertex},
-                               min_events=events)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
-
 def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
     sim = simulated(name, events, work, args.sim_dir)
     checkpoint_dir = args.checkpoint_dir
@@ -179,16 +160,13 @@ def main() -> None:
                         help="backend of clustering and space points (gpu: OpenCL)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the edge models (CUDA only; GnnStageConfig.compile)")
-    parser.add_argument("--prefault-gib", type=float, default=0.0,
-                        help="touch this much fresh memory before timing (lazily backed VMs: "
-                             "taas.pipeline.timings.prefault_memory)")
+    add_prefault_argument(parser)
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "gnn_scaling.json")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    prefault_s = prefault_memory(args.prefault_gib)
-    load_start = os.getloadavg()
+    record = start_record(args.prefault_gib)
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         events = args.events * len(args.presets) if len(args.events) == 1 else args.events
@@ -197,13 +175,11 @@ def main() -> None:
         for name, n in zip(args.presets, events, strict=True):
             results.append(bench(name, n, Path(tmp), args))
             print(json.dumps(results[-1]), flush=True)
-    out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-           "torch": str(torch.__version__), "torch_threads": torch.get_num_threads(),
+    out = {**end_record(record), "torch": str(torch.__version__),
+           "torch_threads": torch.get_num_threads(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
            "checkpoints": "shipped" if args.checkpoint_dir is None else str(args.checkpoint_dir),
-           "events_from": "simulated (seed 11)" if args.sim_dir is None else str(args.sim_dir),
-           "prefault_gib": args.prefault_gib, "prefault_s": prefault_s,
-           "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
+           "events_from": f"simulated (seed {SEED})" if args.sim_dir is None else str(args.sim_dir),
            "results": results,
            "loglog_slope_vs_spacepoints": loglog_slopes(
                [r["mean_sizes"]["spacepoints"] for r in results],

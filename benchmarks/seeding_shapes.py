@@ -13,25 +13,21 @@ purity (the three space points from one particle) and the fiducial particles (tw
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from scaling_runs import end_record, preset_parser, simulated, start_record
 
 from taas.edm import Measurements, Spacepoints
 from taas.events.dataset import open_dataset
-from taas.events.presets import PRESETS
-from taas.events.simulation import simulate
 from taas.gnn.data import build_sample, front_end
 from taas.metrics.config import MatchingConfig
 from taas.metrics.rates import fiducial_mask
 from taas.metrics.truth_link import particle_measurement_counts
-from taas.pipeline.timings import loglog_slopes, prefault_memory
+from taas.pipeline.timings import loglog_slopes
 from taas.seeding import SeedingConfig, find_seeds, warmup
 from taas.seeding.shapes import spacepoint_shapes
 
@@ -72,11 +68,7 @@ def bench_event(event, repeat: int) -> dict:
 
 
 def bench(name: str, events: int, repeat: int, work: Path) -> dict:
-    preset = PRESETS[name]
-    sim = work / name
-    simulate(sim, events=events, vertices=preset.vertices,
-             particles_per_vertex=preset.particles_per_vertex, seed=11, progress=False)
-    dataset = open_dataset(sim)
+    dataset = open_dataset(simulated(name, events, work))
     per_event = [bench_event(dataset.read(e), repeat) for e in dataset.event_ids]
 
     def mean(variant: str | None, key: str) -> float:
@@ -89,19 +81,11 @@ def bench(name: str, events: int, repeat: int, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["small", "medium", "large"],
-                        choices=sorted(PRESETS))
-    parser.add_argument("--events", type=int, default=2)
+    parser = preset_parser(__doc__.splitlines()[0], "seeding_shapes")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--prefault-gib", type=float, default=0.0,
-                        help="touch this much fresh memory before timing (lazily backed VMs)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "seeding_shapes.json")
     args = parser.parse_args()
-    prefault_s = prefault_memory(args.prefault_gib)
+    record = start_record(args.prefault_gib)
     warmup()  # the kernels' compilation stays out of the first timed event
-    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         for name in args.presets:
@@ -109,10 +93,7 @@ def main() -> None:
             r = results[-1]
             print(name, json.dumps({v: {k: round(x, 4) for k, x in r["mean"][v].items()}
                                     for v in VARIANTS}), flush=True)
-    out = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-           "prefault_gib": args.prefault_gib, "prefault_s": prefault_s,
-           "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
-           "repeat": args.repeat, "results": results,
+    out = {**end_record(record), "repeat": args.repeat, "results": results,
            "loglog_slope_vs_spacepoints": loglog_slopes(
                [r["spacepoints"] for r in results],
                [{v: r["mean"][v]["seconds"] for v in VARIANTS} for r in results])

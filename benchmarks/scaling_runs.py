@@ -1,0 +1,73 @@
+"""What the preset-scaling benchmarks share: their events and the record of the machine's state.
+
+``cpu_chain_scaling.py``, ``gnn_scaling.py`` and ``seeding_shapes.py`` time the same seed-11
+events of each preset, so their figures can be set side by side, and each records how loaded
+this shared machine was and how much memory it pre-touched (``--prefault-gib``), because both
+move the timings. Imported by those scripts as a sibling module (benchmarks are scripts, run as
+``python benchmarks/NAME.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from taas.events.presets import PRESETS
+from taas.events.simulation import check_simulated, simulate
+from taas.pipeline.timings import prefault_memory
+
+#: Simulation seed of every scaling benchmark's events.
+SEED = 11
+
+
+def simulated(name: str, events: int, work: Path, sim_dir: Path | None = None) -> Path:
+    """The preset's events: ``sim_dir/name`` when given (checked: seed 11, at least ``events``,
+    all of which are used), else ``events`` simulated now into ``work/name``."""
+    preset = PRESETS[name]
+    if sim_dir is None:
+        return simulate(work / name, events=events, vertices=preset.vertices,
+                        particles_per_vertex=preset.particles_per_vertex, seed=SEED,
+                        progress=False)
+    try:
+        return check_simulated(sim_dir / name, {"seed": SEED, "vertices": preset.vertices,
+                                                "particles_per_vertex":
+                                                    preset.particles_per_vertex},
+                               min_events=events)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def preset_parser(description: str, result_name: str) -> argparse.ArgumentParser:
+    """Options of a benchmark that times every preset on the same number of events:
+    ``--presets``, ``--events``, ``--prefault-gib`` and ``--out`` (default
+    ``benchmarks/results/<result_name>.json``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--presets", nargs="+", default=["small", "medium", "large"],
+                        choices=sorted(PRESETS))
+    parser.add_argument("--events", type=int, default=2)
+    add_prefault_argument(parser)
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / f"{result_name}.json")
+    return parser
+
+
+def add_prefault_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prefault-gib", type=float, default=0.0,
+                        help="touch this much fresh memory before timing (lazily backed VMs: "
+                             "taas.pipeline.timings.prefault_memory)")
+
+
+def start_record(prefault_gib: float) -> dict[str, Any]:
+    """Pre-touch ``prefault_gib`` GiB, then note the machine and its load before timing."""
+    prefault_s = prefault_memory(prefault_gib)
+    return {"machine": platform.platform(), "cpu_count": os.cpu_count(),
+            "prefault_gib": prefault_gib, "prefault_s": prefault_s,
+            "load_average_start": list(os.getloadavg())}
+
+
+def end_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the load average after timing."""
+    return {**record, "load_average_end": list(os.getloadavg())}
