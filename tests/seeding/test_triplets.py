@@ -123,8 +123,10 @@ def test_seed_quality_ranks_by_impact_and_slope():
     assert np.all(q <= 0.0)
     assert np.all(q >= -(SeedingConfig().impact_max + 1.0))
     assert q.max() > -0.5
+    # a confirming top lies on another layer than the seed's top: ACTS' deltaR range
+    # (270 mm) reaches two layers beyond the middle, the default 80 mm only the next one
     acts = SeedingConfig(compat_seed_weight=200.0, slope_weight_factor=0.0,
-                         min_compatible_tops=1)
+                         min_compatible_tops=1, delta_r_top_max=270.0)
     confirmed = find_seeds(event.spacepoints, acts)
     assert len(confirmed) > 0
     assert np.all(confirmed["quality"] >= 200.0 - acts.impact_max)
