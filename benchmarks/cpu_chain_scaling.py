@@ -1,9 +1,13 @@
 """Time per stage of the CPU pipeline versus event size (small -> medium -> large).
 
 Run: ``.venv/bin/python benchmarks/cpu_chain_scaling.py [--presets small medium large] [--events 2]
-[--prefault-gib G]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per preset the mean
-event sizes and each stage's median time per event (first event run once untimed first), and per
-stage the log-log slope of time against measurements (1 = linear) fitted over the presets. Physics
+[--passes N] [--prefault-gib G]``. Writes ``benchmarks/results/cpu_chain_scaling.json``: per
+preset the mean event sizes and each stage's median time per event over events and passes (first
+event run once untimed first), and per stage the log-log slope of time against measurements
+(1 = linear) fitted over the presets. ``--passes N`` reconstructs every preset N times, the
+presets taking turns (small, medium, large, small, ...), so that a slow spell of this shared
+machine lands in every preset rather than in one; the slope of each pass on its own is recorded
+too (``loglog_slope_per_pass``), its spread being the measurement's noise. Physics
 rates are recorded beside the times so a speed-up that costs efficiency shows, and the seeding's
 work counters (``taas.seeding.find_seeds(stats=...)``, mean per event, recomputed on the saved
 space points) beside its time, so that its growth with density shows as counts too.
@@ -46,38 +50,62 @@ def seeding_counters(reco: Path, event_ids: list[int], detector: Detector) -> di
     return {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
 
 
-def bench(name: str, events: int, work: Path) -> dict:
-    sim = simulated(name, events, work)
-    t0 = time.perf_counter()
-    reconstruct(sim, work / f"{name}-reco", CPU, progress=False, warmup=True)
-    wall = time.perf_counter() - t0
-    run = json.loads((work / f"{name}-reco" / "run.json").read_text())
+def summary(name: str, sim: Path, reco: Path, work: Path, rows: list[dict],
+            per_pass: list[dict[str, float]], wall: float) -> dict:
+    """One preset's record: sizes, stage times (median over events and passes, and per pass),
+    seeding work counters and the physics rates of the first pass's tracks."""
+    run = json.loads((reco / "run.json").read_text())
     sizes = list(run["sizes"].values())
-    summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
+    metrics = evaluate_run(sim, reco, work / f"{name}-metrics")
     return {
-        "preset": name, "events": events,
+        "preset": name, "events": len(sizes), "passes": len(per_pass),
         "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
-        "stage_s_per_event": median_stage_seconds(read_timings(work / f"{name}-reco")),
+        "stage_s_per_event": median_stage_seconds(rows),
+        "stage_s_per_event_by_pass": per_pass,
         "wall_s_incl_warmup": wall,
-        "seeding_counters": seeding_counters(work / f"{name}-reco",
-                                             [int(e) for e in run["sizes"]],
+        "seeding_counters": seeding_counters(reco, [int(e) for e in run["sizes"]],
                                              open_dataset(sim).detector),
-        "metrics": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
+        "metrics": {k: metrics[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
     }
 
 
+def bench(names: list[str], events: int, passes: int, work: Path) -> list[dict]:
+    """Every preset ``passes`` times, the presets taking turns within each pass."""
+    sims = {name: simulated(name, events, work) for name in names}
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    per_pass: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    wall = dict.fromkeys(names, 0.0)
+    for i in range(passes):
+        for name in names:
+            t0 = time.perf_counter()
+            reco = reconstruct(sims[name], work / f"{name}-reco{i or ''}", CPU, progress=False,
+                               warmup=True)
+            wall[name] += time.perf_counter() - t0
+            timings = read_timings(reco)
+            rows[name] += timings
+            per_pass[name].append(median_stage_seconds(timings))
+            print(name, f"pass {i + 1}/{passes}", json.dumps(per_pass[name][-1]), flush=True)
+    return [summary(name, sims[name], work / f"{name}-reco", work, rows[name], per_pass[name],
+                    wall[name]) for name in names]
+
+
 def main() -> None:
-    args = preset_parser(__doc__.splitlines()[0], "cpu_chain_scaling").parse_args()
+    parser = preset_parser(__doc__.splitlines()[0], "cpu_chain_scaling")
+    parser.add_argument("--passes", type=int, default=1)
+    args = parser.parse_args()
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
     record = start_record(args.prefault_gib)
     with tempfile.TemporaryDirectory() as tmp:
-        results = []
-        for name in args.presets:
-            results.append(bench(name, args.events, Path(tmp)))
-            print(json.dumps(results[-1]), flush=True)
+        results = bench(args.presets, args.events, args.passes, Path(tmp))
+    sizes = [r["mean_sizes"]["measurements"] for r in results]
+    several = len(results) > 1
     out = {**end_record(record), "results": results,
            "loglog_slope_vs_measurements": loglog_slopes(
-               [r["mean_sizes"]["measurements"] for r in results],
-               [r["stage_s_per_event"] for r in results]) if len(results) > 1 else None}
+               sizes, [r["stage_s_per_event"] for r in results]) if several else None,
+           "loglog_slope_per_pass": [
+               loglog_slopes(sizes, [r["stage_s_per_event_by_pass"][i] for r in results])
+               for i in range(args.passes)] if several else None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(json.dumps(out["loglog_slope_vs_measurements"], indent=2))
