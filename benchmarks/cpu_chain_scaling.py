@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from scaling_runs import end_record, preset_parser, simulated, start_record
+from scaling_runs import (
+    end_record,
+    interleaved_passes,
+    preset_parser,
+    simulated,
+    slopes,
+    start_record,
+)
 
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
@@ -31,7 +37,7 @@ from taas.events.dataset import open_dataset
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
+from taas.pipeline.timings import median_stage_seconds
 from taas.seeding import find_seeds
 from taas.seeding.shapes import spacepoint_shapes
 
@@ -72,19 +78,9 @@ def summary(name: str, sim: Path, reco: Path, work: Path, rows: list[dict],
 def bench(names: list[str], events: int, passes: int, work: Path) -> list[dict]:
     """Every preset ``passes`` times, the presets taking turns within each pass."""
     sims = {name: simulated(name, events, work) for name in names}
-    rows: dict[str, list[dict]] = {name: [] for name in names}
-    per_pass: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    wall = dict.fromkeys(names, 0.0)
-    for i in range(passes):
-        for name in names:
-            t0 = time.perf_counter()
-            reco = reconstruct(sims[name], work / f"{name}-reco{i or ''}", CPU, progress=False,
-                               warmup=True)
-            wall[name] += time.perf_counter() - t0
-            timings = read_timings(reco)
-            rows[name] += timings
-            per_pass[name].append(median_stage_seconds(timings))
-            print(name, f"pass {i + 1}/{passes}", json.dumps(per_pass[name][-1]), flush=True)
+    rows, per_pass, wall = interleaved_passes(
+        names, passes, lambda name, i: reconstruct(sims[name], work / f"{name}-reco{i or ''}",
+                                                   CPU, progress=False, warmup=i == 0))
     return [summary(name, sims[name], work / f"{name}-reco", work, rows[name], per_pass[name],
                     wall[name]) for name in names]
 
@@ -98,14 +94,10 @@ def main() -> None:
     record = start_record(args.prefault_gib)
     with tempfile.TemporaryDirectory() as tmp:
         results = bench(args.presets, args.events, args.passes, Path(tmp))
-    sizes = [r["mean_sizes"]["measurements"] for r in results]
-    several = len(results) > 1
+    fitted = slopes([r["mean_sizes"]["measurements"] for r in results], results)
     out = {**end_record(record), "results": results,
-           "loglog_slope_vs_measurements": loglog_slopes(
-               sizes, [r["stage_s_per_event"] for r in results]) if several else None,
-           "loglog_slope_per_pass": [
-               loglog_slopes(sizes, [r["stage_s_per_event_by_pass"][i] for r in results])
-               for i in range(args.passes)] if several else None}
+           "loglog_slope_vs_measurements": fitted["median"],
+           "loglog_slope_per_pass": fitted["per_pass"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(json.dumps(out["loglog_slope_vs_measurements"], indent=2))

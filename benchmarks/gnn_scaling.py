@@ -12,8 +12,9 @@ matching, pT > 1 GeV); per stage the log-log slope of time against space points 
 presets (1 = linear). Events are simulated with seed 11, unseen by the shipped models' training.
 
 ``--sim-dir DIR`` reads ``DIR/<preset>`` simulated elsewhere (``simulate`` with seed 11) instead:
-the GPU machine has no ACTS for its Python. ``--passes N`` reconstructs every event N times and
-takes the median over events and passes (one large event on a GPU is too few timings).
+the GPU machine has no ACTS for its Python. ``--passes N`` reconstructs every event N times, the
+presets taking turns (``scaling_runs.interleaved_passes``), and takes the median over events and
+passes (one large event on a GPU is too few timings); each pass's own slopes are recorded too.
 ``--front-end gpu`` runs clustering and space points with the OpenCL kernels too;
 ``--compile`` turns on the GNN stages' opt-in ``torch.compile`` (CUDA). The numerics
 check compares each GNN stage with the fp32 CPU stage on one event: on CUDA against the GPU
@@ -29,12 +30,19 @@ import argparse
 import contextlib
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scaling_runs import SEED, add_prefault_argument, end_record, simulated, start_record
+from scaling_runs import (
+    SEED,
+    add_prefault_argument,
+    end_record,
+    interleaved_passes,
+    simulated,
+    slopes,
+    start_record,
+)
 
 from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
@@ -45,7 +53,7 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN
-from taas.pipeline.timings import loglog_slopes, median_stage_seconds, read_timings
+from taas.pipeline.timings import median_stage_seconds
 
 GNN_STAGES = ("graph_construction", "edge_classification")
 FRONT_END = ("clustering", "spacepoints")
@@ -111,35 +119,51 @@ def numerics_check(reco: Path, event_id: int, configs: dict) -> tuple[str, dict]
     return name, out
 
 
-def bench(name: str, events: int, work: Path, args: argparse.Namespace) -> dict:
-    sim = simulated(name, events, work, args.sim_dir)
+def stage_configs(args: argparse.Namespace) -> dict[str, dict]:
+    """The GNN stages' configs: the checkpoints to load and ``compile``."""
     checkpoint_dir = args.checkpoint_dir
-    configs = {s: {**({} if checkpoint_dir is None else {"checkpoint_dir": str(checkpoint_dir)}),
-                   **({"compile": True} if args.compile else {})} for s in GNN_STAGES}
-    spec = ACORN.with_routing(dict.fromkeys(FRONT_END, args.front_end))
-    t0 = time.perf_counter()
-    rows = []
-    for i in range(args.passes):
-        reco = reconstruct(sim, work / f"{name}-reco{i or ''}", spec, progress=False,
-                           warmup=i == 0, factory=lambda s, det: Pipeline(s, det, configs))
-        rows += read_timings(reco)
-    wall = time.perf_counter() - t0
+    return {s: {**({} if checkpoint_dir is None else {"checkpoint_dir": str(checkpoint_dir)}),
+                **({"compile": True} if args.compile else {})} for s in GNN_STAGES}
+
+
+def summary(name: str, sim: Path, work: Path, rows: list[dict],
+            per_pass: list[dict[str, float]], wall: float, args: argparse.Namespace) -> dict:
+    """One preset's record: sizes, stage times (median over events and passes, and per pass),
+    devices, edge and track metrics of the first pass, and the numerics check."""
+    reco = work / f"{name}-reco"
     event_ids = open_dataset(sim).event_ids
-    run = json.loads((work / f"{name}-reco" / "run.json").read_text())
+    run = json.loads((reco / "run.json").read_text())
     sizes = list(run["sizes"].values())
-    n_edges = [len(load_reco(work / f"{name}-reco", i)["edges.src"]) for i in event_ids]
-    summary = evaluate_run(sim, work / f"{name}-reco", work / f"{name}-metrics")
+    n_edges = [len(load_reco(reco, i)["edges.src"]) for i in event_ids]
+    metrics = evaluate_run(sim, reco, work / f"{name}-metrics")
     return {
-        "preset": name, "events": len(event_ids), "passes": args.passes,
+        "preset": name, "events": len(event_ids), "passes": len(per_pass),
         "mean_sizes": {**{k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
                        "graph_edges_after_filter": float(np.mean(n_edges))},
         "stage_s_per_event": median_stage_seconds(rows),
+        "stage_s_per_event_by_pass": per_pass,
         "stage_device": {r["stage"]: r["device"] for r in rows},
         "wall_s_incl_warmup": wall,
-        "edges": edge_metrics(sim, work / f"{name}-reco", checkpoint_dir),
-        "tracks": {k: summary[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
-        "numerics": dict([numerics_check(work / f"{name}-reco", event_ids[0], configs)]),
+        "edges": edge_metrics(sim, reco, args.checkpoint_dir),
+        "tracks": {k: metrics[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
+        "numerics": dict([numerics_check(reco, event_ids[0], stage_configs(args))]),
     }
+
+
+def bench(names: list[str], events: list[int], work: Path, args: argparse.Namespace
+          ) -> list[dict]:
+    """Every preset ``args.passes`` times, the presets taking turns within each pass."""
+    sims = {name: simulated(name, n, work, args.sim_dir)
+            for name, n in zip(names, events, strict=True)}
+    configs = stage_configs(args)
+    spec = ACORN.with_routing(dict.fromkeys(FRONT_END, args.front_end))
+    rows, per_pass, wall = interleaved_passes(
+        names, args.passes,
+        lambda name, i: reconstruct(sims[name], work / f"{name}-reco{i or ''}", spec,
+                                    progress=False, warmup=i == 0,
+                                    factory=lambda s, det: Pipeline(s, det, configs)))
+    return [summary(name, sims[name], work, rows[name], per_pass[name], wall[name], args)
+            for name in names]
 
 
 def main() -> None:
@@ -153,7 +177,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="models to use instead of the shipped ones")
     parser.add_argument("--passes", type=int, default=1,
-                        help="reconstruct every event this many times (median over all)")
+                        help="reconstruct every preset this many times, the presets taking "
+                             "turns (median over all)")
     parser.add_argument("--sim-dir", type=Path, default=None,
                         help="read DIR/<preset> (seed 11) instead of simulating")
     parser.add_argument("--front-end", choices=("cpu", "gpu"), default="cpu",
@@ -167,23 +192,22 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     record = start_record(args.prefault_gib)
+    events = args.events * len(args.presets) if len(args.events) == 1 else args.events
+    if len(events) != len(args.presets):
+        parser.error("--events: give one number, or one per preset")
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
-        results = []
-        events = args.events * len(args.presets) if len(args.events) == 1 else args.events
-        if len(events) != len(args.presets):
-            parser.error("--events: give one number, or one per preset")
-        for name, n in zip(args.presets, events, strict=True):
-            results.append(bench(name, n, Path(tmp), args))
-            print(json.dumps(results[-1]), flush=True)
+        results = bench(args.presets, events, Path(tmp), args)
+    fitted = slopes([r["mean_sizes"]["spacepoints"] for r in results], results)
     out = {**end_record(record), "torch": str(torch.__version__),
            "torch_threads": torch.get_num_threads(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
            "checkpoints": "shipped" if args.checkpoint_dir is None else str(args.checkpoint_dir),
            "events_from": f"simulated (seed {SEED})" if args.sim_dir is None else str(args.sim_dir),
            "results": results,
-           "loglog_slope_vs_spacepoints": loglog_slopes(
-               [r["mean_sizes"]["spacepoints"] for r in results],
-               [r["stage_s_per_event"] for r in results]) if len(results) > 1 else None}
+           "loglog_slope_vs_spacepoints": fitted["median"],
+           "loglog_slope_per_pass": fitted["per_pass"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     print(json.dumps(out["loglog_slope_vs_spacepoints"], indent=2))

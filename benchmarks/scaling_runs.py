@@ -10,14 +10,17 @@ move the timings. Imported by those scripts as a sibling module (benchmarks are 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from taas.events.presets import PRESETS
 from taas.events.simulation import check_simulated, simulate
-from taas.pipeline.timings import prefault_memory
+from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
 
 #: Simulation seed of every scaling benchmark's events.
 SEED = 11
@@ -71,3 +74,41 @@ def start_record(prefault_gib: float) -> dict[str, Any]:
 def end_record(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with the load average after timing."""
     return {**record, "load_average_end": list(os.getloadavg())}
+
+
+#: Per preset: every timing row, each pass's median stage seconds, wall seconds of all passes.
+PassTimings = tuple[dict[str, list[dict]], dict[str, list[dict[str, float]]], dict[str, float]]
+
+
+def interleaved_passes(names: Sequence[str], passes: int,
+                       reconstruct_pass: Callable[[str, int], Path]) -> PassTimings:
+    """Reconstruct every preset ``passes`` times, the presets taking turns within each pass
+    (small, medium, large, small, ...), so that a slow spell of this shared machine lands in
+    every preset instead of in one. ``reconstruct_pass(name, i)`` runs pass ``i`` of preset
+    ``name`` and returns its output directory. Returns per preset: every timing row, each
+    pass's median stage seconds, and the wall seconds of all its passes."""
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    per_pass: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    wall = dict.fromkeys(names, 0.0)
+    for i in range(passes):
+        for name in names:
+            t0 = time.perf_counter()
+            timings = read_timings(reconstruct_pass(name, i))
+            wall[name] += time.perf_counter() - t0
+            rows[name] += timings
+            per_pass[name].append(median_stage_seconds(timings))
+            print(name, f"pass {i + 1}/{passes}", json.dumps(per_pass[name][-1]), flush=True)
+    return rows, per_pass, wall
+
+
+def slopes(sizes: Sequence[float], results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Log-log slopes of the presets' stage times against ``sizes``: of the medians over events
+    and passes (``stage_s_per_event``) and of each pass on its own
+    (``stage_s_per_event_by_pass``: the spread is the measurement's noise); None for a single
+    preset."""
+    if len(results) < 2:
+        return {"median": None, "per_pass": None}
+    n_passes = len(results[0]["stage_s_per_event_by_pass"])
+    return {"median": loglog_slopes(sizes, [r["stage_s_per_event"] for r in results]),
+            "per_pass": [loglog_slopes(sizes, [r["stage_s_per_event_by_pass"][i] for r in results])
+                         for i in range(n_passes)]}
