@@ -245,13 +245,19 @@ def _scan_bins(m: int, top: bool, x: np.ndarray, y: np.ndarray, z: np.ndarray,
 def _shape_fits(shape: np.ndarray, i: int, dx: float, dy: float, dz: float,
                 tol: tuple[float, float]) -> bool:
     """Whether cluster i's extents in cells along u and v fit a straight track along
-    (dx, dy, dz), allowing ``tol`` = (excess, deficit) cells (see ``taas.seeding.shapes``)."""
+    (dx, dy, dz), allowing ``tol`` = (excess, deficit) cells (see ``taas.seeding.shapes``);
+    along an axis where the cluster reaches the module's edge (``open_u``/``open_v``) it may be
+    any amount shorter."""
     along_w = abs(dx * shape[i, 0] + dy * shape[i, 1] + dz * shape[i, 2])
     cells_u = abs(dx * shape[i, 3] + dy * shape[i, 4] + dz * shape[i, 5])
-    if cells_u < (shape[i, 9] - tol[0]) * along_w or cells_u > (shape[i, 9] + tol[1]) * along_w:
+    if cells_u < (shape[i, 9] - tol[0]) * along_w:
+        return False
+    if cells_u > (shape[i, 9] + tol[1]) * along_w and shape[i, 11] == 0.0:
         return False
     cells_v = abs(dx * shape[i, 6] + dy * shape[i, 7] + dz * shape[i, 8])
-    return (shape[i, 10] - tol[0]) * along_w <= cells_v <= (shape[i, 10] + tol[1]) * along_w
+    if cells_v < (shape[i, 10] - tol[0]) * along_w:
+        return False
+    return cells_v <= (shape[i, 10] + tol[1]) * along_w or shape[i, 12] != 0.0
 
 
 @njit(cache=True)
@@ -262,11 +268,14 @@ def _shape_slope_bound(shape: np.ndarray, i: int, deficit: float) -> float:
     since |d.a| >= |dz| |a_z| - d_T |a_T| and |d.w| <= d_T |w_T| + |dz| |w_z|, it implies
     |dz| (|a_z| - s |w_z|) <= d_T (|a_T| + s |w_T|) with s = size + deficit: a bound when the
     bracket on the left is positive (an axis along z on a barrel module), for any module
-    orientation."""
+    orientation. An axis along which the cluster reaches the module's edge has no deficit
+    side and bounds nothing."""
     w_t = np.hypot(shape[i, 0], shape[i, 1])
     w_z = abs(shape[i, 2])
     bound = np.inf
-    for axis, size_col in ((3, 9), (6, 10)):
+    for axis, size_col, open_col in ((3, 9, 11), (6, 10, 12)):
+        if shape[i, open_col] != 0.0:
+            continue
         a_t = np.hypot(shape[i, axis], shape[i, axis + 1])
         a_z = abs(shape[i, axis + 2])
         s = shape[i, size_col] + deficit

@@ -32,7 +32,7 @@ def test_predicted_cells_on_generic_modules(generic_detector, volume) -> None:
     barrel = np.abs(w[:, 2]) < 0.1
     row = int(np.flatnonzero(pixel & (barrel if volume == "barrel" else ~barrel))[0])
     key = np.array([m["module_key"][row]] * 3)
-    shapes = cluster_shapes(det, key, np.ones(3), np.ones(3))
+    shapes = cluster_shapes(det, key, np.ones(3), np.ones(3), np.zeros(3), np.zeros(3))
     u, v = rot[row, :, 0], rot[row, :, 1]
     t = float(m["thickness"][row])
     cells_u, cells_v = predicted_cells(shapes, np.stack([w[row], w[row] + 2.0 * v,
@@ -43,11 +43,58 @@ def test_predicted_cells_on_generic_modules(generic_detector, volume) -> None:
 
 def test_cluster_shapes_bad_input(generic_detector) -> None:
     key = np.array([generic_detector.modules["module_key"][0]])
+    one, none = np.ones(1), np.zeros(0)
     with pytest.raises(InputError, match="is not a module of detector"):
-        cluster_shapes(generic_detector, np.array([12345678901]), np.ones(1), np.ones(1))
+        cluster_shapes(generic_detector, np.array([12345678901]), one, one, one, one)
     with pytest.raises(InputError, match="size_u"):
-        cluster_shapes(generic_detector, key, np.ones(2), np.ones(1))
-    assert cluster_shapes(generic_detector, key[:0], np.ones(0), np.ones(0)).shape == (0, 11)
+        cluster_shapes(generic_detector, key, np.ones(2), one, one, one)
+    with pytest.raises(InputError, match="local_v"):
+        cluster_shapes(generic_detector, key, one, one, one, np.ones(2))
+    assert cluster_shapes(generic_detector, key[:0], none, none, none, none).shape == (
+        0, len(SHAPE_COLUMNS))
+
+
+def test_clusters_reaching_a_module_edge_are_flagged(generic_detector) -> None:
+    """open_u / open_v mark clusters whose cells reach the module's edge along u / v (the
+    trapezoid's width at the cluster's v for u), from centroid and size."""
+    m = generic_detector.modules
+    rot = generic_detector.rotation
+    pixel = np.asarray(m["pitch_v"]) < 0.1
+    row = int(np.flatnonzero(pixel & (np.abs(rot[:, 2, 2]) < 0.1))[0])  # a barrel pixel
+    hv, hu, pv, pu = (float(m[c][row]) for c in ("hv", "max_hu", "pitch_v", "pitch_u"))
+    key = np.array([m["module_key"][row]] * 4)
+    size_u = np.array([1.0, 1.0, 7.0, 1.0])
+    size_v = np.array([7.0, 7.0, 1.0, 7.0])
+    # centre; last cell of a 7-cell cluster on the +v edge; 7-cell cluster on the -u edge;
+    # 7-cell cluster ending 10 cells before the -v edge
+    local_u = np.array([0.0, 0.0, -(hu - 3.5 * pu), 0.0])
+    local_v = np.array([0.0, hv - 3.5 * pv, 0.0, -(hv - 13.5 * pv)])
+    table = cluster_shapes(generic_detector, key, size_u, size_v, local_u, local_v)
+    open_u = table[:, SHAPE_COLUMNS.index("open_u")]
+    open_v = table[:, SHAPE_COLUMNS.index("open_v")]
+    np.testing.assert_array_equal(open_u, [0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(open_v, [0.0, 1.0, 0.0, 0.0])
+
+
+def test_edge_clusters_may_be_shorter_but_not_longer() -> None:
+    """Along an axis where the cluster reaches the module's edge, the deficit side is open (a
+    steep track may leave through the side) and bounds no z window; the excess side holds."""
+    from taas.seeding.kernels import _shape_fits, _shape_slope_bound
+
+    table = np.zeros((1, len(SHAPE_COLUMNS)))
+    table[0, 0:3] = [1.0, 0.0, 0.0]  # barrel-like: w radial, u along y, v along z
+    table[0, 3:6] = [0.0, THICKNESS_OVER_PITCH, 0.0]
+    table[0, 6:9] = [0.0, 0.0, THICKNESS_OVER_PITCH]
+    table[0, 9:11] = [1.0, 7.0]
+    tol = (4.0, 1.5)
+    steep = (1.0, 0.0, 13.0 / THICKNESS_OVER_PITCH)  # fires 13 cells along v
+    assert not _shape_fits(table, 0, *steep, tol)
+    assert np.isfinite(_shape_slope_bound(table, 0, tol[1]))
+    table[0, 12] = 1.0  # open_v
+    assert _shape_fits(table, 0, *steep, tol)
+    assert _shape_slope_bound(table, 0, tol[1]) == np.inf
+    flat = (1.0, 0.0, 1.0 / THICKNESS_OVER_PITCH)  # fires 1 cell: 7 is 6 too many
+    assert not _shape_fits(table, 0, *flat, tol)
 
 
 # --- kernel decisions on analytic helices ------------------------------------------------------
@@ -61,7 +108,7 @@ def _frames(event: SynthEvent) -> np.ndarray:
     along_phi = np.stack([-y / r, x / r, np.zeros_like(r)], axis=1)
     z_axis = np.tile([0.0, 0.0, 1.0], (len(r), 1))
     b = event.barrel[:, None]
-    table = np.empty((len(r), len(SHAPE_COLUMNS)))
+    table = np.zeros((len(r), len(SHAPE_COLUMNS)))  # no cluster on a module edge
     table[:, 0:3] = np.where(b, radial, z_axis)
     table[:, 3:6] = along_phi * THICKNESS_OVER_PITCH
     table[:, 6:9] = np.where(b, z_axis, radial) * THICKNESS_OVER_PITCH
@@ -134,7 +181,8 @@ def test_clusters_without_size_are_not_cut(generic_detector, stiff_tracks) -> No
     from taas.seeding.kernels import _shape_fits, _shape_slope_bound
 
     key = np.array([generic_detector.modules["module_key"][0]] * 2)
-    table = cluster_shapes(generic_detector, key, np.array([0.0, 3.0]), np.array([2.0, 0.0]))
+    table = cluster_shapes(generic_detector, key, np.array([0.0, 3.0]), np.array([2.0, 0.0]),
+                           np.zeros(2), np.zeros(2))
     assert not table.any()
     for d in np.random.default_rng(2).normal(size=(50, 3)):
         assert _shape_fits(table, 0, *d, (4.0, 1.5))
@@ -213,11 +261,12 @@ def test_slope_bound_holds_for_every_direction_the_shape_admits() -> None:
     n = 400
     rot = Rotation.random(n, random_state=6).as_matrix()
     rot[:100] = [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]  # barrel: u=y, v=z, w=x
-    table = np.empty((n, len(SHAPE_COLUMNS)))
+    table = np.zeros((n, len(SHAPE_COLUMNS)))
     table[:, 0:3] = rot[:, :, 2]
     table[:, 3:6] = rot[:, :, 0] * THICKNESS_OVER_PITCH
     table[:, 6:9] = rot[:, :, 1] * THICKNESS_OVER_PITCH
     table[:, 9:11] = rng.integers(1, 12, (n, 2))
+    table[200:, 11:13] = rng.random((n - 200, 2)) < 0.3  # some clusters on a module edge
     tol = (4.0, 1.5)
     bounded = passed = 0
     for i in range(n):
