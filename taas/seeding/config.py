@@ -50,7 +50,7 @@ class SeedingConfig:
     #: and drops the layer-skipping ones, whose z windows are the widest (the collision region
     #: projected over the longest lever arm) on the densest layer. On the seed-11 events that
     #: halves the seeding time of a ``large`` event and loses a pure seed for 0.2% (``medium``)
-    #: to 0.5% (``large``) of the fiducial particles, mostly tracks with a missing pixel hit
+    #: to 0.4% (``large``) of the fiducial particles, mostly tracks with a missing pixel hit
     #: (``benchmarks/seeding_shapes.py``).
     delta_r_bottom_min: float = 5.0
     delta_r_bottom_max: float = 80.0
