@@ -6,34 +6,21 @@ it is loaded by path.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 from taas.errors import InputError
 from taas.events.dataset import open_dataset
-
-CHAIN = Path(__file__).resolve().parents[2] / "benchmarks" / "acts_reference" / "chain.py"
-
-
-def _load_chain() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("acts_reference_chain", CHAIN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def chain() -> ModuleType:
     pytest.importorskip("acts")
-    return _load_chain()
+    return load_script("acts_reference/chain.py", "acts_reference_chain")
 
 
 @pytest.fixture(scope="module")

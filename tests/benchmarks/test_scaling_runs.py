@@ -6,27 +6,18 @@ kept, and the slopes come out of the medians and of each pass.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_module import load_script
 
 from taas.pipeline.timings import FILE_NAME, median_stage_seconds, write_timings
-
-SCALING_RUNS = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling_runs.py"
 
 
 @pytest.fixture(scope="module")
 def scaling() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scaling_runs", SCALING_RUNS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scaling_runs.py", "scaling_runs")
 
 
 def test_presets_take_turns_and_every_pass_is_kept(scaling: ModuleType, tmp_path: Path) -> None:
