@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 from scaling_runs import (
+    add_passes_argument,
     end_record,
     interleaved_passes,
     preset_parser,
     simulated,
     slopes,
     start_record,
+    timing_record,
 )
 
 from taas.detector.detector import Detector
@@ -37,7 +39,6 @@ from taas.events.dataset import open_dataset
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU
-from taas.pipeline.timings import median_stage_seconds
 from taas.seeding import find_seeds
 from taas.seeding.shapes import spacepoint_shapes
 
@@ -58,19 +59,13 @@ def seeding_counters(reco: Path, event_ids: list[int], detector: Detector) -> di
 
 def summary(name: str, sim: Path, reco: Path, work: Path, rows: list[dict],
             per_pass: list[dict[str, float]], wall: float) -> dict:
-    """One preset's record: sizes, stage times (median over events and passes, and per pass),
-    seeding work counters and the physics rates of the first pass's tracks."""
-    run = json.loads((reco / "run.json").read_text())
-    sizes = list(run["sizes"].values())
+    """One preset's record: sizes and stage times (``timing_record``), seeding work counters
+    and the physics rates of the first pass's tracks."""
+    dataset = open_dataset(sim)
     metrics = evaluate_run(sim, reco, work / f"{name}-metrics")
     return {
-        "preset": name, "events": len(sizes), "passes": len(per_pass),
-        "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
-        "stage_s_per_event": median_stage_seconds(rows),
-        "stage_s_per_event_by_pass": per_pass,
-        "wall_s_incl_warmup": wall,
-        "seeding_counters": seeding_counters(reco, [int(e) for e in run["sizes"]],
-                                             open_dataset(sim).detector),
+        "preset": name, **timing_record(reco, rows, per_pass, wall),
+        "seeding_counters": seeding_counters(reco, list(dataset.event_ids), dataset.detector),
         "metrics": {k: metrics[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
     }
 
@@ -87,10 +82,8 @@ def bench(names: list[str], events: int, passes: int, work: Path) -> list[dict]:
 
 def main() -> None:
     parser = preset_parser(__doc__.splitlines()[0], "cpu_chain_scaling")
-    parser.add_argument("--passes", type=int, default=1)
+    add_passes_argument(parser)
     args = parser.parse_args()
-    if args.passes < 1:
-        parser.error("--passes must be at least 1")
     record = start_record(args.prefault_gib)
     with tempfile.TemporaryDirectory() as tmp:
         results = bench(args.presets, args.events, args.passes, Path(tmp))

@@ -36,12 +36,14 @@ import numpy as np
 import torch
 from scaling_runs import (
     SEED,
+    add_passes_argument,
     add_prefault_argument,
     end_record,
     interleaved_passes,
     simulated,
     slopes,
     start_record,
+    timing_record,
 )
 
 from taas.events.dataset import open_dataset
@@ -53,7 +55,6 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN
-from taas.pipeline.timings import median_stage_seconds
 
 GNN_STAGES = ("graph_construction", "edge_classification")
 FRONT_END = ("clustering", "spacepoints")
@@ -127,26 +128,22 @@ def stage_configs(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def summary(name: str, sim: Path, work: Path, rows: list[dict],
-            per_pass: list[dict[str, float]], wall: float, args: argparse.Namespace) -> dict:
-    """One preset's record: sizes, stage times (median over events and passes, and per pass),
-    devices, edge and track metrics of the first pass, and the numerics check."""
+            per_pass: list[dict[str, float]], wall: float, configs: dict[str, dict],
+            args: argparse.Namespace) -> dict:
+    """One preset's record: sizes and stage times (``timing_record``), devices, edge and track
+    metrics of the first pass, and the numerics check."""
     reco = work / f"{name}-reco"
     event_ids = open_dataset(sim).event_ids
-    run = json.loads((reco / "run.json").read_text())
-    sizes = list(run["sizes"].values())
+    record = timing_record(reco, rows, per_pass, wall)
     n_edges = [len(load_reco(reco, i)["edges.src"]) for i in event_ids]
+    record["mean_sizes"]["graph_edges_after_filter"] = float(np.mean(n_edges))
     metrics = evaluate_run(sim, reco, work / f"{name}-metrics")
     return {
-        "preset": name, "events": len(event_ids), "passes": len(per_pass),
-        "mean_sizes": {**{k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
-                       "graph_edges_after_filter": float(np.mean(n_edges))},
-        "stage_s_per_event": median_stage_seconds(rows),
-        "stage_s_per_event_by_pass": per_pass,
+        "preset": name, **record,
         "stage_device": {r["stage"]: r["device"] for r in rows},
-        "wall_s_incl_warmup": wall,
         "edges": edge_metrics(sim, reco, args.checkpoint_dir),
         "tracks": {k: metrics[k] for k in ("efficiency", "fake_rate", "duplicate_rate")},
-        "numerics": dict([numerics_check(reco, event_ids[0], stage_configs(args))]),
+        "numerics": dict([numerics_check(reco, event_ids[0], configs)]),
     }
 
 
@@ -162,7 +159,7 @@ def bench(names: list[str], events: list[int], work: Path, args: argparse.Namesp
         lambda name, i: reconstruct(sims[name], work / f"{name}-reco{i or ''}", spec,
                                     progress=False, warmup=i == 0,
                                     factory=lambda s, det: Pipeline(s, det, configs)))
-    return [summary(name, sims[name], work, rows[name], per_pass[name], wall[name], args)
+    return [summary(name, sims[name], work, rows[name], per_pass[name], wall[name], configs, args)
             for name in names]
 
 
@@ -176,9 +173,7 @@ def main() -> None:
                         help="torch CPU threads (default: torch's own)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="models to use instead of the shipped ones")
-    parser.add_argument("--passes", type=int, default=1,
-                        help="reconstruct every preset this many times, the presets taking "
-                             "turns (median over all)")
+    add_passes_argument(parser)
     parser.add_argument("--sim-dir", type=Path, default=None,
                         help="read DIR/<preset> (seed 11) instead of simulating")
     parser.add_argument("--front-end", choices=("cpu", "gpu"), default="cpu",
@@ -195,8 +190,6 @@ def main() -> None:
     events = args.events * len(args.presets) if len(args.events) == 1 else args.events
     if len(events) != len(args.presets):
         parser.error("--events: give one number, or one per preset")
-    if args.passes < 1:
-        parser.error("--passes must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         results = bench(args.presets, events, Path(tmp), args)
     fitted = slopes([r["mean_sizes"]["spacepoints"] for r in results], results)

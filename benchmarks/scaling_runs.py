@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from taas.events.presets import PRESETS
 from taas.events.simulation import check_simulated, simulate
 from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
@@ -55,6 +57,19 @@ def preset_parser(description: str, result_name: str) -> argparse.ArgumentParser
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / f"{result_name}.json")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_passes_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--passes", type=_positive_int, default=1,
+                        help="reconstruct every preset this many times, the presets taking "
+                             "turns (interleaved_passes; median over all)")
 
 
 def add_prefault_argument(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +114,19 @@ def interleaved_passes(names: Sequence[str], passes: int,
             per_pass[name].append(median_stage_seconds(timings))
             print(name, f"pass {i + 1}/{passes}", json.dumps(per_pass[name][-1]), flush=True)
     return rows, per_pass, wall
+
+
+def timing_record(reco: Path, rows: list[dict], per_pass: list[dict[str, float]],
+                  wall: float) -> dict[str, Any]:
+    """A preset's sizes and times from ``interleaved_passes``: events and passes, mean event
+    sizes (the first pass's ``run.json``), each stage's median seconds over events and passes
+    and per pass, and the wall seconds of all passes."""
+    sizes = list(json.loads((reco / "run.json").read_text())["sizes"].values())
+    return {"events": len(sizes), "passes": len(per_pass),
+            "mean_sizes": {k: float(np.mean([s[k] for s in sizes])) for k in sizes[0]},
+            "stage_s_per_event": median_stage_seconds(rows),
+            "stage_s_per_event_by_pass": per_pass,
+            "wall_s_incl_warmup": wall}
 
 
 def slopes(sizes: Sequence[float], results: Sequence[dict[str, Any]]) -> dict[str, Any]:
