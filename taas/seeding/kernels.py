@@ -335,6 +335,30 @@ def _lowest(w: np.ndarray, n: int) -> int:
 
 
 @njit(cache=True)
+def _keep_best(cand_b: np.ndarray, cand_t: np.ndarray, cand_w: np.ndarray,
+               cand_z: np.ndarray, n_cand: int, worst: int, bottom: int, top: int, w: float,
+               z_origin: float) -> tuple[int, int]:
+    """Offer one triplet to a middle space point's best ``len(cand_w)`` candidates (ACTS'
+    maxSeedsPerSpM): it takes a free slot, else replaces the lowest weight if it beats it.
+    Returns the new candidate count and the slot of the lowest weight once all are filled."""
+    max_seeds = len(cand_w)
+    if n_cand < max_seeds:
+        slot = n_cand
+        n_cand += 1
+    elif w <= cand_w[worst]:
+        return n_cand, worst
+    else:
+        slot = worst
+    cand_b[slot] = bottom
+    cand_t[slot] = top
+    cand_w[slot] = w
+    cand_z[slot] = z_origin
+    if n_cand == max_seeds:
+        worst = _lowest(cand_w, max_seeds)
+    return n_cand, worst
+
+
+@njit(cache=True)
 def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                   bin_start: np.ndarray, n_phi: int, band_rlo: np.ndarray, band_rhi: np.ndarray,
                   shape: np.ndarray, f: np.ndarray, i_par: np.ndarray, counters: np.ndarray
@@ -519,20 +543,9 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                 # no compatible-top weight: the seed filter needs this triplet alone, so it
                 # goes straight into the best max_seeds candidates of this middle
                 n_trip += 1
-                w = -(impact_w * imp + slope_w * chi2)
-                if n_cand < max_seeds:
-                    slot = n_cand
-                    n_cand += 1
-                elif w <= cand_w[worst]:
-                    continue
-                else:
-                    slot = worst
-                cand_b[slot] = b_idx[ib]
-                cand_t[slot] = s_idx[kt - 1]
-                cand_w[slot] = w
-                cand_z[slot] = z_origin
-                if n_cand == max_seeds:
-                    worst = _lowest(cand_w, max_seeds)
+                n_cand, worst = _keep_best(cand_b, cand_t, cand_w, cand_z, n_cand, worst,
+                                           b_idx[ib], s_idx[kt - 1],
+                                           -(impact_w * imp + slope_w * chi2), z_origin)
             if ntc == 0:
                 continue
             n_trip += ntc
@@ -545,20 +558,8 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                 if n_comp < min_comp:
                     continue
                 w -= impact_w * c_imp[i] + slope_w * c_chi2[i]
-                # keep the best max_seeds candidates of this middle space point
-                if n_cand < max_seeds:
-                    slot = n_cand
-                    n_cand += 1
-                elif w <= cand_w[worst]:
-                    continue
-                else:
-                    slot = worst
-                cand_b[slot] = b_idx[ib]
-                cand_t[slot] = c_top[i]
-                cand_w[slot] = w
-                cand_z[slot] = z_origin
-                if n_cand == max_seeds:
-                    worst = _lowest(cand_w, max_seeds)
+                n_cand, worst = _keep_best(cand_b, cand_t, cand_w, cand_z, n_cand, worst,
+                                           b_idx[ib], c_top[i], w, z_origin)
         counters[3] += n_tests
         counters[4] += n_trip
         for q in range(n_cand):
