@@ -46,28 +46,12 @@ from taas.gnn.data import unique_pairs
 from taas.gnn.features import edge_features, node_feature_tensor
 from taas.gnn.frnn import frnn_cpu, frnn_torch
 from taas.gnn.frnn_kernel import MAX_K, kernel_works
+from taas.gnn.inference import GNN_CHUNK, embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.track_building import cuda_or_fallback
 from taas.reco.cluster_features import SpacepointFeatures
 from taas.stages.base import Stage
 
 log = logging.getLogger(__name__)
-
-#: Edges scored per forward pass of the edge filter, on the CPU device and on CUDA (bounds
-#: activation memory on large events). On a CPU 8k chunks keep the activations in cache:
-#: interleaved against 64k on one thread, small / medium / large events' raw graphs (49k /
-#: 1.3M / 5.3M edges) took 0.023 / 0.62 / 2.5 s instead of 0.044 / 0.73 / 3.0 s. On an H100 a
-#: ``large`` event's 5.3M edges took 115 ms in 64k chunks, 42 ms in 1M chunks or in one pass.
-FILTER_CHUNK = 1 << 13
-FILTER_CHUNK_CUDA = 1 << 20
-
-#: Space points per chunk of the embedding on the CPU device (``EmbeddingMLP.forward_chunked``;
-#: CUDA embeds every point at once).
-EMBED_CHUNK = 1 << 13
-
-#: Edges (and nodes) per chunk of the interaction GNN on the CPU device
-#: (``InteractionGNN.forward_chunked``: time linear in the graph size there).
-GNN_CHUNK = 1 << 14
-
 
 @dataclass(frozen=True)
 class GnnStageConfig:
@@ -77,10 +61,10 @@ class GnnStageConfig:
     shipped checkpoints). ``r``, ``k``, ``filter_cut``: override the checkpoints' working
     points. ``amp``: bf16 autocast of the models on CUDA (ignored on the CPU device, where
     bf16 is slower than fp32). ``allow_cpu_fallback``: GPU backend only, run on the CPU device
-    when CUDA is absent. ``filter_chunk``: edges per filter forward pass (None:
-    ``FILTER_CHUNK`` on the CPU device, ``FILTER_CHUNK_CUDA`` on CUDA). ``gnn_chunk``: edges
-    and nodes per chunk of the GNN on the CPU device (0: the whole graph at once; on CUDA the
-    whole graph always runs at once).
+    when CUDA is absent. ``filter_chunk``: edges per filter forward pass (None: the device's
+    default, ``taas.gnn.inference.filter_chunk``). ``gnn_chunk``: edges and nodes per chunk
+    of the GNN on the CPU device (0: the whole graph at once; on CUDA the whole graph always
+    runs at once).
     """
 
     checkpoint_dir: str | None = None
@@ -284,14 +268,12 @@ class GraphConstructionStage(GnnStage):
         # fp32 even under amp: the embedding is cheap (per node), and bf16 rounding (~4e-3)
         # would move pairs across the radius r; autocast pays off on the per-edge models
         with torch.inference_mode():
-            model = self.models["embedding"].model
-            emb = model(x) if self.on_cuda else model.forward_chunked(x, EMBED_CHUNK)
+            emb = embed_nodes(self.models["embedding"].model, x)
         src, dst = self.frnn(emb)
         if len(src) == 0:
             return empty_edges()
         src, dst = undirected_oriented(src.to(x.device), dst.to(x.device), xyz, n)
-        default = FILTER_CHUNK_CUDA if self.on_cuda else FILTER_CHUNK
-        chunk = max(int(self.config.filter_chunk or default), 1)
+        chunk = filter_chunk(x.device, self.config.filter_chunk)
         score = torch.cat([self.scores("filter", x, src[i:i + chunk], dst[i:i + chunk])
                            for i in range(0, len(src), chunk)])
         keep = score > self.filter_cut
@@ -321,9 +303,9 @@ class EdgeClassificationStage(GnnStage):
         chunk = int(self.config.gnn_chunk)
         if self.on_cuda or chunk <= 0:
             return edges_out(src, dst, self.scores("gnn", x, src, dst))
-        model = self.models["gnn"].model
         with torch.inference_mode():
-            logits = model.forward_chunked(x, src, dst, edge_features(x, src, dst), chunk)
+            logits = gnn_logits(self.models["gnn"].model, x, src, dst,
+                                edge_features(x, src, dst), chunk)
         return edges_out(src, dst, torch.sigmoid(logits.float()))
 
 

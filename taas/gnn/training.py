@@ -59,6 +59,7 @@ from taas.gnn.checkpoint import (
 )
 from taas.gnn.data import GraphSample, knn_pairs, load_samples, prepare_samples, radius_graph
 from taas.gnn.features import edge_features
+from taas.gnn.inference import embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.models import (
     EdgeFilter,
     EmbeddingConfig,
@@ -322,17 +323,13 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
                                                       eta_min=optimizer.param_groups[0]["lr"] / 20)
 
 
-# --- inference (used by validation and by the reconstruction stages) -------------------------
+# --- inference (validation and benchmarks; run as the stages run it) -------------------------
 @torch.no_grad()
 def embed(model: EmbeddingMLP, x: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Embedding of node features ``x`` as a float32 numpy array (in chunks on a CPU, as the
-    graph construction stage embeds)."""
-    from taas.gnn.stages import EMBED_CHUNK
-
+    """Embedding of node features ``x`` as a float32 numpy array, run as the graph
+    construction stage runs it (``taas.gnn.inference.embed_nodes``)."""
     model.eval()
-    dev = torch.device(device)
-    xt = torch.from_numpy(x).to(dev)
-    emb = model(xt) if dev.type == "cuda" else model.forward_chunked(xt, EMBED_CHUNK)
+    emb = embed_nodes(model, torch.from_numpy(x).to(torch.device(device)))
     return emb.float().cpu().numpy()
 
 
@@ -340,9 +337,7 @@ def embed(model: EmbeddingMLP, x: np.ndarray, device: torch.device | str = "cpu"
 def edge_scores(model: nn.Module, x: np.ndarray, src: np.ndarray, dst: np.ndarray,
                 device: torch.device | str = "cpu", amp: bool = False) -> np.ndarray:
     """Sigmoid scores of edges ``src -> dst`` from an ``EdgeFilter`` or ``InteractionGNN``,
-    computed in chunks as the inference stages do (``taas.gnn.stages``)."""
-    from taas.gnn.stages import FILTER_CHUNK, GNN_CHUNK
-
+    computed as the inference stages do (``taas.gnn.inference``)."""
     model.eval()
     dev = torch.device(device)
     xt = torch.from_numpy(x).to(dev)
@@ -350,13 +345,12 @@ def edge_scores(model: nn.Module, x: np.ndarray, src: np.ndarray, dst: np.ndarra
     d = torch.from_numpy(np.ascontiguousarray(dst, np.int64)).to(dev)
     with _autocast(dev, amp):
         attr = edge_features(xt, s, d)
+        chunk = filter_chunk(dev)
         if isinstance(model, InteractionGNN):
-            logits = (model(xt, s, d, attr) if dev.type == "cuda"
-                      else model.forward_chunked(xt, s, d, attr, GNN_CHUNK))
-        elif len(s) > FILTER_CHUNK:
-            logits = torch.cat([model(xt, s[i:i + FILTER_CHUNK], d[i:i + FILTER_CHUNK],
-                                      attr[i:i + FILTER_CHUNK])
-                                for i in range(0, len(s), FILTER_CHUNK)])
+            logits = gnn_logits(model, xt, s, d, attr)
+        elif len(s) > chunk:
+            logits = torch.cat([model(xt, s[i:i + chunk], d[i:i + chunk], attr[i:i + chunk])
+                                for i in range(0, len(s), chunk)])
         else:
             logits = model(xt, s, d, attr)
     return torch.sigmoid(logits.float()).cpu().numpy()
