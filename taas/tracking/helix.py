@@ -100,6 +100,54 @@ def point_on_helix(x: float, y: float, z: float, tx: float, ty: float, tz: float
 
 
 @numba.njit(cache=True)
+def cylinder_path(x0: float, y0: float, tx: float, ty: float, h: float, radius: float,
+                   s_min: float) -> float:
+    """Smallest path s > s_min where the helix reaches transverse radius ``radius`` (inf: none).
+
+    The transverse projection is a circle of centre c = (x0 - ty/h, y0 + tx/h); its crossings
+    with the circle r = radius follow from circle-circle intersection, and the path to each is
+    the turning angle from the start, taken in the direction of motion, over the rate h.
+    """
+    st2 = tx * tx + ty * ty
+    if st2 < 1e-24:
+        return np.inf
+    best = np.inf
+    if abs(h) * (radius + np.hypot(x0, y0)) < 1e-9:  # straight line in the transverse plane
+        b = (x0 * tx + y0 * ty) / st2
+        c = (x0 * x0 + y0 * y0 - radius * radius) / st2
+        disc = b * b - c
+        if disc < 0:
+            return np.inf
+        root = np.sqrt(disc)
+        for s in (-b - root, -b + root):
+            if s > s_min and s < best:
+                best = s
+        return best
+    cx, cy = x0 - ty / h, y0 + tx / h
+    d = np.hypot(cx, cy)
+    rho = np.sqrt(st2) / abs(h)
+    if d < 1e-12:
+        return np.inf
+    a_ = (radius * radius - rho * rho + d * d) / (2.0 * d)
+    hh = radius * radius - a_ * a_
+    if hh < 0:
+        return np.inf
+    root = np.sqrt(hh)
+    ux, uy = cx / d, cy / d
+    w0x, w0y = x0 - cx, y0 - cy
+    for sign in (-1.0, 1.0):
+        px = a_ * ux - sign * root * uy - cx
+        py = a_ * uy + sign * root * ux - cy
+        ang = np.arctan2(w0x * py - w0y * px, w0x * px + w0y * py)
+        if ang * h < 0:
+            ang += 2.0 * np.pi if h > 0 else -2.0 * np.pi
+        s = ang / h
+        if s > s_min and s < best:
+            best = s
+    return best
+
+
+@numba.njit(cache=True)
 def plane_path(x: float, y: float, z: float, tx: float, ty: float, tz: float, h: float,
                center: np.ndarray, normal: np.ndarray, tol: float, max_iter: int
                ) -> tuple[float, bool]:

@@ -350,10 +350,6 @@ def _tangent_frames(normal: np.ndarray, out: np.ndarray) -> None:
         _tangent_frame_into(out[i], normal[i, 0], normal[i, 1], normal[i, 2])
 
 
-#: Newton iterations allowed for a cylinder crossing (3-4 suffice in practice).
-_NEWTON_STEPS = 12
-
-
 @numba.njit(cache=True)
 def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: float,
                    disc_z: np.ndarray, disc_rmin: np.ndarray, disc_rmax: np.ndarray,
@@ -383,41 +379,27 @@ def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: 
         for c in range(len(cyl_r)):
             if not r_lo < cyl_r[c] < r_hi:
                 continue
-            s, ok = _cylinder_path(free[i], cyl_r[c], s_end[i], start_r, end_r, h_per_qop)
+            s = _segment_cylinder_path(free[i], cyl_r[c], s_end[i], h_per_qop)
+            if not np.isfinite(s):
+                continue
             helix.state_at(free[i], s, h_per_qop, mass, at[n])
-            if ok and cyl_zmin[c] <= at[n, 2] <= cyl_zmax[c]:
+            if cyl_zmin[c] <= at[n, 2] <= cyl_zmax[c]:
                 track[n], surface[n] = i, len(disc_z) + c
                 n += 1
     return n
 
 
 @numba.njit(cache=True)
-def _cylinder_path(free: np.ndarray, radius: float, s_end: float, start_r: float,
-                   end_r: float, h_per_qop: float) -> tuple[float, bool]:
-    """Path to r = radius within a segment whose ends bracket it.
-
-    r is monotonic along a segment from the beam line outwards, so f(s) = r(s)^2 - radius^2
-    has one root in the segment: Newton's method (f' = 2 (x t_x + y t_y)) from the linear
-    interpolation of r, kept inside the segment, reaches 1e-9 mm in a few steps where
-    bisection needed 40 helix evaluations.
-    """
-    lo, hi = min(s_end, 0.0), max(s_end, 0.0)
-    s = s_end * (radius - start_r) / (end_r - start_r)
-    if not np.isfinite(s):
-        s = 0.0
+def _segment_cylinder_path(free: np.ndarray, radius: float, s_end: float, h_per_qop: float
+                           ) -> float:
+    """Path from ``free`` to its first crossing of r = ``radius`` towards ``s_end`` (negative:
+    backwards), nan when it lies beyond ``s_end``. A backward path is a forward one along the
+    reversed helix (direction and turning rate negated)."""
     h = h_per_qop * free[helix.QOP]
-    for _ in range(_NEWTON_STEPS):
-        x, y, _z, tx, ty = helix.point_on_helix(free[0], free[1], free[2], free[4], free[5],
-                                                free[6], h, s)
-        f = x * x + y * y - radius * radius
-        df = 2.0 * (x * tx + y * ty)
-        step = f / df if abs(df) > 1e-300 else 0.0
-        s = min(max(s - step, lo), hi)
-        if abs(step) < 1e-9:
-            break
-    x, y, _z, _tx, _ty = helix.point_on_helix(free[0], free[1], free[2], free[4], free[5],
-                                              free[6], h, s)
-    return s, abs(np.hypot(x, y) - radius) < 1e-6
+    sign = 1.0 if s_end >= 0.0 else -1.0
+    s = sign * helix.cylinder_path(free[0], free[1], sign * free[4], sign * free[5], sign * h,
+                                   radius, 0.0)
+    return s if abs(s) <= abs(s_end) else np.nan
 
 
 def material_model(detector: Detector) -> tuple[np.ndarray | None, PassiveMaterial | None]:

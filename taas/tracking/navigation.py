@@ -233,68 +233,6 @@ def _module_bins(rows: np.ndarray, p_lo: np.ndarray, p_hi: np.ndarray, c_lo: np.
 
 # --- numba kernels ----------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _transverse_at(x0: float, y0: float, tx: float, ty: float, h: float,
-                   s: float) -> tuple[float, float]:
-    """Transverse position after path s on the helix (sinc form, stable for h -> 0)."""
-    a = h * s
-    if abs(a) < 1e-4:
-        sa = 1.0 - a * a / 6.0
-        ca = a / 2.0 - a * a * a / 24.0
-    else:
-        sa = np.sin(a) / a
-        ca = (1.0 - np.cos(a)) / a
-    return x0 + s * (sa * tx - ca * ty), y0 + s * (ca * tx + sa * ty)
-
-
-@numba.njit(cache=True)
-def _cylinder_path(x0: float, y0: float, tx: float, ty: float, h: float, radius: float,
-                   s_min: float) -> float:
-    """Smallest path s > s_min where the helix reaches transverse radius ``radius`` (inf: none).
-
-    The transverse projection is a circle of centre c = (x0 - ty/h, y0 + tx/h); its crossings
-    with the circle r = radius follow from circle-circle intersection, and the path to each is
-    the turning angle from the start, taken in the direction of motion, over the rate h.
-    """
-    st2 = tx * tx + ty * ty
-    if st2 < 1e-24:
-        return np.inf
-    best = np.inf
-    if abs(h) * (radius + np.hypot(x0, y0)) < 1e-9:  # straight line in the transverse plane
-        b = (x0 * tx + y0 * ty) / st2
-        c = (x0 * x0 + y0 * y0 - radius * radius) / st2
-        disc = b * b - c
-        if disc < 0:
-            return np.inf
-        root = np.sqrt(disc)
-        for s in (-b - root, -b + root):
-            if s > s_min and s < best:
-                best = s
-        return best
-    cx, cy = x0 - ty / h, y0 + tx / h
-    d = np.hypot(cx, cy)
-    rho = np.sqrt(st2) / abs(h)
-    if d < 1e-12:
-        return np.inf
-    a_ = (radius * radius - rho * rho + d * d) / (2.0 * d)
-    hh = radius * radius - a_ * a_
-    if hh < 0:
-        return np.inf
-    root = np.sqrt(hh)
-    ux, uy = cx / d, cy / d
-    w0x, w0y = x0 - cx, y0 - cy
-    for sign in (-1.0, 1.0):
-        px = a_ * ux - sign * root * uy - cx
-        py = a_ * uy + sign * root * ux - cy
-        ang = np.arctan2(w0x * py - w0y * px, w0x * px + w0y * py)
-        if ang * h < 0:
-            ang += _TWO_PI if h > 0 else -_TWO_PI
-        s = ang / h
-        if s > s_min and s < best:
-            best = s
-    return best
-
-
-@numba.njit(cache=True)
 def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.ndarray,
                 exclude: np.ndarray,
                 kind: np.ndarray, ref: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -311,7 +249,7 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
         tx, ty, tz = free[i, 4], free[i, 5], free[i, 6]
         st = np.sqrt(tx * tx + ty * ty)
         # path to the world boundary: the outer cylinder or the end planes
-        best = min(_cylinder_path(x0, y0, tx, ty, h[i], world_r, 0.0), s_max[i])
+        best = min(helix.cylinder_path(x0, y0, tx, ty, h[i], world_r, 0.0), s_max[i])
         if abs(tz) > 1e-12:
             best = min(best, ((world_z if tz > 0 else -world_z) - z0) / tz)
         if abs(h[i]) > 0:
@@ -321,7 +259,7 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
             if lay == exclude[i]:
                 continue
             if kind[lay] == BARREL:
-                s = _cylinder_path(x0, y0, tx, ty, h[i], ref[lay], s_min[i])
+                s = helix.cylinder_path(x0, y0, tx, ty, h[i], ref[lay], s_min[i])
                 if s >= best:
                     continue
                 z = z0 + s * tz
@@ -334,7 +272,7 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
                 s = (ref[lay] - z0) / tz
                 if s <= s_min[i] or s >= best:
                     continue
-                x, y = _transverse_at(x0, y0, tx, ty, h[i], s)
+                x, y, _z, _tx, _ty = helix.point_on_helix(x0, y0, z0, tx, ty, tz, h[i], s)
                 r = np.hypot(x, y)
                 slack = margin + half[lay] * st / abs(tz)
                 if r < lo[lay] - slack or r > hi[lay] + slack:

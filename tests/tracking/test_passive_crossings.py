@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.material import _cylinder_path
+from taas.tracking.material import _segment_cylinder_path
 
 
 def test_cylinder_crossing_matches_dense_scan():
@@ -31,9 +31,17 @@ def test_cylinder_crossing_matches_dense_scan():
     r_lo, r_hi = r[np.arange(n), first - 1], r[np.arange(n), first]
     scan = lo + (radius - r_lo) / (r_hi - r_lo) * (hi - lo)
     rows = np.flatnonzero(usable)
-    s, ok = np.array([_cylinder_path(free[i], radius[i], s_end[i], np.hypot(*free[i, :2]),
-                                     ends[i], -helix.K_FIELD * bz) for i in rows]).T
-    assert ok.all()
+    h_per_qop = -helix.K_FIELD * bz
+    s = np.array([_segment_cylinder_path(free[i], radius[i], s_end[i], h_per_qop) for i in rows])
     at = helix.helix_at(free[usable], s, bz)
     np.testing.assert_allclose(np.hypot(at[:, 0], at[:, 1]), radius[usable], atol=1e-6)
     np.testing.assert_allclose(s, scan[usable], atol=1e-3)
+    # backwards from the segment's end (the smoother's and the fit's direction): the same point
+    end = helix.helix_at(free, s_end, bz)
+    back = np.array([_segment_cylinder_path(end[i], radius[i], -s_end[i], h_per_qop)
+                     for i in rows])
+    np.testing.assert_allclose(back, s - s_end[usable], atol=1e-6)
+    # a cylinder beyond the segment's reach is not crossed
+    short = [_segment_cylinder_path(free[i], radius[i], 0.5 * s[j], h_per_qop)
+             for j, i in enumerate(rows)]
+    assert np.isnan(short).all()
