@@ -14,7 +14,7 @@ neighbours. The order is canonical, so on continuous data the CPU and torch answ
 arrays, which is what the tests check.
 
 ``frnn_cpu`` uses scipy's k-d tree. ``frnn_torch`` is the accelerator version: a cell list (grid
-of cells of side ``r`` on a few dimensions), candidates gathered from the 3**g neighbouring
+of cells of side ``r`` on a few principal axes), candidates gathered from the 3**g neighbouring
 cells with ``searchsorted`` and filtered by the full distance, in chunks of bounded size, so
 memory stays proportional to the candidates, never to N**2.
 """
@@ -153,11 +153,11 @@ def frnn_torch(x: torch.Tensor, r: float, k: int, *, grid_dims: int | None = Non
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same edges as :func:`frnn_cpu`, computed with torch on ``x``'s device.
 
-    Points are hashed into cells of side ``r`` on ``grid_dims`` dimensions (the ones with the
-    widest spread); every point's candidates are the points of the 3**g cells around its own,
-    and the full d-dimensional distance decides. ``grid_dims=None`` picks g in 1..min(d, 6)
-    from the exact candidate counts: more grid dimensions prune more candidates but cost 3x
-    more cell look-ups each. Queries are processed in index order, in chunks of
+    Points are hashed into cells of side ``r`` on ``grid_dims`` dimensions (the principal
+    axes with the widest spread); every point's candidates are the points of the 3**g cells
+    around its own, and the full d-dimensional distance decides. ``grid_dims=None`` picks g in
+    1..min(d, 6) from the exact candidate counts: more grid dimensions prune more candidates
+    but cost 3x more cell look-ups each. Queries are processed in index order, in chunks of
     about ``max_candidates`` candidate pairs.
 
     ``kernel``: walk the cells with the numba CUDA kernel of ``taas.gnn.frnn_kernel`` instead
@@ -217,6 +217,15 @@ def _squared_distance_torch(cols: torch.Tensor, src: torch.Tensor,
     return d2
 
 
+def principal_coordinates(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (float64) centred and rotated onto its principal axes, the widest spread first:
+    the eigenvectors of its d x d scatter matrix. Rounding moves a coordinate by ~1e-16 of
+    the points' extent, far inside the cell side's ``_CELL_MARGIN``."""
+    centred = x.double() - x.double().mean(0)
+    _, axes = torch.linalg.eigh(centred.T @ centred)
+    return centred @ axes.flip(1)
+
+
 class _Grid:
     """Occupied cells of a regular grid, sorted by key, with each cell's occupied neighbours.
 
@@ -239,12 +248,21 @@ class _Grid:
 
     @classmethod
     def build(cls, x: torch.Tensor, r: float, grid_dims: int | None) -> _Grid:
-        """The grid on ``grid_dims`` widest dimensions, or on as many as pay off (None).
+        """The grid on the ``grid_dims`` widest principal axes of ``x``, or on as many as pay
+        off (None).
+
+        The cells are laid on the principal axes (:func:`principal_coordinates`), not on x's
+        own: a rotation keeps every distance, so two points closer than r stay within one cell
+        of each other on every axis, while an embedding spread along a few oblique directions
+        fills fewer cells. On a ``large`` event's embedding (194k points, 12 dimensions) the
+        candidate pairs fall from 0.92 to 0.48 billion (best g of each). Distances are still
+        computed from x itself, so the edges do not change.
 
         With None, g grows from 1 while the cost (candidate pairs plus 3**g look-ups per
         occupied cell) falls, and stops once the next g's look-ups alone would exceed the best
         cost so far: candidates fall with g, look-ups grow 3x per dimension.
         """
+        x = principal_coordinates(x)
         d = x.shape[1]
         lo = x.min(0).values.double()
         extent = x.max(0).values.double() - lo

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from taas.gnn.frnn import frnn, frnn_cpu, frnn_torch
+from taas.gnn.frnn import _Grid, frnn, frnn_cpu, frnn_torch, principal_coordinates
 
 
 def brute_force(x: np.ndarray, r: float, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +56,33 @@ def test_torch_grid_and_chunking_do_not_change_the_answer(grid_dims: int | None)
     want = frnn_cpu(x, 1.5, 7)
     got = frnn_torch(torch.from_numpy(x), 1.5, 7, grid_dims=grid_dims, max_candidates=20_000)
     assert_same(as_numpy(got), want)
+
+
+def test_principal_coordinates_keep_distances() -> None:
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(200, 6)) * [5, 1, 1, 1, 1, 3])
+    p = principal_coordinates(x)
+    def distances(a: torch.Tensor) -> torch.Tensor:
+        return ((a[:, None, :] - a[None, :, :]) ** 2).sum(-1).sqrt()
+
+    torch.testing.assert_close(distances(p), distances(x), rtol=0, atol=1e-12)
+    spread = p.var(0)
+    assert torch.all(spread[:-1] >= spread[1:])  # widest axis first
+
+
+def oblique_points(n: int, seed: int) -> torch.Tensor:
+    """Points along a line that no coordinate axis follows, with a little noise."""
+    rng = np.random.default_rng(seed)
+    line = np.ones(6) / np.sqrt(6.0)
+    return torch.from_numpy(rng.uniform(0, 20, (n, 1)) * line + rng.normal(0, 0.05, (n, 6)))
+
+
+def test_grid_on_principal_axes_prunes_an_oblique_cloud() -> None:
+    x = oblique_points(3000, 6)
+    principal = _Grid.build(x, 0.3, 1).candidate_counts().sum()
+    lo, extent = x.min(0).values, x.max(0).values - x.min(0).values
+    raw = _Grid._with_dims(x, lo, extent, torch.tensor([0]), 0.3).candidate_counts().sum()
+    assert principal * 2 < raw  # the cells lie along the line, not across it
+    assert_same(as_numpy(frnn_torch(x, 0.3, 8, grid_dims=1)), frnn_cpu(x.numpy(), 0.3, 8))
 
 
 def test_float32_cpu_and_torch_agree() -> None:
