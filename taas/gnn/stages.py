@@ -300,12 +300,11 @@ class EdgeClassificationStage(GnnStage):
         x, _ = self.node_inputs(inputs)
         src = torch.from_numpy(np.ascontiguousarray(src_np, np.int64)).to(x.device)
         dst = torch.from_numpy(np.ascontiguousarray(dst_np, np.int64)).to(x.device)
-        chunk = int(self.config.gnn_chunk)
-        if self.on_cuda or chunk <= 0:
+        if self.on_cuda:  # the whole graph, compiled and under autocast when configured
             return edges_out(src, dst, self.scores("gnn", x, src, dst))
         with torch.inference_mode():
             logits = gnn_logits(self.models["gnn"].model, x, src, dst,
-                                edge_features(x, src, dst), chunk)
+                                edge_features(x, src, dst), int(self.config.gnn_chunk))
         return edges_out(src, dst, torch.sigmoid(logits.float()))
 
 

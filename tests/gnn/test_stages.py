@@ -105,6 +105,17 @@ def test_cpu_and_gpu_backends_agree(event_tensors, cpu_stages, gpu_stages) -> No
             <= 0.01 * len(cpu_graph["edges.src"])
 
 
+def test_whole_graph_and_chunked_gnn_agree(event_tensors, cpu_stages) -> None:
+    """``gnn_chunk=0`` runs the GNN's ``forward`` on the whole graph, the default its
+    ``forward_chunked``: the same scores to float rounding."""
+    tensors, _ = event_tensors
+    graph, chunked = _run(cpu_stages, tensors)
+    whole = CpuEdgeClassification(None, {"gnn_chunk": 0}).run({**tensors, **graph})
+    assert len(graph["edges.src"]) > 100
+    np.testing.assert_array_equal(whole["edges.src"], chunked["edges.src"])
+    np.testing.assert_allclose(whole["edges.score"], chunked["edges.score"], atol=1e-5)
+
+
 def test_torch_frnn_path_builds_the_same_graph(event_tensors, cpu_stages) -> None:
     """The CUDA path (frnn_torch + torch dedup/orientation), run on the CPU device, gives the
     radius graph of the k-d tree path."""
