@@ -61,7 +61,8 @@ TRACKS_SUFFIX = "acts-tracks.npz"
 FIELD_T = 2.0
 
 
-def acts_config_summary(collision_region_mm: float | None = None) -> dict[str, Any]:
+def acts_config_summary(collision_region_mm: float | None = None,
+                        min_pt_mev: float | None = None) -> dict[str, Any]:
     """The ACTS configuration ``run_acts_reference`` uses, as JSON-ready values (mm, GeV)."""
     return {
         "reference": "acts Examples/Scripts/Python/full_chain_test.py, Generic detector",
@@ -72,7 +73,8 @@ def acts_config_summary(collision_region_mm: float | None = None) -> dict[str, A
                                                 for v, lay in GENERIC_SEEDING_LAYERS]},
         "seeding": {"algorithm": "GridTriplet", "cuts": "ACTS defaults",
                     "collision_region_mm": ("ACTS default (+-150)" if collision_region_mm is None
-                                            else [-collision_region_mm, collision_region_mm])},
+                                            else [-collision_region_mm, collision_region_mm]),
+                    "min_pt_mev": "ACTS default (400)" if min_pt_mev is None else min_pt_mev},
         "parameter_estimation": {"initial_sigmas": ["1 mm", "1 mm", "1 deg", "1 deg",
                                                     "0 e/GeV", "1 ns"],
                                  "initial_sigma_qoverpt_e_per_gev": 0.1,
@@ -245,7 +247,7 @@ def _read_timing(path: Path) -> list[tuple[str, float]]:
 def _build_sequencer(sim_dir: Path, work: Path, *, skip: int, events: int, threads: int,
                      csv_meas: Mapping[int, dict[str, np.ndarray]], out_dir: Path,
                      counts: dict[int, int],
-                     collision_region_mm: float | None) -> Any:
+                     collision_region_mm: float | None, min_pt_mev: float | None) -> Any:
     import acts
     import acts.examples as ex
     from acts.examples.reconstruction import (
@@ -285,8 +287,12 @@ def _build_sequencer(sim_dir: Path, work: Path, *, skip: int, events: int, threa
     # only the seeding's truth-matching monitor reads the selected particles
     seq.addWhiteboardAlias("particles_selected", "particles")
 
-    finder = (SeedFinderConfigArg() if collision_region_mm is None else SeedFinderConfigArg(
-        collisionRegion=(-collision_region_mm * u.mm, collision_region_mm * u.mm)))
+    finder = SeedFinderConfigArg()  # None fields keep ACTS' defaults
+    if collision_region_mm is not None:
+        finder = finder._replace(
+            collisionRegion=(-collision_region_mm * u.mm, collision_region_mm * u.mm))
+    if min_pt_mev is not None:
+        finder = finder._replace(minPt=min_pt_mev * u.MeV)
     addSeeding(seq, tracking_geometry, field, seedingAlgorithm=SeedingAlgorithm.GridTriplet,
                seedFinderConfigArg=finder,
                initialSigmas=[1 * u.mm, 1 * u.mm, 1 * u.degree, 1 * u.degree,
@@ -306,11 +312,13 @@ def _build_sequencer(sim_dir: Path, work: Path, *, skip: int, events: int, threa
 
 
 def run_acts_reference(sim_dir: Path, out_dir: Path, *, events: list[int] | None = None,
-                       threads: int = 1, collision_region_mm: float | None = None) -> dict:
+                       threads: int = 1, collision_region_mm: float | None = None,
+                       min_pt_mev: float | None = None) -> dict:
     """Reconstruct ``sim_dir``'s events with ACTS; tracks and timings go to ``out_dir``.
 
     ``events``: event ids (default: all in ``sim_dir``). ``collision_region_mm``: the seeding's
-    |z| collision region (default: ACTS' own, +-150 mm). Returns a JSON-ready dict:
+    |z| collision region (default: ACTS' own, +-150 mm); ``min_pt_mev``: its minimum pT
+    (default: ACTS' own, 400 MeV). Returns a JSON-ready dict:
     ``event_ids``, ``n_tracks`` per event, ``time_s_per_event`` per stage (``STAGES``),
     ``reco_s_per_event`` (their sum), ``algorithms_s_per_event`` (every sequencer element,
     readers and truth monitors included), ``wall_s`` (sequencer runs, I/O included),
@@ -334,7 +342,8 @@ def run_acts_reference(sim_dir: Path, out_dir: Path, *, events: list[int] | None
         work.mkdir(exist_ok=True)
         seq = _build_sequencer(sim_dir, work, skip=skip, events=n, threads=threads,
                                csv_meas=csv_meas, out_dir=out_dir, counts=counts,
-                               collision_region_mm=collision_region_mm)
+                               collision_region_mm=collision_region_mm,
+                               min_pt_mev=min_pt_mev)
         t0 = time.perf_counter()
         seq.run()
         wall += time.perf_counter() - t0
@@ -361,7 +370,7 @@ def run_acts_reference(sim_dir: Path, out_dir: Path, *, events: list[int] | None
         "algorithms_s_per_event": per_event,
         "wall_s": wall,
         "tracks_files": {str(e): str(tracks_path(out_dir, e)) for e in ids},
-        "config": acts_config_summary(collision_region_mm),
+        "config": acts_config_summary(collision_region_mm, min_pt_mev),
     }
 
 

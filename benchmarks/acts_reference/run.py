@@ -8,7 +8,9 @@ collision region widened to +-250 mm) and scored with taas' metrics (two_way, pT
 
 The JSON holds, per preset, ``sizes`` and one entry per reconstruction: ``acts``,
 ``acts_collision_250mm`` and ``taas`` (taas' CPU pipeline), so that results of every chain on
-the same events, taken in one run, sit side by side.
+the same events, taken in one run, sit side by side. ``--min-pt MEV`` sets the seeding's
+minimum pT of both ACTS and taas (e.g. 900, the event-filter threshold of
+``benchmarks/configs/event_filter_seeding.json``; default: each one's own, 400 and 500 MeV).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from taas.events.simulation import simulate
 from taas.metrics.config import MatchingConfig
 from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import reconstruct
-from taas.pipeline.spec import CPU
+from taas.pipeline.spec import CPU, PipelineSpec
 from taas.pipeline.timings import read_timings, seconds_by_stage
 
 #: Seed of every simulation here (the notes' ACTS-only measurement used seed 1 as well).
@@ -110,7 +112,7 @@ def _median_run(runs: list[dict]) -> dict:
 
 def bench_preset(name: str, events: int, sim_root: Path, work: Path, threads: int,
                  variants: dict[str, float | None], matching: MatchingConfig,
-                 repeat: int) -> dict:
+                 repeat: int, min_pt_mev: float | None = None) -> dict:
     preset = PRESETS[name]
     t0 = time.perf_counter()
     sim, simulated = _sim_dir(name, events, sim_root)
@@ -127,7 +129,8 @@ def bench_preset(name: str, events: int, sim_root: Path, work: Path, threads: in
     for key, region in variants.items():
         out = work / name / key
         runs = [run_acts_reference(sim, out, events=ids, threads=threads,
-                                   collision_region_mm=region) for _ in range(repeat)]
+                                   collision_region_mm=region, min_pt_mev=min_pt_mev)
+                for _ in range(repeat)]
         reco = _median_run(runs)
         summary, sizes = evaluate_acts_tracks(sim, out, ids, matching)
         if "sizes" not in entry:
@@ -143,23 +146,26 @@ def bench_preset(name: str, events: int, sim_root: Path, work: Path, threads: in
               f"ckf {reco['time_s_per_event']['ckf']:.3f})  "
               f"eff {summary['efficiency']:.4f}  fake {summary['fake_rate']:.4f}  "
               f"dup {summary['duplicate_rate']:.4f}", flush=True)
-    entry["taas"] = bench_taas(sim, work / name / "taas", matching, repeat)
+    spec = CPU if min_pt_mev is None else CPU.with_configs({"seeding": {"min_pt": min_pt_mev}})
+    entry["taas"] = bench_taas(sim, work / name / "taas", matching, repeat, spec)
     return entry
 
 
-def bench_taas(sim: Path, out: Path, matching: MatchingConfig, repeat: int) -> dict:
-    """taas' CPU pipeline on the same events: median over ``repeat`` runs of each stage's
-    mean time per event (first event run once untimed first, as ACTS' Sequencer excludes its
-    initialisation), scored with the same metrics."""
+def bench_taas(sim: Path, out: Path, matching: MatchingConfig, repeat: int,
+               spec: PipelineSpec = CPU) -> dict:
+    """taas' CPU pipeline (``spec``) on the same events: median over ``repeat`` runs of each
+    stage's mean time per event (first event run once untimed first, as ACTS' Sequencer
+    excludes its initialisation), scored with the same metrics."""
     runs = []
     for _ in range(repeat):
-        reconstruct(sim, out, CPU, progress=False, warmup=True)
+        reconstruct(sim, out, spec, progress=False, warmup=True)
         runs.append({stage: float(np.mean(v)) for (stage, _, _), v
                      in seconds_by_stage(read_timings(out)).items()})
     times = {st: float(np.median([r[st] for r in runs])) for st in runs[0]}
     summary = evaluate_run(sim, out, out / "metrics", matching)
     reco_stages = ("seeding", "ckf", "ambiguity")
-    entry = {"pipeline": CPU.name, "steps": [list(s) for s in CPU.steps],
+    entry = {"pipeline": spec.name, "steps": [list(s) for s in spec.steps],
+             "stage_configs": {k: dict(v) for k, v in spec.stage_configs.items()},
              "time_s_per_event": times,
              "reco_s_per_event": sum(times[k] for k in reco_stages),
              "total_s_per_event": sum(times.values()),
@@ -192,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep ACTS' tracks and timing files here (default: a temp dir)")
     parser.add_argument("--no-wide", action="store_true",
                         help="skip the +-250 mm collision-region variant")
+    parser.add_argument("--min-pt", type=float, default=None, metavar="MEV",
+                        help="seeding minimum pT of ACTS and taas alike (default: their own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import acts
@@ -205,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": list(os.getloadavg()),
         "acts_version": f"{acts.version.major}.{acts.version.minor}.{acts.version.patch}",
         "threads": args.threads,
+        "seeding_min_pt_mev": args.min_pt,
         "matching": matching.to_dict(),
         "timing_note": "seconds per event from ACTS' Sequencer timing.csv (mean over the "
                        "events, median over --repeat runs); reco_s_per_event = space_points "
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.presets:
             result["presets"][name] = bench_preset(name, args.events, sim_root, work,
                                                    args.threads, variants, matching,
-                                                   args.repeat)
+                                                   args.repeat, args.min_pt)
     result["load_average_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_clean(result), indent=2, allow_nan=False) + "\n")
