@@ -116,3 +116,39 @@ def test_match_measurements_undoes_reordering(chain: ModuleType) -> None:
     with pytest.raises(InputError, match="differ"):
         chain._match_measurements(csv_m, np.array([5, 5, 7, 7], np.uint64),
                                   np.array([2, 1, 3, 9], np.float32), np.zeros(4, np.float32))
+
+
+def _track_particle_pts(chain: ModuleType, sim_dir: Path, out: Path, event_ids: list[int]
+                        ) -> np.ndarray:
+    """pT (GeV) of each ACTS track's majority particle, over the events."""
+    ds = open_dataset(sim_dir)
+    pts = []
+    for e in event_ids:
+        event = ds.read(e)
+        tracks = chain.read_acts_tracks(out, e)
+        rows = np.searchsorted(event.hits["hit_id"], tracks["measurement_ids"])
+        owners = np.asarray(event.hits["particle_id"])[rows]
+        pt_of = dict(zip(np.asarray(event.particles.particle_id).tolist(),
+                         np.asarray(event.particles.pt).tolist(), strict=True))
+        offsets = tracks["offsets"]
+        for k in range(len(offsets) - 1):
+            ids, counts = np.unique(owners[offsets[k]:offsets[k + 1]], return_counts=True)
+            pts.append(pt_of.get(int(ids[np.argmax(counts)]), np.nan))
+    return np.asarray(pts)
+
+
+def test_min_pt_reaches_acts_seeding(chain: ModuleType, tiny_sim_dir: Path,
+                                     acts_run: tuple[dict, Path],
+                                     tmp_path: Path) -> None:
+    """``min_pt_mev`` is ACTS' seeding threshold: at 900 MeV the tracks of particles well
+    below it (seeded only by the default 400 MeV) are gone, the others stay."""
+    default, default_out = acts_run
+    raised = chain.run_acts_reference(tiny_sim_dir, tmp_path, min_pt_mev=900.0)
+    assert raised["config"]["seeding"]["min_pt_mev"] == 900.0
+    assert default["config"]["seeding"]["min_pt_mev"] == "ACTS default (400)"
+    ids = raised["event_ids"]
+    pt_default = _track_particle_pts(chain, tiny_sim_dir, default_out, ids)
+    pt_raised = _track_particle_pts(chain, tiny_sim_dir, tmp_path, ids)
+    assert np.sum(pt_default < 0.75) > 0  # the tiny events have such tracks at all
+    assert np.sum(pt_raised < 0.75) == 0
+    assert np.sum(pt_raised > 1.2) >= 0.9 * np.sum(pt_default > 1.2)
