@@ -26,7 +26,6 @@ the measurement there sees.
 
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import numba
@@ -212,31 +211,105 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
 
 def _rts_smoother(filt: np.ndarray, filt_cov: np.ndarray, pred: np.ndarray,
                   pred_cov: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rauch-Tung-Striebel pass; ``jac[:, k]`` transports module k-1 to k."""
+    """Rauch-Tung-Striebel pass; ``jac[:, k]`` transports module k-1 to k. One numba loop over
+    tracks and modules (``_rts_rows``); a track whose predicted covariance is not finite or is
+    singular is smoothed to NaN from there inwards (the fit then marks it failed)."""
     smooth, smooth_cov = filt.copy(), filt_cov.copy()
-    for k in range(filt.shape[1] - 2, -1, -1):
-        bad = ~np.all(np.isfinite(pred_cov[:, k + 1]), axis=(1, 2))
-        pc = np.where(bad[:, None, None], np.eye(6), pred_cov[:, k + 1])
-        # A = C_f F^T P^-1  <=>  A^T = P^-1 F C_f (P symmetric)
-        gain = np.swapaxes(_solve(pc, jac[:, k + 1] @ filt_cov[:, k]), 1, 2)
-        gain[bad] = np.nan
-        diff = smooth[:, k + 1] - pred[:, k + 1]
-        diff[:, PHI] = wrap_phi(diff[:, PHI])
-        smooth[:, k] = filt[:, k] + np.einsum("nij,nj->ni", gain, diff)
-        smooth[:, k, PHI] = wrap_phi(smooth[:, k, PHI])
-        smooth_cov[:, k] = _symmetric(
-            filt_cov[:, k] + gain @ (smooth_cov[:, k + 1] - pred_cov[:, k + 1])
-            @ np.swapaxes(gain, 1, 2))
+    _rts_rows(np.ascontiguousarray(pred), np.ascontiguousarray(pred_cov),
+              np.ascontiguousarray(jac), smooth, smooth_cov)
     return smooth, smooth_cov
 
 
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Batched ``solve(a, b)``; a singular system gives NaN for its track only."""
-    try:
-        return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:
-        out = np.full(b.shape, np.nan)
-        for i in range(len(a)):
-            with contextlib.suppress(np.linalg.LinAlgError):
-                out[i] = np.linalg.solve(a[i], b[i])
-        return out
+@numba.njit(cache=True)
+def _rts_rows(pred: np.ndarray, pred_cov: np.ndarray, jac: np.ndarray, smooth: np.ndarray,
+              smooth_cov: np.ndarray) -> None:
+    """``_rts_smoother`` in place: ``smooth``/``smooth_cov`` enter holding the filtered states.
+
+    Per step the gain A = C_f F^T P^-1 comes from P A^T = F C_f (P symmetric), solved by LU
+    with partial pivoting (``_solve_into``); then x_k = x_f + A (x_k+1 - p_k+1) and
+    C_k = C_f + A (C_k+1 - P_k+1) A^T, symmetrised."""
+    two_pi = 2.0 * np.pi
+    fc = np.empty((6, 6))  # F C_f, then A^T
+    lu = np.empty((6, 6))
+    gain = np.empty((6, 6))
+    diff = np.empty(6)
+    dc = np.empty((6, 6))
+    tmp = np.empty((6, 6))
+    for n in range(smooth.shape[0]):
+        for k in range(smooth.shape[1] - 2, -1, -1):
+            for i in range(6):
+                for j in range(6):
+                    acc = 0.0
+                    for q in range(6):
+                        acc += jac[n, k + 1, i, q] * smooth_cov[n, k, q, j]
+                    fc[i, j] = acc
+                    lu[i, j] = pred_cov[n, k + 1, i, j]
+            if not _solve_into(lu, fc):
+                smooth[n, :k + 1] = np.nan
+                smooth_cov[n, :k + 1] = np.nan
+                break
+            for i in range(6):
+                for j in range(6):
+                    gain[i, j] = fc[j, i]
+                diff[i] = smooth[n, k + 1, i] - pred[n, k + 1, i]
+            diff[PHI] = (diff[PHI] + np.pi) % two_pi - np.pi
+            for i in range(6):
+                acc = 0.0
+                for j in range(6):
+                    acc += gain[i, j] * diff[j]
+                smooth[n, k, i] += acc
+            smooth[n, k, PHI] = (smooth[n, k, PHI] + np.pi) % two_pi - np.pi
+            for i in range(6):
+                for j in range(6):
+                    dc[i, j] = smooth_cov[n, k + 1, i, j] - pred_cov[n, k + 1, i, j]
+            for i in range(6):  # A (C_k+1 - P_k+1)
+                for j in range(6):
+                    acc = 0.0
+                    for q in range(6):
+                        acc += gain[i, q] * dc[q, j]
+                    tmp[i, j] = acc
+            for i in range(6):  # ... A^T, added to C_f
+                for j in range(6):
+                    acc = 0.0
+                    for q in range(6):
+                        acc += tmp[i, q] * gain[j, q]
+                    dc[i, j] = smooth_cov[n, k, i, j] + acc
+            for i in range(6):
+                for j in range(6):
+                    smooth_cov[n, k, i, j] = 0.5 * (dc[i, j] + dc[j, i])
+
+
+@numba.njit(cache=True)
+def _solve_into(a: np.ndarray, b: np.ndarray) -> bool:
+    """Solve a x = b in place (b becomes x; a is overwritten) by LU with partial pivoting, as
+    LAPACK's gesv; False for a non-finite or singular a (an exactly zero pivot)."""
+    n = a.shape[0]
+    for i in range(n):
+        for j in range(n):
+            if not np.isfinite(a[i, j]):
+                return False
+    for c in range(n):
+        p = c
+        for r in range(c + 1, n):
+            if abs(a[r, c]) > abs(a[p, c]):
+                p = r
+        if a[p, c] == 0.0:
+            return False
+        if p != c:
+            for j in range(n):
+                a[c, j], a[p, j] = a[p, j], a[c, j]
+            for j in range(b.shape[1]):
+                b[c, j], b[p, j] = b[p, j], b[c, j]
+        for r in range(c + 1, n):
+            f = a[r, c] / a[c, c]
+            for j in range(c, n):
+                a[r, j] -= f * a[c, j]
+            for j in range(b.shape[1]):
+                b[r, j] -= f * b[c, j]
+    for c in range(n - 1, -1, -1):
+        for j in range(b.shape[1]):
+            acc = b[c, j]
+            for q in range(c + 1, n):
+                acc -= a[c, q] * b[q, j]
+            b[c, j] = acc / a[c, c]
+    return True

@@ -7,7 +7,7 @@ import pytest
 
 from taas.tracking.estimation import estimate_parameters
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks, tracks_to_perigee
-from taas.tracking.kalman import kalman_update, predicted_chi2
+from taas.tracking.kalman import _rts_smoother, kalman_update, predicted_chi2
 from taas.tracking.parameters import PHI, QOP, free_to_perigee, wrap_phi
 from tests.tracking.toy import barrel_detector, generate_particles, measure, simulate
 
@@ -146,3 +146,39 @@ def test_update_matches_information_form_and_chi2():
         assert chi2[i] == pytest.approx(r @ np.linalg.solve(r_cov, r), rel=1e-8)
     np.testing.assert_allclose(predicted_chi2(params, cov, meas, var), chi2, rtol=1e-12)
 
+
+
+def _random_spd(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    a = rng.normal(size=(*shape, 6, 6))
+    return a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(6)
+
+
+def test_smoother_matches_the_rts_formulas():
+    """The smoother's row loop against the RTS equations written out with numpy
+    (A = C_f F^T P^-1, x = x_f + A (x_s - p), C = C_f + A (C_s - P) A^T, phi differences
+    wrapped); a track with a non-finite predicted covariance is NaN from there inwards, the
+    others are unaffected."""
+    rng = np.random.default_rng(9)
+    n, m = 20, 5
+    filt = rng.normal(size=(n, m, 6))
+    filt[:, :, PHI] = rng.uniform(-np.pi, np.pi, (n, m))
+    pred = filt + 0.1 * rng.normal(size=(n, m, 6))
+    pred[:, 3, PHI] = filt[:, 3, PHI] + 2 * np.pi - 0.01  # a difference that must wrap
+    filt_cov, pred_cov = _random_spd(rng, (n, m)), _random_spd(rng, (n, m))
+    jac = np.eye(6) + 0.1 * rng.normal(size=(n, m, 6, 6))
+    pred_cov[7, 2, 0, 0] = np.nan
+    smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac)
+    assert np.all(np.isnan(smooth[7, :2]))
+    assert np.all(np.isnan(smooth_cov[7, :2]))
+    for i in range(n):
+        x, c = filt[i, m - 1].copy(), filt_cov[i, m - 1].copy()
+        np.testing.assert_array_equal(smooth[i, m - 1], x)
+        for k in range(m - 2, 1 if i == 7 else -1, -1):
+            gain = filt_cov[i, k] @ jac[i, k + 1].T @ np.linalg.inv(pred_cov[i, k + 1])
+            diff = x - pred[i, k + 1]
+            diff[PHI] = wrap_phi(diff[PHI])
+            x = filt[i, k] + gain @ diff
+            x[PHI] = wrap_phi(x[PHI])
+            c = filt_cov[i, k] + gain @ (c - pred_cov[i, k + 1]) @ gain.T
+            np.testing.assert_allclose(smooth[i, k], x, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(smooth_cov[i, k], c, rtol=1e-9, atol=1e-9)
