@@ -241,13 +241,17 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
     """Nearest layer per state, searched only up to where the helix leaves the world.
 
     Only the first crossing of each layer within the world counts: a track that leaves the
-    enclosing cylinder (or would only come back to a layer after looping) is finished.
+    enclosing cylinder (or would only come back to a layer after looping) is finished. A
+    barrel layer is solved for only when it could beat the nearest layer found so far: the
+    helix covers st per unit path across the beam, so reaching radius R from r0 takes a path
+    of at least |R - r0| / st.
     """
     n_layers = len(kind)
     for i in range(len(free)):
         x0, y0, z0 = free[i, 0], free[i, 1], free[i, 2]
         tx, ty, tz = free[i, 4], free[i, 5], free[i, 6]
         st = np.sqrt(tx * tx + ty * ty)
+        r0 = np.hypot(x0, y0)
         # path to the world boundary: the outer cylinder or the end planes
         best = min(helix.cylinder_path(x0, y0, tx, ty, h[i], world_r, 0.0), s_max[i])
         if abs(tz) > 1e-12:
@@ -259,6 +263,8 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
             if lay == exclude[i]:
                 continue
             if kind[lay] == BARREL:
+                if abs(ref[lay] - r0) * (1.0 - 1e-9) - 1e-9 >= best * st:
+                    continue
                 s = helix.cylinder_path(x0, y0, tx, ty, h[i], ref[lay], s_min[i])
                 if s >= best:
                     continue

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from taas.tracking import helix
-from taas.tracking.navigation import BARREL, ENDCAP, build_navigation, group_by_module
+from taas.tracking.navigation import (
+    BARREL,
+    ENDCAP,
+    _next_layer,
+    build_navigation,
+    group_by_module,
+)
 from taas.tracking.parameters import direction
 
 
@@ -79,6 +85,37 @@ def test_lookup_contains_every_module_brute_force_finds(generic_detector, naviga
         s_min[layer < 0] = np.inf
     assert checked > 200
     assert found > 0.8 * checked  # most crossings hit a module (the rest: gaps between them)
+
+
+def test_next_layer_does_not_depend_on_the_layer_order(navigation):
+    """The nearest layer is the nearest whatever order the layers are tried in: barrel layers
+    that cannot beat the best crossing so far are skipped before their helix is solved, and
+    the skipping differs between orders (states start inside the detector at r = 20-900 mm,
+    going outwards or inwards, soft and stiff, both charges)."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    free = _origin_states(n, 1.0, 1.0, seed=4)
+    r0, phi0 = rng.uniform(20.0, 900.0, n), rng.uniform(-np.pi, np.pi, n)
+    free[:, 0], free[:, 1] = r0 * np.cos(phi0), r0 * np.sin(phi0)
+    free[:, 2] = rng.uniform(-1500.0, 1500.0, n)
+    free[:, 7] *= rng.choice([-1.0, 1.0], n) / rng.uniform(0.5, 20.0, n)
+    h = helix.turning_rate(free[:, helix.QOP], 2.0)
+    zeros, inf, none = np.zeros(n), np.full(n, np.inf), np.full(n, -1, np.int64)
+    nav = navigation
+    results = []
+    for order in (np.arange(nav.n_layers), np.arange(nav.n_layers)[::-1],
+                  rng.permutation(nav.n_layers)):
+        layer, s = np.full(n, -1, np.int64), np.full(n, np.inf)
+        _next_layer(free, h, zeros, inf, none, nav.kind[order], nav.ref[order], nav.lo[order],
+                    nav.hi[order], nav.half_thickness[order], nav.margin, nav.world_r,
+                    nav.world_z, layer, s)
+        results.append((np.where(layer >= 0, order[layer], -1), s))
+    found = results[0][0] >= 0
+    assert found.mean() > 0.5
+    assert (nav.kind[results[0][0][found]] == BARREL).sum() > 300
+    for layer, s in results[1:]:
+        np.testing.assert_array_equal(layer, results[0][0])
+        np.testing.assert_array_equal(s, results[0][1])
 
 
 def test_next_layer_leaves_detector(navigation):
