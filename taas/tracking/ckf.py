@@ -627,10 +627,11 @@ def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.nd
 
     ``at``: the candidates' free states at the layer's reference surface. Pairs that a straight
     line from there misses by more than the helix can bend away from it are dropped first
-    (``_line_misses``); the helix intersection of the other (candidate, module) pairs comes
-    next; the Jacobian and ``C' = J (C + Q) J^T`` only for the pairs whose crossing lies inside
-    the module. Returns per crossing pair: candidate, module row, path, params, covariance
-    (pairs stay ordered by candidate).
+    (``_line_misses``); the other (candidate, module) pairs are propagated, Jacobian included
+    (99.5% of them cross inside the module at ``medium``: a pass without the Jacobian first
+    would solve the same intersections twice), and ``C' = J (C + Q) J^T`` follows for the
+    pairs whose crossing lies inside the module. Returns per crossing pair: candidate, module
+    row, path, params, covariance (pairs stay ordered by candidate).
     """
     center, rotation = detector.center, detector.rotation
     pair_c = np.repeat(np.arange(len(cand)), np.diff(offsets))
@@ -638,19 +639,18 @@ def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.nd
     pair_c, modules = pair_c[near], modules[near]
     src = cand.row[pair_c]
     prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
-                     rotation[modules], bz=config.bz, mass=config.mass, jacobian=False)
+                     rotation[modules], bz=config.bz, mass=config.mass)
     inside = prop.ok & (prop.path > 0) & detector.inside_bounds(
         modules, prop.params[:, 0], prop.params[:, 1], config.bounds_tolerance)
     stats.pairs += len(inside)
     keep = np.flatnonzero(inside)
     pair_c, modules, src, path = pair_c[keep], modules[keep], src[keep], prop.path[keep]
     noisy = _scatter(detector, cand.params, cand.cov, cand.row, config)
-    prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
-                     rotation[modules], bz=config.bz, mass=config.mass)
-    jac = prop.jacobian
+    jac = prop.jacobian[keep]
     pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2) + _passive_noise(
         detector, cand.params[pair_c], src, modules, path, config)
-    return pair_c, modules, path, prop.params, 0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2))
+    return (pair_c, modules, path, prop.params[keep],
+            0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2)))
 
 
 def _line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
