@@ -37,6 +37,7 @@ from scaling_runs import (
     timing_record,
 )
 
+from backends.cpu.seeding import CpuSeeding
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
 from taas.events.dataset import open_dataset
@@ -45,7 +46,7 @@ from taas.pipeline.reconstruct import load_reco, reconstruct
 from taas.pipeline.spec import CPU, PipelineSpec
 from taas.seeding import SeedingConfig, find_seeds
 from taas.seeding.shapes import spacepoint_shapes
-from taas.stages.configs import read_stage_configs
+from taas.stages.configs import build_config, read_stage_configs
 
 
 def seeding_counters(reco: Path, event_ids: list[int], detector: Detector,
@@ -84,7 +85,7 @@ def bench(names: list[str], events: int, passes: int, work: Path,
     rows, per_pass, wall = interleaved_passes(
         names, passes, lambda name, i: reconstruct(sims[name], work / f"{name}-reco{i or ''}",
                                                    spec, progress=False, warmup=i == 0))
-    seeding = SeedingConfig(**spec.stage_configs.get("seeding", {}))
+    seeding = build_config(CpuSeeding, spec.stage_configs.get("seeding", {}))
     return [summary(name, sims[name], work / f"{name}-reco", work, rows[name], per_pass[name],
                     wall[name], seeding) for name in names]
 
