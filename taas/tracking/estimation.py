@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.parameters import LOC0, LOC1, PHI, QOP, THETA, TIME
+from taas.tracking.parameters import LOC0, LOC1, PHI, QOP, THETA, TIME, wrap_phi
 
 
 def _arcsin_ratio(x: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ def estimate_parameters(xyz: np.ndarray, center: np.ndarray, rotation: np.ndarra
     params = np.empty((len(xyz), 6))
     local = np.einsum("nji,nj->ni", rotation, xyz[:, 0] - center)
     params[:, LOC0], params[:, LOC1] = local[:, 0], local[:, 1]
-    params[:, PHI] = (phi + np.pi) % (2 * np.pi) - np.pi
+    params[:, PHI] = wrap_phi(phi)
     params[:, THETA] = theta
     params[:, QOP] = -kappa * np.sin(theta) / (helix.K_FIELD * bz)
     params[:, TIME] = (np.linalg.norm(xyz[:, 0], axis=1) / helix.C_MM_PER_NS
