@@ -13,13 +13,14 @@ import pytest
 
 pytest.importorskip("pyopencl", reason="pyopencl is not installed")
 
-from backends.cpu.clustering import ClusteringConfig, CpuClustering
+from backends.cpu.clustering import CpuClustering
 from backends.cpu.spacepoints import CpuSpacepoints
 from backends.gpu.clustering import GpuClustering
 from backends.gpu.opencl import OpenClConfig, device_kind, get_runtime, has_fp64, list_devices
 from backends.gpu.spacepoints import GpuSpacepoints
 from taas.detector import Detector
 from taas.edm import Cells, Measurements
+from taas.reco.clustering import ClusteringConfig
 from tests.trackml_data import TRACKML_DIR, TRACKML_EVENT_ID, needs_trackml
 
 _GPUS = [d for d in list_devices() if device_kind(d) == "GPU"]
@@ -28,7 +29,7 @@ if not any(has_fp64(d) for d in _GPUS):
     pytest.skip(f"no OpenCL GPU device with cl_khr_fp64 (GPU devices found: {found})",
                 allow_module_level=True)
 
-from tests.backends.test_clustering import GRID, make_cells, toy_detector  # noqa: E402
+from tests.reco.test_clustering import GRID, make_cells, toy_detector  # noqa: E402
 from tests.backends.test_gpu_frontend import PATTERNS, assert_same_outputs  # noqa: E402
 from tests.conftest import tiny_sim_dir  # noqa: E402, F401  (session fixture, re-exported)
 

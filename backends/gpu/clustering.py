@@ -1,8 +1,8 @@
-"""GPU clustering: the CPU stage's sparse CCL as OpenCL kernels (a GPU, or PoCL on the CPU).
+"""GPU clustering: the sparse CCL as OpenCL kernels (a GPU, or PoCL on the CPU).
 
-Same contract and the same result as ``CpuClustering``, measurement for measurement: the host
-packs and sorts the cell keys exactly as the CPU stage does (numpy's sort; the module lookup is a
-binary search in numpy too), then the device
+The ``measure`` hook of ``taas.reco.stages.ClusteringStage``, with the same result as the CPU
+hook, measurement for measurement: the stage base packs and sorts the cell keys (numpy's sort;
+the module lookup is a binary search in numpy too), then the device
 
 1. finds each cell's earlier neighbours in the sorted array by binary search (4 or 8
    connectivity per ``ClusteringConfig``),
@@ -26,11 +26,12 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from backends.cpu.clustering import CHANNEL_BITS, ClusteringConfig, CpuClustering
 from backends.gpu.opencl import OpenClConfig, get_runtime, ndrange
 from taas.detector.detector import Detector
-from taas.edm import Cells, Clusters, Measurements
+from taas.edm import Measurements
 from taas.errors import InputError, TaasError
+from taas.reco.clustering import CHANNEL_BITS, ClusteringConfig
+from taas.reco.stages import ClusteringStage
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,10 @@ def labels_from_roots(root: np.ndarray) -> tuple[np.ndarray, int]:
     return rank[root], int(rank[-1]) + 1
 
 
-class GpuClustering(CpuClustering):
-    """Cells -> clusters -> measurements with OpenCL kernels; output identical to the CPU stage.
+class GpuClustering(ClusteringStage):
+    """Cells -> clusters -> measurements with OpenCL kernels; output identical to the CPU hook.
 
-    Derives from ``CpuClustering`` to share its specs, configuration, detector checks and module
-    lookup; only ``compute`` runs elsewhere. ``device`` names the OpenCL device used.
+    ``device`` names the OpenCL device used.
     """
 
     BACKEND = "gpu"
@@ -73,32 +73,22 @@ class GpuClustering(CpuClustering):
     def device(self) -> str:
         return self.runtime.description
 
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cells = Cells.from_tensors(inputs)
-        n = len(cells)
-        if n == 0:
-            return {**Clusters.empty().to_tensors(), **Measurements.empty().to_tensors()}
+    def measure(self, key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, Measurements]:
+        n = len(key)
         if n > _INT32_MAX // 4:
             raise InputError(f"{self.qualified_name}: {n} cells exceed the kernels' 32-bit "
                              "indices")
-        key, order = self.sorted_cell_keys(cells)
         with self._lock:
-            d_key = self.runtime.to_device(key[order])
+            d_key = self.runtime.to_device(key)
             label, n_labels = labels_from_roots(self._roots(d_key, n))
             members = np.argsort(label, kind="stable")  # cluster by cluster, sorted within
             offsets = np.zeros(n_labels + 1, np.int32)
             np.cumsum(np.bincount(label, minlength=n_labels), out=offsets[1:])
-            out_f, out_i = self._moments(d_key, cells.value[order], members, offsets)
-
-        cluster_id = np.empty(n, np.int64)
-        cluster_id[order] = label
-        measurements = Measurements(
+            out_f, out_i = self._moments(d_key, value, members, offsets)
+        return label, Measurements(
             module_key=self.detector.modules["module_key"][out_i[0]],
             local_u=out_f[0], local_v=out_f[1], var_u=out_f[2], var_v=out_f[3],
             size_u=out_i[1], size_v=out_i[2], n_cells=out_i[3], charge=out_f[4])
-        log.debug("%s on %s: %d cells -> %d measurements", self.qualified_name, self.device,
-                  n, n_labels)
-        return {**Clusters(cluster_id=cluster_id).to_tensors(), **measurements.to_tensors()}
 
     def _roots(self, d_key: cla.Array, n: int) -> np.ndarray:
         """Root (first cell) of each sorted cell's cluster, by union-find on the device."""

@@ -1,29 +1,25 @@
-"""GPU space points: the CPU stage's transform and cluster-shape features as one OpenCL kernel.
+"""GPU space points: the ``place`` hook of ``taas.reco.stages.SpacepointStage``, one OpenCL kernel.
 
 Every output row depends on one measurement and its module only, so one work item computes the
 global position, r, phi, eta and every feature of ``taas.reco.cluster_features`` (the kernel
 repeats those few formulas in OpenCL C; the Python definitions stay the reference, and the tests
 hold the two equal within 1e-9). The module table goes to the device once per stage instance.
-The host looks up module rows (numpy binary search, also what validates the module keys) and
-passes through the columns the features copy unchanged (n_cells, charge, sizes).
+The stage base looks up module rows (numpy binary search, also what validates the module keys);
+the hook passes through the columns the features copy unchanged (n_cells, charge, sizes).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import numpy as np
 import pyopencl as cl
 
-from backends.cpu.spacepoints import CpuSpacepoints
 from backends.gpu.opencl import OpenClConfig, get_runtime, ndrange
 from taas.detector.detector import Detector
 from taas.edm import Measurements, Spacepoints
 from taas.reco.cluster_features import SpacepointFeatures
-from taas.stages.base import Stage
-
-log = logging.getLogger(__name__)
+from taas.reco.stages import SpacepointStage
 
 #: Kernel output rows, in the order the kernel writes them.
 _POINT_COLUMNS = ("x", "y", "z", "r", "phi", "eta")
@@ -31,13 +27,10 @@ _FEATURE_COLUMNS = ("extent_u", "extent_v", "local_angle", "local_eta", "local_p
                     "gx", "gy", "gz", "global_eta", "global_phi")
 
 
-class GpuSpacepoints(Stage):
-    """Measurements -> space points and features with OpenCL; output equal to the CPU stage's."""
+class GpuSpacepoints(SpacepointStage):
+    """Measurements -> space points and features with OpenCL; output equal to the CPU hook's."""
 
-    NAME = "spacepoints"
     BACKEND = "gpu"
-    INPUTS = CpuSpacepoints.INPUTS
-    OUTPUTS = CpuSpacepoints.OUTPUTS
 
     def __init__(self, detector: Detector, opencl: OpenClConfig | None = None) -> None:
         super().__init__(detector)
@@ -53,12 +46,9 @@ class GpuSpacepoints(Stage):
     def device(self) -> str:
         return self.runtime.description
 
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        meas = Measurements.from_tensors(inputs)
+    def place(self, rows: np.ndarray, meas: Measurements
+              ) -> tuple[Spacepoints, SpacepointFeatures]:
         n = len(meas)
-        if n == 0:
-            return {**Spacepoints.empty().to_tensors(), **SpacepointFeatures.empty().to_tensors()}
-        rows = self.detector.index_of(meas.module_key, column="measurements.module_key")
         rt = self.runtime
         n_out = len(_POINT_COLUMNS) + len(_FEATURE_COLUMNS)
         with self._lock:
@@ -75,5 +65,4 @@ class GpuSpacepoints(Stage):
         features = SpacepointFeatures(
             n_cells=meas.n_cells, charge=meas.charge, size_u=meas.size_u, size_v=meas.size_v,
             **{c: columns[c] for c in _FEATURE_COLUMNS})
-        log.debug("%s on %s: %d space points", self.qualified_name, self.device, n)
-        return {**points.to_tensors(), **features.to_tensors()}
+        return points, features

@@ -25,7 +25,7 @@ from taas.detector.detector import Detector
 from taas.detector.geometry_id import encode
 from taas.detector.modules import ROTATION_COLUMNS, Modules
 from taas.errors import TaasError
-from taas.events.event import atomic_write
+from taas.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

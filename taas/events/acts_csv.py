@@ -22,6 +22,8 @@ Times: ACTS writes ``tt``/``vt`` in its native unit (mm, i.e. c*t); they are kep
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,8 @@ from taas.detector.detector import Detector
 from taas.edm import Cells, Particles, TruthHits
 from taas.errors import InputError
 from taas.events.checks import check_cells
-from taas.events.event import Event, atomic_write, event_stem
+from taas.events.event import Event, event_stem
+from taas.io.atomic import atomic_write
 from taas.io.csv_table import csv_header, read_csv_columns, write_csv_columns
 from taas.io.paths import find_csv
 
@@ -73,7 +76,7 @@ def _shifts() -> list[tuple[str, int, int]]:
 _BARCODE_SHIFTS = _shifts()
 
 
-def pack_particle_id(parts: dict[str, npt.ArrayLike], *,
+def pack_particle_id(parts: Mapping[str, npt.ArrayLike], *,
                      source: str | Path | None = None) -> np.ndarray:
     """Pack barcode parts (``BARCODE_FIELDS`` names) into uint64 ids; overflow raises."""
     out = np.zeros(np.shape(parts[BARCODE_FIELDS[0][0]]), dtype=np.uint64)
@@ -264,7 +267,7 @@ def write_acts_event(event: Event, directory: str | Path) -> list[Path]:
     written = []
     for name, columns in tables.items():
         path = directory / f"{stem}-{name}.csv"
-        atomic_write(path, lambda p, c=columns: write_csv_columns(p, c))
+        atomic_write(path, partial(write_csv_columns, columns=columns))
         written.append(path)
     return written
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 from taas.detector.detector import Detector
 from taas.edm import Cells, Particles, Table, TruthHits
 from taas.errors import InputError
+from taas.io.atomic import atomic_write
 
 #: Tables an event persists, by file suffix.
 EVENT_TABLES: dict[str, type[Table]] = {"cells": Cells, "hits": TruthHits, "particles": Particles}
@@ -57,16 +57,6 @@ class Event:
 def event_stem(event_id: int) -> str:
     """File stem shared by the ACTS/traccc and TrackML layouts: ``event000000042``."""
     return f"event{event_id:09d}"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a failure leaves no partial file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_event_parquet(event: Event, directory: str | Path) -> list[Path]:

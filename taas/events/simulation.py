@@ -26,8 +26,9 @@ from taas.detector.acts_generic import (
     generic_tracking_geometry,
 )
 from taas.detector.material import MATERIAL_FILE, generic_material
-from taas.events.event import atomic_write, write_manifest
+from taas.events.event import write_manifest
 from taas.events.presets import DEFAULT_PDG
+from taas.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from taas.events.event import atomic_write
 from taas.gnn.features import FEATURE_VERSION, NODE_FEATURE_NAMES
 from taas.gnn.models import MODELS, build_model
+from taas.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,13 @@ from tqdm import tqdm
 
 from taas.edm import Clusters, Measurements, Spacepoints
 from taas.events.dataset import open_dataset
-from taas.events.event import Event, atomic_write, event_stem
+from taas.events.event import Event, event_stem
 from taas.gnn.features import FEATURE_VERSION, node_features
+from taas.io.atomic import atomic_write
 from taas.metrics.graph import edge_truth, truth_edges
 from taas.metrics.truth_link import measurement_particles
 from taas.reco.cluster_features import SpacepointFeatures
+from taas.stages.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +116,10 @@ class GraphSample:
 
 
 def front_end(event: Event) -> dict[str, np.ndarray]:
-    """Clustering + space points on the CPU backend: all tensors both stages produce."""
-    from backends.cpu.clustering import CpuClustering
-    from backends.cpu.spacepoints import CpuSpacepoints
-
-    clustered = CpuClustering(event.detector).run(event.cells.to_tensors())
-    return {**clustered, **CpuSpacepoints(event.detector).run(clustered)}
+    """Clustering + space points on the CPU backend (through the registry, as pipelines do):
+    all tensors both stages produce."""
+    clustered = resolve("clustering", "cpu")(event.detector).run(event.cells.to_tensors())
+    return {**clustered, **resolve("spacepoints", "cpu")(event.detector).run(clustered)}
 
 
 def build_sample(event: Event, tensors: dict[str, np.ndarray] | None = None) -> GraphSample:

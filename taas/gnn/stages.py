@@ -49,7 +49,7 @@ from taas.gnn.frnn_kernel import MAX_K, kernel_works
 from taas.gnn.inference import GNN_CHUNK, embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.track_building import cuda_or_fallback
 from taas.reco.cluster_features import SpacepointFeatures
-from taas.stages.base import Stage
+from taas.stages.base import RowOrder, Stage
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,8 @@ class GraphConstructionStage(GnnStage):
     EDGE_MODELS = ("filter",)
     INPUTS = Spacepoints.tensor_specs() + SpacepointFeatures.tensor_specs()
     OUTPUTS = Edges.tensor_specs()
+    ROW_ORDER = RowOrder(("spacepoints", "spacepoint_features"),
+                         index_outputs=("edges.src", "edges.dst"))
 
     def __init__(self, detector: Detector | None,
                  config: GnnStageConfig | Mapping[str, Any] | None = None) -> None:
@@ -291,6 +293,9 @@ class EdgeClassificationStage(GnnStage):
     INPUTS = (Edges.tensor_specs() + Spacepoints.tensor_specs()
               + SpacepointFeatures.tensor_specs())
     OUTPUTS = Edges.tensor_specs()
+    ROW_ORDER = RowOrder(("spacepoints", "spacepoint_features"),
+                         index_inputs=("edges.src", "edges.dst"),
+                         index_outputs=("edges.src", "edges.dst"))
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         src_np, dst_np = inputs["edges.src"], inputs["edges.dst"]

@@ -38,7 +38,7 @@ import torch
 from taas.detector.detector import Detector
 from taas.edm import Edges, ProtoTracks, Spacepoints
 from taas.errors import InputError, TaasError
-from taas.stages.base import Stage
+from taas.stages.base import RowOrder, Stage
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,7 @@ class TrackBuildingStage(Stage):
     NAME = "track_building"
     INPUTS = Edges.tensor_specs() + Spacepoints.tensor_specs()
     OUTPUTS = ProtoTracks.tensor_specs()
+    ROW_ORDER = RowOrder(("spacepoints",), index_inputs=("edges.src", "edges.dst"))
     components: ClassVar[ComponentsFn]
 
     def __init__(self, detector: Detector | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +20,8 @@ from tqdm import tqdm
 from taas import __version__
 from taas.detector.detector import Detector
 from taas.events.dataset import open_dataset
-from taas.events.event import atomic_write, event_stem
+from taas.events.event import event_stem
+from taas.io.atomic import atomic_write
 from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import FILE_NAME as TIMINGS_FILE
@@ -76,8 +78,7 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
     for event in tqdm(dataset, total=len(dataset), desc=f"reconstruct [{spec.name}]",
                       unit="event", disable=not progress):
         result = pipeline.run(event.cells.to_tensors())
-        atomic_write(reco_path(out, event.event_id),
-                     lambda p, t=result.tensors: _save_npz(p, t))
+        atomic_write(reco_path(out, event.event_id), partial(_save_npz, tensors=result.tensors))
         sizes[event.event_id] = event_sizes(result.tensors)
         rows += [{"event_id": event.event_id, "stage": t.stage, "backend": t.backend,
                   "device": t.device, "seconds": t.seconds} for t in result.timings]
@@ -94,4 +95,5 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
 
 def _save_npz(path: Path, tensors: dict[str, np.ndarray]) -> None:
     with path.open("wb") as fh:
-        np.savez(fh, **tensors)
+        # numpy's stub would read a tensor named "allow_pickle" into that flag
+        np.savez(fh, **tensors)  # type: ignore[arg-type]

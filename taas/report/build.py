@@ -23,7 +23,7 @@ from taas.pipeline.timings import read_timings, seconds_per_event
 from taas.report import plots
 from taas.report.html import to_html
 from taas.report.markdown import to_markdown
-from taas.workflow.devices import runs_on_gpu
+from taas.stages.devices import runs_on_gpu
 
 log = logging.getLogger(__name__)
 

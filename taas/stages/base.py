@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +18,40 @@ import numpy as np
 from taas.detector.detector import Detector
 from taas.edm.table import TensorSpec
 from taas.errors import InputError
+
+
+@dataclass(frozen=True)
+class RowOrder:
+    """How a stage's result follows a shuffle of its input rows (checked by ``taas.testing``).
+
+    ``shuffled``: input tables (tensor-name prefixes) whose rows are permuted together;
+    ``index_inputs``: input tensors holding row numbers of those tables (renumbered with them);
+    ``aligned_outputs``: output tables row-aligned with the shuffled rows; ``index_outputs``:
+    output tensors holding row numbers of the shuffled tables.
+    """
+
+    shuffled: tuple[str, ...]
+    index_inputs: tuple[str, ...] = ()
+    aligned_outputs: tuple[str, ...] = ()
+    index_outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How closely a backend must reproduce the reference backend (``taas.testing``).
+
+    Floats within ``rtol``/``atol`` of the reference, row for row; with ``row_fraction`` > 0
+    (fixed-point or bf16 scores moving rows across a cut) only the rows' integer columns are
+    compared, as sets, and at most that fraction of them may differ.
+    """
+
+    rtol: float = 1e-9
+    atol: float = 1e-12
+    row_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rtol < 0 or self.atol < 0 or not 0 <= self.row_fraction < 1:
+            raise ValueError(f"bad tolerance {self}: rtol, atol >= 0 and 0 <= row_fraction < 1")
 
 
 class Stage(ABC):
@@ -30,6 +65,11 @@ class Stage(ABC):
     BACKEND: ClassVar[str]
     INPUTS: ClassVar[tuple[TensorSpec, ...]]
     OUTPUTS: ClassVar[tuple[TensorSpec, ...]]
+    #: Which input rows may be shuffled without changing the result (None: the result depends
+    #: on input order by design, and the stage base says why).
+    ROW_ORDER: ClassVar[RowOrder | None] = None
+    #: How closely this backend reproduces the reference (cpu) backend.
+    CONFORMANCE_TOLERANCE: ClassVar[Tolerance] = Tolerance()
 
     def __init__(self, detector: Detector) -> None:
         self.detector = detector

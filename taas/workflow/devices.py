@@ -81,9 +81,3 @@ def probe() -> Devices:
     devices = Devices(cuda_device_count(), gpus, cpus)
     log.info("devices: %s", devices.describe())
     return devices
-
-
-def runs_on_gpu(device: str) -> bool:
-    """Whether a stage's recorded device string names a GPU (``cuda:0``, an OpenCL GPU ...)."""
-    text = device.lower()
-    return "cuda" in text or "gpu" in text

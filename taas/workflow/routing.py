@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taas.optional import MissingExtraError
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.stages import registry
 from taas.workflow.config import ConfigError
@@ -85,7 +86,11 @@ def _check_step(pipeline: str, stage: str, backend: str) -> None:
         raise PlanError(f"pipeline {pipeline!r} needs stage {stage!r} on backend {backend!r}, "
                         f"which is not implemented (not registered in taas.stages.registry); "
                         f"available: {choices}")
-    module = registry.IMPLEMENTATIONS[(stage, backend)].split(":")[0]
+    try:
+        registry.check_installed(stage, backend)
+    except MissingExtraError as exc:
+        raise PlanError(f"pipeline {pipeline!r}: {exc}") from None
+    module = registry.IMPLEMENTATIONS[(stage, backend)].module
     if importlib.util.find_spec(module.split(".")[0]) is None or \
             importlib.util.find_spec(module) is None:
         raise PlanError(f"pipeline {pipeline!r} needs {stage}/{backend}, registered as {module}, "

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("pyopencl", reason="pyopencl is not installed")
 
-from backends.cpu.clustering import ClusteringConfig, CpuClustering
+from backends.cpu.clustering import CpuClustering
 from backends.cpu.spacepoints import CpuSpacepoints
 from backends.gpu.clustering import GpuClustering
 from backends.gpu.opencl import (
@@ -26,8 +26,9 @@ from backends.gpu.spacepoints import GpuSpacepoints
 from taas.detector import Detector
 from taas.edm import Cells, Measurements
 from taas.errors import InputError
-from tests.backends.test_clustering import GRID, KEYS, make_cells, toy_detector
-from tests.backends.test_spacepoints import make_measurements, rotated_detector
+from taas.reco.clustering import ClusteringConfig
+from tests.reco.test_clustering import GRID, KEYS, make_cells, toy_detector
+from tests.reco.test_spacepoints import make_measurements, rotated_detector
 from tests.trackml_data import TRACKML_DIR, TRACKML_EVENT_ID, needs_trackml
 
 if not list_devices():

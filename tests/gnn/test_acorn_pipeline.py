@@ -17,26 +17,8 @@ from taas.pipeline.evaluation import evaluate_run
 from taas.pipeline.reconstruct import reconstruct
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import ACORN, CPU, PipelineSpec, get_pipeline
-from taas.stages import registry
-
-#: The GNN stages' registry lines (registry.py may already hold them; setting them is harmless).
-GNN_STAGES = {
-    ("graph_construction", "cpu"): "backends.cpu.graph_construction:CpuGraphConstruction",
-    ("graph_construction", "gpu"): "backends.gpu.graph_construction:GpuGraphConstruction",
-    ("edge_classification", "cpu"): "backends.cpu.edge_classification:CpuEdgeClassification",
-    ("edge_classification", "gpu"): "backends.gpu.edge_classification:GpuEdgeClassification",
-}
 
 ALL_CPU = {"graph_construction": "cpu", "edge_classification": "cpu", "track_building": "cpu"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _gnn_registered() -> object:
-    mp = pytest.MonkeyPatch()
-    for key, target in GNN_STAGES.items():
-        mp.setitem(registry.IMPLEMENTATIONS, key, target)
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

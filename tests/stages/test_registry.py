@@ -55,7 +55,7 @@ def test_wrong_shape_is_rejected():
 
 def test_resolver_lists_valid_choices(monkeypatch):
     monkeypatch.setitem(registry.IMPLEMENTATIONS, ("count", "cpu"),
-                        "tests.stages.test_registry:CountCells")
+                        registry.Implementation("tests.stages.test_registry:CountCells"))
     resolved = registry.resolve("count", "cpu")
     # pytest may import this file under another module name: compare by what it is
     assert issubclass(resolved, Stage)
@@ -65,6 +65,7 @@ def test_resolver_lists_valid_choices(monkeypatch):
 
 
 def test_resolver_rejects_non_stage(monkeypatch):
-    monkeypatch.setitem(registry.IMPLEMENTATIONS, ("bad", "cpu"), "taas.errors:InputError")
+    monkeypatch.setitem(registry.IMPLEMENTATIONS, ("bad", "cpu"),
+                        registry.Implementation("taas.errors:InputError"))
     with pytest.raises(TypeError, match="not a Stage"):
         registry.resolve("bad", "cpu")

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from backends.cpu.clustering import ClusteringConfig, CpuClustering
+from backends.cpu.clustering import CpuClustering
 from taas.detector import Detector, Modules
 from taas.detector.modules import ROTATION_COLUMNS
 from taas.edm import Cells, Clusters, Measurements
 from taas.errors import InputError, TaasError
+from taas.reco.clustering import ClusteringConfig
 from tests.trackml_data import TRACKML_DIR, TRACKML_EVENT_ID, needs_trackml
 
 #: Module keys of the toy detector: consecutive, so adjacent modules have adjacent keys.

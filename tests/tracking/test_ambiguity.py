@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.cpu.ambiguity import AmbiguityConfig, CpuAmbiguityResolution
+from backends.cpu.ambiguity import CpuAmbiguityResolution
+from taas.tracking.ambiguity import AmbiguityConfig
 from taas.edm import ProtoTracks, Tracks
 
 
@@ -87,7 +88,7 @@ def reference_greedy(lists, quality, max_shared):
 
 
 def test_matches_plain_greedy_rule_on_random_overlaps():
-    from backends.cpu.ambiguity import greedy_select
+    from taas.tracking.ambiguity import greedy_select
 
     rng = np.random.default_rng(12)
     for _ in range(20):
