@@ -136,11 +136,11 @@ def test_shipped_checkpoints_work_on_fresh_events(tiny_samples: list[GraphSample
 def test_phi_sectors_cover_every_edge_once(tiny_samples: list[GraphSample]) -> None:
     """GNN training sectors: each edge counts in exactly one sector's loss; a sector's nodes
     are those near it in phi, relabelled consistently."""
-    from taas.gnn.training import _to_graph, phi_sectors
+    from taas.gnn.training import phi_sectors, to_graph
 
     s = tiny_samples[0]
     src, dst = radius_graph(s.x[:, :3].astype(np.float32), s.xyz, 0.1, 8)
-    g = _to_graph(s, src, dst, torch.device("cpu"))
+    g = to_graph(s, src, dst, torch.device("cpu"))
     parts = phi_sectors(g, 4, 0.05)
     assert len(parts) == 4
     assert sum(float(p.mask.sum()) for p in parts) == len(src)  # type: ignore[union-attr]
