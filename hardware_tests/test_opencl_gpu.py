@@ -29,9 +29,9 @@ if not any(has_fp64(d) for d in _GPUS):
     pytest.skip(f"no OpenCL GPU device with cl_khr_fp64 (GPU devices found: {found})",
                 allow_module_level=True)
 
-from tests.reco.test_clustering import GRID, make_cells, toy_detector  # noqa: E402
 from tests.backends.test_gpu_frontend import PATTERNS, assert_same_outputs  # noqa: E402
 from tests.conftest import tiny_sim_dir  # noqa: E402, F401  (session fixture, re-exported)
+from tests.reco.test_clustering import GRID, make_cells, toy_detector  # noqa: E402
 
 GPU_ONLY = OpenClConfig(allow_cpu_device=False)
 

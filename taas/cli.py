@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from taas.errors import TaasError
 from taas.service.commands import add_service_commands
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_command(sub: argparse._SubParsersAction, presets: dict) -> None:
+def _add_train_command(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                       presets: Mapping[str, Any]) -> None:
     p = sub.add_parser(
         "train", help="train the GNN models (metric learning, edge filter, interaction GNN) "
         "of the acorn pipeline",
@@ -207,7 +209,8 @@ def _add_train_command(sub: argparse._SubParsersAction, presets: dict) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def _add_event_commands(sub: argparse._SubParsersAction, presets: dict) -> None:
+def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                        presets: Mapping[str, Any]) -> None:
     p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
                        "geometric digitization) into ACTS/traccc CSV")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -244,7 +247,7 @@ def _add_event_commands(sub: argparse._SubParsersAction, presets: dict) -> None:
     p.set_defaults(func=_cmd_detector)
 
 
-def _add_reconstruction_commands(sub: argparse._SubParsersAction) -> None:
+def _add_reconstruction_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from taas.metrics.config import STYLES
     from taas.pipeline.spec import PIPELINES
 

@@ -41,7 +41,7 @@ def encode(**fields: npt.ArrayLike) -> np.ndarray:
         raise ValueError(
             f"unknown geometry id fields {sorted(unknown)}; valid: {list(_SHIFT_MASK)}"
         )
-    key = np.uint64(0)
+    key: np.ndarray = np.zeros((), dtype=np.uint64)
     for name, value in fields.items():
         shift, mask = _SHIFT_MASK[name]
         v = np.asarray(value, dtype=np.int64)

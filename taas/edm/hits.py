@@ -23,7 +23,8 @@ class Clusters(Table):
     """Cluster label of each cell (same row order as the event's cells)."""
 
     NAME = "clusters"
-    SPECS = (col("cluster_id", "i8", "index of the measurement this cell belongs to"),)
+    SPECS = (col("cluster_id", "i8", "index of the measurement this cell belongs to",
+                  index_of="measurements"),)
 
 
 class Measurements(Table):
@@ -48,7 +49,8 @@ class Spacepoints(Table):
 
     NAME = "spacepoints"
     SPECS = (
-        col("measurement_index", "i8", "row in the measurements table"),
+        col("measurement_index", "i8", "row in the measurements table",
+            index_of="measurements"),
         col("x", "f8", "mm"),
         col("y", "f8", "mm"),
         col("z", "f8", "mm"),

@@ -1,12 +1,14 @@
 """Columnar tables with declared column specs: the currency of every stage.
 
-A stage takes and returns ``dict[str, np.ndarray]`` (DESIGN.md's stage contract). A ``Table``
-subclass declares its columns once as ``TensorSpec``s; from that one declaration come validation,
-conversion to and from named tensors, Arrow/parquet IO and, later, Triton ``config.pbtxt`` entries.
+A stage takes and returns ``dict[str, np.ndarray]`` (the stage contract of
+``docs/architecture.md``). A ``Table`` subclass declares its columns once as ``TensorSpec``s;
+from that one declaration come validation, conversion to and from named tensors, Arrow/parquet
+IO and, later, Triton ``config.pbtxt`` entries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -25,6 +27,9 @@ class TensorSpec:
     dtype: np.dtype
     shape: tuple[int, ...] = (-1,)
     doc: str = ""
+    #: The table (tensor-name prefix) whose rows this integer tensor numbers, if any: a stage
+    #: given both checks every value against that table's row count.
+    index_of: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
@@ -49,9 +54,10 @@ class TensorSpec:
         return a
 
 
-def col(name: str, dtype: str | type, doc: str = "", shape: tuple[int, ...] = (-1,)) -> TensorSpec:
-    """Shorthand for one column spec."""
-    return TensorSpec(name, np.dtype(dtype), shape, doc)
+def col(name: str, dtype: str | type, doc: str = "", shape: tuple[int, ...] = (-1,), *,
+        index_of: str = "") -> TensorSpec:
+    """Shorthand for one column spec (``index_of``: the table whose rows it numbers)."""
+    return TensorSpec(name, np.dtype(dtype), shape, doc, index_of)
 
 
 class Table:
@@ -66,7 +72,8 @@ class Table:
     SPECS: ClassVar[tuple[TensorSpec, ...]] = ()
     ROW_GROUPS: ClassVar[tuple[tuple[str, ...], ...] | None] = None
 
-    def __init__(self, columns: Mapping[str, np.ndarray] | None = None, **kw: np.ndarray) -> None:
+    def __init__(self, columns: Mapping[str, np.ndarray] | None = None, /,
+                 **kw: np.ndarray) -> None:
         given = dict(columns or {}, **kw)
         missing = [s.name for s in self.SPECS if s.name not in given]
         if missing:
@@ -124,7 +131,7 @@ class Table:
     def tensor_specs(cls, prefix: str | None = None) -> tuple[TensorSpec, ...]:
         """The specs as named tensors, names prefixed by ``prefix.`` (default: the table name)."""
         p = cls.NAME if prefix is None else prefix
-        return tuple(TensorSpec(f"{p}.{s.name}" if p else s.name, s.dtype, s.shape, s.doc)
+        return tuple(dataclasses.replace(s, name=f"{p}.{s.name}" if p else s.name)
                      for s in cls.SPECS)
 
     def to_tensors(self, prefix: str | None = None) -> dict[str, np.ndarray]:

@@ -10,8 +10,8 @@ class Edges(Table):
 
     NAME = "edges"
     SPECS = (
-        col("src", "i8", "space point index"),
-        col("dst", "i8", "space point index"),
+        col("src", "i8", "space point index", index_of="spacepoints"),
+        col("dst", "i8", "space point index", index_of="spacepoints"),
         col("score", "f4", "classifier score, 1 when unscored"),
     )
 
@@ -21,7 +21,8 @@ class Seeds(Table):
 
     NAME = "seeds"
     SPECS = (
-        col("spacepoints", "i8", "bottom, middle, top space point indices", shape=(-1, 3)),
+        col("spacepoints", "i8", "bottom, middle, top space point indices", shape=(-1, 3),
+            index_of="spacepoints"),
         col("quality", "f4", "seed filter weight, higher is better"),
         col("z_vertex", "f4", "seed's z at the beam line (mm)"),
     )
@@ -36,7 +37,7 @@ class ProtoTracks(Table):
     NAME = "prototracks"
     SPECS = (
         col("offsets", "i8", "n_tracks + 1 entries, starting at 0"),
-        col("indices", "i8", "measurement indices"),
+        col("indices", "i8", "measurement indices", index_of="measurements"),
     )
     ROW_GROUPS = (("offsets",), ("indices",))
 
@@ -58,7 +59,7 @@ class Tracks(Table):
         col("chi2", "f8"),
         col("ndf", "i4"),
         col("meas_offsets", "i8"),
-        col("meas_indices", "i8"),
+        col("meas_indices", "i8", index_of="measurements"),
     )
     ROW_GROUPS = (("module_key", "params", "covariance", "chi2", "ndf"), ("meas_offsets",),
                   ("meas_indices",))

@@ -50,8 +50,10 @@ BARCODE_FIELDS: tuple[tuple[str, int], ...] = (
     ("particle_id_subpart", 16),
 )
 
-#: Measurement ``local_key`` for a 2D (loc0, loc1) measurement: bits 1 and 2 (traccc's reading).
-LOCAL_KEY_2D = 6
+#: Measurement ``local_key`` for a 2D (loc0, loc1) measurement: bits 1 and 2. ACTS writes and
+#: reads the key as one raw byte (a uint8 streamed as a character), so it is written as the
+#: character chr(6): the text "6" would read back as 54, a 4D measurement in ACTS 48.
+LOCAL_KEY_2D = chr(6)
 
 #: Preference order of particle files: Fatras' list includes secondaries that own hits.
 PARTICLE_FILES = ("particles_simulated", "particles")
@@ -247,7 +249,7 @@ def write_acts_event(event: Event, directory: str | Path) -> list[Path]:
     xyz = det.local_to_global(rows, hits["ref_u"], hits["ref_v"])
     mod = det.modules
     tables["measurements"] = dict(zip(MEASUREMENT_HEADER, (
-        hits["hit_id"], hits["module_key"], np.full(n, LOCAL_KEY_2D, np.int64),
+        hits["hit_id"], hits["module_key"], np.full(n, LOCAL_KEY_2D, dtype=object),
         hits["ref_u"], hits["ref_v"], zeros, zeros, zeros,
         mod["pitch_u"][rows] ** 2 / 12, mod["pitch_v"][rows] ** 2 / 12, zeros, zeros, zeros,
         xyz[:, 0], xyz[:, 1], xyz[:, 2]), strict=True))

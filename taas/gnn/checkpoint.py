@@ -4,8 +4,8 @@ A checkpoint file holds the model kind, its config, the node-feature definition 
 on (``FEATURE_VERSION`` and column names), the working points chosen on validation data (radius
 ``r`` and ``k`` of graph construction, the filter cut, the GNN cut) and the validation metrics.
 Loading checks the feature version, so weights are never silently applied to other inputs
-(STYLE.md: no newest-file-wins loading, no untyped hparams read everywhere). Weights are stored
-as float32 CPU tensors and loaded with ``torch.load(weights_only=True)``: no pickled code.
+(no newest-file-wins loading, no untyped hyperparameters read all over the code). Weights are
+stored as float32 CPU tensors and loaded with ``torch.load(weights_only=True)``: no pickled code.
 
 The shipped checkpoints (``taas/gnn/checkpoints/``) are produced by
 ``taas.gnn.training.reproduce_shipped`` and read with ``load_shipped``.
@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from taas.gnn.features import FEATURE_VERSION, NODE_FEATURE_NAMES
-from taas.gnn.models import MODELS, build_model
+from taas.gnn.models import MODELS, GnnModel, build_model
 from taas.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class Checkpoint:
     """A loaded model with its config and metadata (working points, metrics, provenance)."""
 
     kind: str
-    model: nn.Module
+    model: GnnModel
     config: dict[str, Any]
     feature_version: int
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +66,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, *, kind: str,
+def save_checkpoint(path: str | Path, model: GnnModel, *, kind: str,
                     metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (float32 CPU weights), its config and ``metadata`` to ``path``."""
     if kind not in MODELS:

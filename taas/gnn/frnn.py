@@ -358,7 +358,8 @@ def _within_segments(lengths: torch.Tensor, total: int) -> torch.Tensor:
     return torch.arange(total, device=lengths.device) - seg
 
 
-def frnn(x: np.ndarray | torch.Tensor, r: float, k: int) -> tuple:
+def frnn(x: np.ndarray | torch.Tensor, r: float, k: int
+         ) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
     """``frnn_torch`` for a tensor (on its device), ``frnn_cpu`` for anything else."""
     if isinstance(x, torch.Tensor):
         return frnn_torch(x, r, k)

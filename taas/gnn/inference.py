@@ -11,6 +11,7 @@ float rounding (see the models' docstrings).
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from taas.gnn.models import EmbeddingMLP, InteractionGNN
 
@@ -31,8 +32,12 @@ EMBED_CHUNK = 1 << 13
 GNN_CHUNK = 1 << 14
 
 
-def embed_nodes(model: EmbeddingMLP, x: torch.Tensor) -> torch.Tensor:
-    """The embedding of node features ``x``: in one pass on CUDA, in chunks elsewhere."""
+def embed_nodes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The embedding of node features ``x``: in one pass on CUDA, in chunks elsewhere.
+
+    ``model`` comes from a checkpoint file: one of another kind stops here, by name."""
+    if not isinstance(model, EmbeddingMLP):
+        raise TypeError(f"the embedding needs an EmbeddingMLP, got {type(model).__name__}")
     return model(x) if x.device.type == "cuda" else model.forward_chunked(x, EMBED_CHUNK)
 
 
@@ -42,10 +47,13 @@ def filter_chunk(device: torch.device, configured: int | None = None) -> int:
     return max(int(configured or default), 1)
 
 
-def gnn_logits(model: InteractionGNN, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+def gnn_logits(model: nn.Module, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
                edge_attr: torch.Tensor, chunk: int = GNN_CHUNK) -> torch.Tensor:
     """Interaction-GNN logits: ``forward`` on CUDA (or with ``chunk`` <= 0), else
-    ``forward_chunked`` in ``chunk``-sized pieces."""
+    ``forward_chunked`` in ``chunk``-sized pieces (``model`` checked as in ``embed_nodes``)."""
+    if not isinstance(model, InteractionGNN):
+        raise TypeError(f"edge classification needs an InteractionGNN, got "
+                        f"{type(model).__name__}")
     if x.device.type == "cuda" or chunk <= 0:
         return model(x, src, dst, edge_attr)
     return model.forward_chunked(x, src, dst, edge_attr, chunk)

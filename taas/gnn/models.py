@@ -9,7 +9,8 @@
 * ``InteractionGNN``: node and edge encoders, ``n_iterations`` rounds of message passing with
   residual connections, an edge classifier (ibid., section 3.3; ACORN's ``InteractionGNN``).
 
-Design constraints, from the FPGA path (``notes/hls4ml.md``, "A sound shape for an FPGA GNN"):
+Design constraints, from the FPGA path (hls4ml converts the MLP blocks; the graph part becomes
+an HLS C++ kernel of our own on fixed-size graph sections):
 every learned block is an ``nn.Sequential`` of ``Linear`` + activation (+ optional
 ``LayerNorm``), which hls4ml converts one by one; the graph part is only integer-index gathers
 and ``index_add_`` / ``scatter_reduce`` aggregation, which becomes a small HLS kernel; no
@@ -25,7 +26,8 @@ cores. ACORN's GPU-size settings (its TrackML / CTD example configs) are given a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar, Self
+from functools import partial
+from typing import Any, ClassVar, Self, cast
 
 import torch
 from torch import nn
@@ -131,7 +133,7 @@ class GNNConfig(_Config):
 class EmbeddingMLP(nn.Module):
     """Node features -> L2-normalised embedding (metric learning for graph construction)."""
 
-    CONFIG: ClassVar[type] = EmbeddingConfig
+    CONFIG: ClassVar[type[_Config]] = EmbeddingConfig
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         super().__init__()
@@ -158,7 +160,7 @@ class EmbeddingMLP(nn.Module):
 class EdgeFilter(nn.Module):
     """MLP on ``[x_src, x_dst, edge_features]`` -> one logit per edge."""
 
-    CONFIG: ClassVar[type] = FilterConfig
+    CONFIG: ClassVar[type[_Config]] = FilterConfig
 
     def __init__(self, config: FilterConfig | None = None) -> None:
         super().__init__()
@@ -173,8 +175,7 @@ class EdgeFilter(nn.Module):
         return self.net(torch.cat([x[src], x[dst], edge_attr], dim=1)).squeeze(-1)
 
 
-def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: int | torch.Tensor
-              ) -> torch.Tensor:
+def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: int) -> torch.Tensor:
     """Sum and max of ``messages`` per target node ``index`` -> ``(n_nodes, 2 * width)``.
 
     A node without edges gets zeros (``include_self=False`` leaves the zero initial value).
@@ -189,10 +190,18 @@ def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: int | torch.
     return torch.cat([total, peak], dim=1)
 
 
+def first_linear(net: nn.Sequential) -> nn.Linear:
+    """The first layer of an MLP from :func:`make_mlp`, which always starts with a Linear."""
+    first = net[0]
+    if not isinstance(first, nn.Linear):
+        raise TypeError(f"expected an MLP starting with nn.Linear, got {type(first).__name__}")
+    return first
+
+
 def endpoint_terms(net: nn.Sequential, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For an MLP on ``[h_src, h_dst, extra]``: its first Linear's terms that depend on one
     endpoint, for every node, ``h W_src^T + bias`` and ``h W_dst^T`` (see :func:`edge_block`)."""
-    first = net[0]
+    first = first_linear(net)
     width = h.shape[1]
     return (torch.addmm(first.bias, h, first.weight[:, :width].t()),
             h @ first.weight[:, width:2 * width].t())
@@ -202,7 +211,7 @@ def edge_block(net: nn.Sequential, p_src: torch.Tensor, p_dst: torch.Tensor,
                src: torch.Tensor, dst: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
     """``net(cat([h[src], h[dst], extra]))`` from :func:`endpoint_terms`' per-node terms: the
     first Linear becomes ``extra W_extra^T`` plus two gathered rows, the rest runs as is."""
-    first = net[0]
+    first = first_linear(net)
     z = extra @ first.weight[:, first.in_features - extra.shape[1]:].t()
     z += p_src.index_select(0, src)
     z += p_dst.index_select(0, dst)
@@ -212,7 +221,7 @@ def edge_block(net: nn.Sequential, p_src: torch.Tensor, p_dst: torch.Tensor,
 def concat_block(net: nn.Sequential, parts: list[torch.Tensor]) -> torch.Tensor:
     """``net(cat(parts, dim=1))`` without the concatenation: the first Linear accumulates one
     product per part (float32: the in-place accumulation does not follow autocast)."""
-    first = net[0]
+    first = first_linear(net)
     z = torch.addmm(first.bias, parts[0], first.weight[:, :parts[0].shape[1]].t())
     col = parts[0].shape[1]
     for part in parts[1:]:
@@ -237,26 +246,23 @@ class InteractionGNN(nn.Module):
     in the edge features. Both updates are residual. The classifier reads ``[h_src, h_dst, e]``.
     """
 
-    CONFIG: ClassVar[type] = GNNConfig
+    CONFIG: ClassVar[type[_Config]] = GNNConfig
 
     def __init__(self, config: GNNConfig | None = None) -> None:
         super().__init__()
         self.config = config or GNNConfig()
         c = self.config
         h = c.hidden
-        kw = {"activation": c.activation, "layer_norm": c.layer_norm}
-        self.node_encoder = make_mlp(c.n_features, h, h, c.n_node_layers,
-                                     output_activation=True, **kw)
-        self.edge_encoder = make_mlp(2 * h + c.n_edge_features, h, h, c.n_edge_layers,
-                                     output_activation=True, **kw)
+        mlp = partial(make_mlp, activation=c.activation, layer_norm=c.layer_norm)
+        self.node_encoder = mlp(c.n_features, h, h, c.n_node_layers, output_activation=True)
+        self.edge_encoder = mlp(2 * h + c.n_edge_features, h, h, c.n_edge_layers,
+                                output_activation=True)
         n_blocks = 1 if c.recurrent else c.n_iterations
         self.edge_nets = nn.ModuleList(
-            make_mlp(3 * h, h, h, c.n_edge_layers, output_activation=True, **kw)
-            for _ in range(n_blocks))
+            mlp(3 * h, h, h, c.n_edge_layers, output_activation=True) for _ in range(n_blocks))
         self.node_nets = nn.ModuleList(
-            make_mlp(5 * h, h, h, c.n_node_layers, output_activation=True, **kw)
-            for _ in range(n_blocks))
-        self.classifier = make_mlp(3 * h, h, 1, c.n_output_layers, **kw)
+            mlp(5 * h, h, h, c.n_node_layers, output_activation=True) for _ in range(n_blocks))
+        self.classifier = mlp(3 * h, h, 1, c.n_output_layers)
 
     def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
                 edge_attr: torch.Tensor) -> torch.Tensor:
@@ -313,19 +319,21 @@ class InteractionGNN(nn.Module):
                               torch.bincount(src, minlength=n) == 0]).unsqueeze(2)
         for i in range(self.config.n_iterations):
             k = 0 if self.config.recurrent else i
-            p_src, p_dst = endpoint_terms(self.edge_nets[k], h)
+            # the ModuleLists hold make_mlp Sequentials (torch types their items as Module)
+            edge_net = cast(nn.Sequential, self.edge_nets[k])
+            p_src, p_dst = endpoint_terms(edge_net, h)
             sums.zero_()
             peaks.fill_(float("-inf"))
             for s in edges:
                 a, b = src[s], dst[s]
                 es = e[s]
-                es += edge_block(self.edge_nets[k], p_src, p_dst, a, b, es)
+                es += edge_block(edge_net, p_src, p_dst, a, b, es)
                 for side, idx in ((0, b), (1, a)):
                     sums[side].index_add_(0, idx, es)
                     peaks[side].scatter_reduce_(0, idx.unsqueeze(1).expand(-1, width), es,
                                                 reduce="amax")
             peaks.masked_fill_(lonely, 0.0)
-            node_net = self.node_nets[k]
+            node_net = cast(nn.Sequential, self.node_nets[k])
             for s in nodes:
                 h[s] += concat_block(node_net, [h[s], sums[0, s], peaks[0, s], sums[1, s],
                                                 peaks[1, s]])
@@ -333,18 +341,22 @@ class InteractionGNN(nn.Module):
         return torch.cat([edge_block(self.classifier, p_src, p_dst, src[s], dst[s], e[s])
                           for s in edges]).squeeze(-1)
 
-MODELS: dict[str, type[nn.Module]] = {
+#: The model classes a checkpoint can hold.
+GnnModel = EmbeddingMLP | EdgeFilter | InteractionGNN
+
+MODELS: dict[str, type[GnnModel]] = {
     "embedding": EmbeddingMLP, "filter": EdgeFilter, "gnn": InteractionGNN,
 }
 
 
-def build_model(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
+def build_model(kind: str, config: dict[str, Any] | None = None) -> GnnModel:
     """A fresh model of ``kind`` (``"embedding"``, ``"filter"``, ``"gnn"``) from a config dict."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; valid: {sorted(MODELS)}")
     cls = MODELS[kind]
     cfg_cls = cls.CONFIG
-    return cls(cfg_cls.from_dict(config) if config is not None else cfg_cls())
+    # each class's CONFIG is its own config type, a pairing the MODELS table cannot spell out
+    return cls(cfg_cls.from_dict(config) if config is not None else cfg_cls())  # type: ignore[arg-type]
 
 
 def n_parameters(model: nn.Module) -> int:

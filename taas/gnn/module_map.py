@@ -232,5 +232,5 @@ def module_map_edges(module_map: ModuleMap, xyz: np.ndarray, module: np.ndarray
     (A, B) and (B, A) would give it twice), oriented by ``orient_edges`` as the learned radius
     graph is (``taas.gnn.data.radius_graph``)."""
     xyz = np.ascontiguousarray(xyz, np.float64)
-    src, dst = module_map_graph(module_map, xyz, module)
-    return orient_edges(*unique_pairs(src, dst, len(xyz)), xyz)
+    src, dst = unique_pairs(*module_map_graph(module_map, xyz, module), len(xyz))
+    return orient_edges(src, dst, xyz)

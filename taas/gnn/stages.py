@@ -191,7 +191,7 @@ class GnnStage(Stage):
         compiled = " torch.compile" if self.compiled else ""
         return f"{self.torch_device}{self._device_note}{amp}{compiled}"
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
         """bf16 autocast on CUDA when ``amp``; fp32 otherwise."""
         if self.on_cuda and self.config.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -262,22 +262,32 @@ class GraphConstructionStage(GnnStage):
         src, dst = frnn_cpu(emb.cpu().numpy(), self.r, self.k)
         return torch.from_numpy(src), torch.from_numpy(dst)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit-vector embedding of node features ``x`` (hook: the FPGA backend emulates it).
+
+        fp32 even under amp: the embedding is cheap (per node), and bf16 rounding (~4e-3)
+        would move pairs across the radius r; autocast pays off on the per-edge models."""
+        with torch.inference_mode():
+            return embed_nodes(self.models["embedding"].model, x)
+
+    def filter_scores(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+                      ) -> torch.Tensor:
+        """Edge-filter scores of the radius-graph edges (hook: the FPGA backend emulates it)."""
+        chunk = filter_chunk(x.device, self.config.filter_chunk)
+        return torch.cat([self.scores("filter", x, src[i:i + chunk], dst[i:i + chunk])
+                          for i in range(0, len(src), chunk)])
+
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(inputs["spacepoints.x"])
         if n < 2:
             return empty_edges()
         x, xyz = self.node_inputs(inputs)
-        # fp32 even under amp: the embedding is cheap (per node), and bf16 rounding (~4e-3)
-        # would move pairs across the radius r; autocast pays off on the per-edge models
-        with torch.inference_mode():
-            emb = embed_nodes(self.models["embedding"].model, x)
+        emb = self.embed(x)
         src, dst = self.frnn(emb)
         if len(src) == 0:
             return empty_edges()
         src, dst = undirected_oriented(src.to(x.device), dst.to(x.device), xyz, n)
-        chunk = filter_chunk(x.device, self.config.filter_chunk)
-        score = torch.cat([self.scores("filter", x, src[i:i + chunk], dst[i:i + chunk])
-                           for i in range(0, len(src), chunk)])
+        score = self.filter_scores(x, src, dst)
         keep = score > self.filter_cut
         log.debug("%s: %d space points -> %d graph edges -> %d filtered", self.qualified_name,
                   n, len(src), int(keep.sum()))
@@ -305,12 +315,17 @@ class EdgeClassificationStage(GnnStage):
         x, _ = self.node_inputs(inputs)
         src = torch.from_numpy(np.ascontiguousarray(src_np, np.int64)).to(x.device)
         dst = torch.from_numpy(np.ascontiguousarray(dst_np, np.int64)).to(x.device)
+        return edges_out(src, dst, self.edge_scores(x, src, dst))
+
+    def edge_scores(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+                    ) -> torch.Tensor:
+        """GNN scores of the edges ``src -> dst`` (hook: the FPGA backend emulates it)."""
         if self.on_cuda:  # the whole graph, compiled and under autocast when configured
-            return edges_out(src, dst, self.scores("gnn", x, src, dst))
+            return self.scores("gnn", x, src, dst)
         with torch.inference_mode():
             logits = gnn_logits(self.models["gnn"].model, x, src, dst,
                                 edge_features(x, src, dst), int(self.config.gnn_chunk))
-        return edges_out(src, dst, torch.sigmoid(logits.float()))
+        return torch.sigmoid(logits.float())
 
 
 class CudaDevice:

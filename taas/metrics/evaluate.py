@@ -109,7 +109,7 @@ def _sum_rates(rates: Sequence[Rate], cl: float) -> Rate:
     return binomial_rate(sum(r.numerator for r in rates), sum(r.denominator for r in rates), cl)
 
 
-def _hist_to_lists(h: Mapping[str, np.ndarray]) -> dict[str, list]:
+def _hist_to_lists(h: Mapping[str, np.ndarray]) -> dict[str, list[Any]]:
     return {k: _clean(v) for k, v in h.items()}
 
 

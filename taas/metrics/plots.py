@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from taas.errors import InputError
 
 
-def _nan(values: list) -> np.ndarray:
+def _nan(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], np.float64)
 
 

@@ -50,7 +50,7 @@ class Pipeline:
                  configs: Mapping[str, object] | None = None) -> None:
         objects = {k: v for k, v in (configs or {}).items() if not isinstance(v, Mapping)}
         fields = merge_configs(spec.stage_configs,
-                               {k: v for k, v in (configs or {}).items() if k not in objects})
+                               {k: v for k, v in (configs or {}).items() if isinstance(v, Mapping)})
         self.spec = spec
         self.stages: list[Stage] = []
         for stage_name, backend in spec.steps:

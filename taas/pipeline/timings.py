@@ -11,8 +11,9 @@ import csv
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,21 +21,21 @@ FIELDS = ("event_id", "stage", "backend", "device", "seconds")
 FILE_NAME = "timings.csv"
 
 
-def write_timings(path: Path, rows: Sequence[dict]) -> None:
+def write_timings(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(FIELDS))
         writer.writeheader()
         writer.writerows(rows)
 
 
-def read_timings(reco_dir: str | Path) -> list[dict]:
+def read_timings(reco_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``reco_dir/timings.csv`` with ``event_id`` int and ``seconds`` float."""
     with (Path(reco_dir) / FILE_NAME).open() as fh:
         return [{**row, "event_id": int(row["event_id"]), "seconds": float(row["seconds"])}
                 for row in csv.DictReader(fh)]
 
 
-def seconds_by_stage(rows: Sequence[dict]) -> dict[tuple[str, str, str], list[float]]:
+def seconds_by_stage(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], list[float]]:
     """Seconds per event of each (stage, backend, device), in pipeline order."""
     out: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in rows:
@@ -42,12 +43,12 @@ def seconds_by_stage(rows: Sequence[dict]) -> dict[tuple[str, str, str], list[fl
     return dict(out)
 
 
-def median_stage_seconds(rows: Sequence[dict]) -> dict[str, float]:
+def median_stage_seconds(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Median over events of each stage's seconds, keyed by stage name."""
     return {stage: float(np.median(v)) for (stage, _, _), v in seconds_by_stage(rows).items()}
 
 
-def seconds_per_event(rows: Sequence[dict]) -> list[float]:
+def seconds_per_event(rows: Sequence[Mapping[str, Any]]) -> list[float]:
     """Total pipeline seconds of each event."""
     totals: dict[int, float] = defaultdict(float)
     for row in rows:

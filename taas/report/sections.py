@@ -20,7 +20,7 @@ TITLES = ("Events", "Throughput and latency", "Served vs direct", "Per-stage tim
 @dataclass
 class Table:
     header: Sequence[str]
-    rows: list[Sequence[str]]
+    rows: Sequence[Sequence[str]]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Side-by-side summary of pipelines: time per stage, event sizes and physics figures.
 
 Every time is stated with the event sizes it was measured on and the device each stage actually
-ran on, as DESIGN.md's honesty rules require.
+ran on, as the honesty rules of ``docs/architecture.md`` require.
 """
 
 from __future__ import annotations

@@ -249,6 +249,9 @@ class ModelClient:
             if spec.name in offsets:
                 meta = result.get_output(spec.name)
                 shape = [int(d) for d in meta.shape]
+                if self._out is None:
+                    raise TaasError(f"{self.model}: output {spec.name!r} was placed in shared "
+                                    "memory that is gone (client closed during the request?)")
                 array = shm.get_contents_as_numpy(self._out.handle, NUMPY_DTYPES[meta.datatype],
                                                   shape, offset=offsets[spec.name]).copy()
             else:
@@ -326,15 +329,17 @@ class RemotePipeline:
         self.client.close()
 
 
-class _ServedStagesPipeline(Pipeline):
+class ServedStagesPipeline(Pipeline):
     """``Pipeline`` whose stages are ``RemoteStage``s: same pool and timings, served stages."""
 
     def __init__(self, spec: PipelineSpec, url: str, **options: Any) -> None:
         self.spec = spec
-        self.stages = [RemoteStage(stage, backend, url, **options) for stage, backend in spec.steps]
+        self.remote_stages = [RemoteStage(stage, backend, url, **options)
+                              for stage, backend in spec.steps]
+        self.stages = list(self.remote_stages)
 
     def close(self) -> None:
-        for stage in self.stages:
+        for stage in self.remote_stages:
             stage.close()
 
 
@@ -361,7 +366,7 @@ def make_pipeline(spec: PipelineSpec, detector: Detector | None, mode: str = "di
             raise TaasError("a direct pipeline needs the detector")
         return Pipeline(spec, detector)
     if mode == "served":
-        return _ServedStagesPipeline(spec, url or DEFAULT_URL, **options)
+        return ServedStagesPipeline(spec, url or DEFAULT_URL, **options)
     if mode == "served-pipeline":
         return RemotePipeline(spec.name, url or DEFAULT_URL, **options)
     raise TaasError(f"unknown mode {mode!r}; choose 'direct', 'served' or 'served-pipeline'")

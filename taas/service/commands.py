@@ -70,7 +70,7 @@ def _cmd_loadgen(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2))
 
 
-def add_service_commands(sub: argparse._SubParsersAction) -> None:
+def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``model-repo``, ``serve`` and ``loadgen`` to the ``taas`` command line."""
     p = sub.add_parser("model-repo", help="generate a Triton model repository from the stages")
     repo_sub = p.add_subparsers(dest="repo_command", required=True, metavar="ACTION")

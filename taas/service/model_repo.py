@@ -101,7 +101,6 @@ def build_model_repository(
     out.mkdir(parents=True, exist_ok=True)
     detector_name = "detector" + "".join(detector_path.suffixes)
     shutil.copyfile(detector_path, out / detector_name)
-    common = {"instances": instances, "kind": kind}
     limits = {PARAM_DETECTOR: detector_name, PARAM_MAX_ROWS: str(max_rows)}
     stage_models = _stage_model_configs(wanted, specs, stage_configs)
 
@@ -111,7 +110,8 @@ def build_model_repository(
         configs = _copy_files(out, model_name(stage, backend), stage_models[(stage, backend)])
         _write_python_model(out / model_name(stage, backend), graph, {
             PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits,
-            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)}, **common)
+            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)},
+            instances=instances, kind=kind)
     for spec in specs:
         graph = PipelineGraph.from_steps(spec.steps)
         _clear(out / pipeline_model_name(spec.name))
@@ -119,7 +119,8 @@ def build_model_repository(
         _write_python_model(out / pipeline_model_name(spec.name), graph, {
             PARAM_KIND: "pipeline", PARAM_PIPELINE: spec.name,
             PARAM_STEPS: format_steps(spec.steps), **limits,
-            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)}, **common)
+            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)},
+            instances=instances, kind=kind)
         if ensembles:
             name = ensemble_model_name(spec.name)
             _write(out / name / "config.pbtxt", pbtxt.ensemble_config(

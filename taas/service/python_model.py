@@ -5,8 +5,9 @@ Triton's Python backend runs ``model.py`` in a stub process; the generated file 
 here means it is importable, readable and testable like the rest of taas.
 
 Tensors cross the boundary with DLPack (zero-copy, and the only path that works with numpy 2 in
-the 2.51 stub; see notes/triton-server.md). Each request gets exactly one response; a bad event
-gets a response carrying a ``TritonError`` with the reason, and the instance serves on.
+the 2.51 stub; see ``docs/triton.md``, "Known behaviour of the 2.51 Python backend"). Each
+request gets exactly one response; a bad event gets a response carrying a ``TritonError`` with
+the reason, and the instance serves on.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ PARAM_CONFIGS = "taas.stage_configs"  # JSON {stage: {field: value}}; paths rela
 #: 2.51 Python stub has no response parameters, so the model says it in its response. UINT8
 #: rather than BYTES: the stub returns BYTES tensors built from numpy 2 arrays empty.
 DEVICE_OUTPUT = "taas.device"
-DEVICE_SPEC = TensorSpec(DEVICE_OUTPUT, np.uint8, (-1,),
+DEVICE_SPEC = TensorSpec(DEVICE_OUTPUT, np.dtype(np.uint8), (-1,),
                          "device the model's stages ran on, UTF-8 (not part of any stage "
                          "contract)")
 

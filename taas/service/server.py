@@ -2,10 +2,12 @@
 
 The binary, the Python backend and its stub come from the ``nvidia-pytriton`` wheel unless
 ``binary`` or ``$TRITONSERVER`` names another server. Three environment facts make the stub work
-here (notes/triton-server.md): the running interpreter's LIBDIR first on ``LD_LIBRARY_PATH`` (else
-the stub links the system libpython against our standard library), the wheel's bundled libraries
-next, and the running interpreter's ``bin`` first on ``PATH`` (the stub imports the packages of
-the first ``python3`` there, so models see taas).
+(found with the wheel's tritonserver 2.51 under a pyenv CPython): the running interpreter's LIBDIR
+first on ``LD_LIBRARY_PATH`` (else the stub links the system libpython against our standard
+library, and model initialisation dies in ``threading``), the wheel's bundled libraries next (the
+stub needs their ``libcudart``), and the running interpreter's ``bin`` first on ``PATH`` (the
+stub imports the packages of the first ``python3`` there, so models see taas; ``PYTHONPATH``
+alone does not do it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -96,6 +99,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+_prctl: Callable[..., int] | None
 try:  # resolved here, not in the child: between fork and exec only a plain C call is safe
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux: the context manager still stops the server

@@ -80,9 +80,10 @@ class Stage(ABC):
         return "cpu"
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check inputs, compute, check outputs."""
+        """Check inputs (specs, then ``validate_event``), compute, check outputs."""
         checked = {s.name: s.check(self._require(inputs, s.name), owner=self.qualified_name)
                    for s in self.INPUTS}
+        validate_event(checked, self.INPUTS, owner=self.qualified_name)
         outputs = self.compute(checked)
         return {s.name: s.check(self._require(outputs, s.name, produced=True),
                                 owner=self.qualified_name) for s in self.OUTPUTS}
@@ -102,3 +103,56 @@ class Stage(ABC):
             raise InputError(f"{self.qualified_name} {verb} tensor {name!r}; "
                              f"got {sorted(tensors)}")
         return tensors[name]
+
+
+def validate_event(tensors: Mapping[str, np.ndarray], specs: tuple[TensorSpec, ...], *,
+                   owner: str) -> None:
+    """``InputError`` naming tensor, row and reason for an event no stage can trust.
+
+    Three checks every stage gets from its specs, so that a served model answers a malformed
+    request with "bad event" instead of an internal error or, worse, a silent wrong result:
+    floats are finite; an index (``TensorSpec.index_of``) lies within the table it numbers when
+    that table is among the inputs; CSR offsets start at 0, never decrease and end at the
+    length of their index list.
+    """
+    for spec in specs:
+        a = tensors[spec.name]
+        if a.dtype.kind == "f" and a.size:
+            bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+            if bad.any():
+                raise InputError(f"{owner}: {int(bad.sum())} row(s) of {spec.name!r} hold "
+                                 "NaN or infinite values", row=int(np.argmax(bad)),
+                                 column=spec.name)
+        if spec.index_of and a.size:
+            n = _rows(tensors, spec.index_of)
+            if n is not None:
+                bad = ((a < 0) | (a >= n)).reshape(len(a), -1).any(axis=1)
+                if bad.any():
+                    row = int(np.argmax(bad))
+                    raise InputError(f"{owner}: {spec.name!r} = {a[row]} lies outside the "
+                                     f"{n} rows of {spec.index_of!r}", row=row, column=spec.name)
+        if spec.name.endswith("offsets"):
+            indices = tensors.get(spec.name.replace("offsets", "indices"))
+            if indices is not None:
+                _check_offsets(a, len(indices), spec.name, owner)
+
+
+def _rows(tensors: Mapping[str, np.ndarray], table: str) -> int | None:
+    """Row count of ``table`` among ``tensors`` (its first column's length), or None."""
+    prefix = f"{table}."
+    return next((len(a) for name, a in tensors.items() if name.startswith(prefix)), None)
+
+
+def _check_offsets(offsets: np.ndarray, n_indices: int, name: str, owner: str) -> None:
+    if len(offsets) == 0:
+        if n_indices:
+            raise InputError(f"{owner}: {name!r} is empty but its index list has {n_indices} "
+                             "entries", column=name)
+        return
+    steps = np.diff(offsets)
+    if offsets[0] != 0 or offsets[-1] != n_indices or (steps < 0).any():
+        row = int(np.argmax(steps < 0)) + 1 if (steps < 0).any() else (
+            0 if offsets[0] != 0 else len(offsets) - 1)
+        raise InputError(f"{owner}: {name!r} must rise from 0 to {n_indices} (the length of its "
+                         f"index list), never decreasing; row {row} holds {offsets[row]}",
+                         row=row, column=name)

@@ -53,12 +53,15 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         reconstruct(args.events, args.out, spec, progress=False, warmup=True,
                     info={"mode": "direct"})
         return
-    from taas.service.client import make_pipeline
+    from taas.detector.detector import Detector
+    from taas.pipeline.spec import PipelineSpec
+    from taas.service.client import ServedStagesPipeline
 
-    runners = []
+    runners: list[ServedStagesPipeline] = []
 
-    def served(spec_, _detector):  # every stage a served model: per-stage times stay visible
-        runners.append(make_pipeline(spec_, None, "served", url))
+    def served(spec_: PipelineSpec, _detector: Detector) -> ServedStagesPipeline:
+        # every stage a served model: per-stage times stay visible
+        runners.append(ServedStagesPipeline(spec_, url))
         return runners[-1]
 
     with server_url_for(args.repo, args.server_url, log_path=args.server_log) as url:
@@ -166,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_measure_commands(sub: argparse._SubParsersAction, pipeline_args: Callable[..., None],
+def _add_measure_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                          pipeline_args: Callable[..., None],
                           server_args: Callable[..., None]) -> None:
     p = sub.add_parser("compare", help="served vs direct time per event")
     pipeline_args(p)

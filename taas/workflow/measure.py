@@ -1,7 +1,8 @@
 """Served vs direct time per event, and throughput against a served pipeline.
 
 Both are measured, never derived, on the very events the workflow reconstructed, with the event
-sizes and the machine load recorded next to every number (DESIGN.md honesty rules). The jobs
+sizes and the machine load recorded next to every number (``docs/architecture.md``, honesty
+rules). The jobs
 that call these take every core of the machine (``threads: workflow.cores``) so that nothing
 else of the workflow runs beside a measurement.
 """

@@ -1,7 +1,8 @@
 """A Triton server for the length of one workflow job: the given URL, or one started here.
 
 Snakemake's ``service()`` group jobs sum their members' resources and start them all at once,
-which fails under ``--cores 2`` (notes/snakemake-opencl.md). So the job that needs a server owns
+which fails under ``--cores 2`` (Snakemake 9.27: six one-thread consumers already get "Not
+enough resources"). So the job that needs a server owns
 it: it starts ``tritonserver`` on a free loopback port, uses it and stops it, and the server dies
 with the job if the job is killed. ``server_url`` in the configuration replaces all of that with
 a server someone else runs (whose repository must hold the models the job asks for).

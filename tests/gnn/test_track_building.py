@@ -139,7 +139,7 @@ def test_tiny_and_empty_events(stage_cls: type, method: str, n: int) -> None:
 
 @pytest.mark.parametrize("stage_cls", BACKENDS)
 def test_edges_outside_the_event_are_an_input_error(stage_cls: type) -> None:
-    with pytest.raises(InputError, match="endpoints"):
+    with pytest.raises(InputError, match=r"lies outside the 3 rows of .spacepoints."):
         build(stage_cls, 3, [(0, 3, 0.9)])
 
 

@@ -44,6 +44,6 @@ def test_routing_and_unknown_names():
 
 
 def test_missing_backend_is_named(tiny_sim_dir, tmp_path):
-    spec = PipelineSpec("x", (("clustering", "fpga"),))
-    with pytest.raises(UnknownStageError, match=r"clustering.*fpga.*available"):
+    spec = PipelineSpec("x", (("clustering", "tpu"),))
+    with pytest.raises(UnknownStageError, match=r"clustering.*tpu.*available"):
         reconstruct(tiny_sim_dir, tmp_path / "reco", spec, progress=False)

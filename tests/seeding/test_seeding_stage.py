@@ -17,12 +17,16 @@ from taas.errors import InputError
 from taas.seeding import SeedingConfig, find_seeds
 
 #: The toy events have no clusters: their stage runs without the cluster-shape cut (which
-#: then reads no measurement) and gets an empty measurement table for the contract.
+#: then reads no measurement) and gets a zero-filled measurement table for the contract, as
+#: long as the space points' measurement_index needs (the stage checks that range).
 NO_SHAPES = SeedingConfig(cluster_shape_cut=False)
 
 
 def _tensors(spacepoints: Spacepoints) -> dict[str, np.ndarray]:
-    return {**Measurements.empty().to_tensors(), **spacepoints.to_tensors()}
+    n = int(spacepoints["measurement_index"].max()) + 1 if len(spacepoints) else 0
+    meas = Measurements({s.name: np.zeros((n, *s.shape[1:]), s.dtype)
+                         for s in Measurements.SPECS})
+    return {**meas.to_tensors(), **spacepoints.to_tensors()}
 
 
 @pytest.fixture(scope="module")

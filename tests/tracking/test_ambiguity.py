@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from backends.cpu.ambiguity import CpuAmbiguityResolution
-from taas.tracking.ambiguity import AmbiguityConfig
 from taas.edm import ProtoTracks, Tracks
+from taas.tracking.ambiguity import AmbiguityConfig
 
 
 def tracks(lists, chi2=None):

@@ -4,14 +4,14 @@
 rule simulate:
     output:
         directory(RESULTS / "events" / "{preset}-csv"),
+    log:
+        RESULTS / "logs" / "simulate-{preset}.log",
+    conda:
+        "../envs/taas.yaml"
     params:
         taas=TAAS,
         n_events=config["n_events"],
         seed=config["seed"],
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / "simulate-{preset}.log",
     shell:
         "{params.taas} simulate --preset {wildcards.preset} --events {params.n_events}"
         " --seed {params.seed} --out {output} -q > {log} 2>&1"
@@ -19,15 +19,17 @@ rule simulate:
 
 rule events_to_parquet:
     input:
-        (RESULTS / "events" / f"{EVENTS_NAME}-csv") if SIMULATE else config["events_path"],
+        (RESULTS / "events" / f"{EVENTS_NAME}-csv")
+        if SIMULATE
+        else config["events_path"],
     output:
         directory(EVENTS),
-    params:
-        taas=TAAS,
-    conda:
-        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"parquet-{EVENTS_NAME}.log",
+    conda:
+        "../envs/taas.yaml"
+    params:
+        taas=TAAS,
     shell:
         "{params.taas} convert {input} {output} --to parquet -q > {log} 2>&1"
 
@@ -37,11 +39,11 @@ rule event_info:
         EVENTS,
     output:
         RESULTS / "info" / EVENTS_NAME / "info.json",
-    params:
-        taas=TAAS,
-    conda:
-        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"info-{EVENTS_NAME}.log",
+    conda:
+        "../envs/taas.yaml"
+    params:
+        taas=TAAS,
     shell:
         "{params.taas} info {input} --out $(dirname {output}) > {log} 2>&1"

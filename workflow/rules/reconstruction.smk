@@ -5,6 +5,10 @@
 rule models:
     output:
         directory(models_dir("{pipeline}")),
+    log:
+        RESULTS / "logs" / f"models-{EVENTS_NAME}-{{pipeline}}.log",
+    conda:
+        "../envs/taas.yaml"
     params:
         wf=WF,
         steps=steps_of,
@@ -13,10 +17,6 @@ rule models:
         train_events=config["train_events"],
         # training events never share a seed with the evaluated ones
         seed=config["seed"] + 1000,
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"models-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.wf} models --pipeline {wildcards.pipeline} --steps {params.steps}"
         " --source {params.source} --train-preset {params.preset}"
@@ -34,6 +34,11 @@ rule reconstruct:
         ),
     output:
         directory(RESULTS / "reco" / EVENTS_NAME / "{pipeline}"),
+    log:
+        RESULTS / "logs" / f"reconstruct-{EVENTS_NAME}-{{pipeline}}.log",
+    conda:
+        "../envs/taas.yaml"
+    threads: all_cores()  # a timing job: nothing else runs beside it
     params:
         wf=WF,
         steps=steps_of,
@@ -41,11 +46,6 @@ rule reconstruct:
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
-    threads: all_cores()  # a timing job: nothing else runs beside it
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"reconstruct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.wf} reconstruct --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} --mode {params.mode} {params.repo}"
@@ -59,14 +59,14 @@ rule evaluate:
         tracks=RESULTS / "reco" / EVENTS_NAME / "{pipeline}",
     output:
         RESULTS / "metrics" / EVENTS_NAME / "{pipeline}" / "metrics.json",
+    log:
+        RESULTS / "logs" / f"evaluate-{EVENTS_NAME}-{{pipeline}}.log",
+    conda:
+        "../envs/taas.yaml"
     params:
         taas=TAAS,
         matching=config["matching"],
         pt_min=config["pt_min"],
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"evaluate-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.taas} evaluate --events {input.events} --tracks {input.tracks}"
         " --out $(dirname {output}) --matching {params.matching}"
@@ -83,12 +83,12 @@ rule summary:
     output:
         md=RESULTS / "summary" / f"{EVENTS_NAME}.md",
         json=RESULTS / "summary" / f"{EVENTS_NAME}.json",
-    params:
-        taas=TAAS,
-    conda:
-        "../envs/taas.yaml"
     log:
         RESULTS / "logs" / f"summary-{EVENTS_NAME}.log",
+    conda:
+        "../envs/taas.yaml"
+    params:
+        taas=TAAS,
     shell:
         "{params.taas} summarize --reco {input.reco} --metrics {input.metrics}"
         " --out {output.md} > {log} 2>&1"

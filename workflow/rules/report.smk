@@ -22,7 +22,8 @@ rule report:
             pipeline=PLAN,
         ),
         compare=expand(
-            RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json", pipeline=PLAN
+            RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
+            pipeline=PLAN,
         ),
         throughput=expand(
             RESULTS / "throughput" / EVENTS_NAME / "{pipeline}" / "i{instances}.json",
@@ -46,14 +47,14 @@ rule report:
             )
             for name in PLOT_NAMES
         ],
+    log:
+        RESULTS / "logs" / f"report-{EVENTS_NAME}.log",
+    conda:
+        "../envs/taas.yaml"
     params:
         wf=WF,
         config=json.dumps(config),
         plan=PLAN_JSON,
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"report-{EVENTS_NAME}.log",
     shell:
         "{params.wf} report --config {params.config:q} --plan {params.plan:q}"
         " --summary {input.summary} --info {input.info} --reco {input.reco}"

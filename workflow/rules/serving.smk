@@ -1,7 +1,8 @@
 # The service: model repositories per pipeline (i<N>: the whole-pipeline model with N instances,
 # for the measurements; stages: one model per stage, for mode=served), served vs direct on the same
 # events, and the throughput sweep. Each measuring job starts tritonserver itself (or uses
-# server_url) and stops it: no service() group jobs (notes/snakemake-opencl.md).
+# server_url) and stops it: no service() group jobs, which sum their members' resources and start
+# them all at once (too much for --cores 2; docs/architecture.md, "The workflow").
 
 
 rule model_repository:
@@ -10,15 +11,15 @@ rule model_repository:
         models=models_dir("{pipeline}"),
     output:
         directory(RESULTS / "model_repo" / EVENTS_NAME / "{pipeline}" / "{variant}"),
+    log:
+        RESULTS / "logs" / f"model_repo-{EVENTS_NAME}-{{pipeline}}-{{variant}}.log",
+    conda:
+        "../envs/taas.yaml"
     params:
         wf=WF,
         steps=steps_of,
         options=repo_options,
         configs=stage_configs_arg,
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"model_repo-{EVENTS_NAME}-{{pipeline}}-{{variant}}.log",
     shell:
         "{params.wf} model-repo --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} {params.options}"
@@ -32,6 +33,11 @@ rule served_vs_direct:
         repo=[] if SERVER_URL else repo_dir("{pipeline}", 1),
     output:
         RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
+    log:
+        RESULTS / "logs" / f"served_vs_direct-{EVENTS_NAME}-{{pipeline}}.log",
+    conda:
+        "../envs/taas.yaml"
+    threads: all_cores()
     params:
         wf=WF,
         steps=steps_of,
@@ -39,11 +45,6 @@ rule served_vs_direct:
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
-    threads: all_cores()
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"served_vs_direct-{EVENTS_NAME}-{{pipeline}}.log",
     shell:
         "{params.wf} compare --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} {params.repo} {params.server}"
@@ -60,6 +61,11 @@ rule throughput:
         ),
     output:
         RESULTS / "throughput" / EVENTS_NAME / "{pipeline}" / "i{instances}.json",
+    log:
+        RESULTS / "logs" / f"throughput-{EVENTS_NAME}-{{pipeline}}-i{{instances}}.log",
+    conda:
+        "../envs/taas.yaml"
+    threads: all_cores()
     params:
         wf=WF,
         steps=steps_of,
@@ -70,11 +76,6 @@ rule throughput:
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
-    threads: all_cores()
-    conda:
-        "../envs/taas.yaml"
-    log:
-        RESULTS / "logs" / f"throughput-{EVENTS_NAME}-{{pipeline}}-i{{instances}}.log",
     shell:
         "{params.wf} throughput --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} {params.repo} {params.server}"
