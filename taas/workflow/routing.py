@@ -2,11 +2,13 @@
 
 Rules, in order: a pipeline's own steps (``taas.pipeline.spec.PIPELINES``); then ``accel`` for
 the stages the pipeline marks as accelerator stages (a ``PipelineSpec.accel_stages`` attribute,
-if the spec has one); then the ``routing`` map (``stage: backend`` for every pipeline having that
-stage, ``pipeline.stage: backend`` for one). The result is checked against the stage registry
+if the spec has one; those without an ``accel`` backend go to ``cpu``, and the plan's notes say
+so); then the ``routing`` map (``stage: backend`` for every pipeline having that stage,
+``pipeline.stage: backend`` for one). The result is checked against the stage registry
 (``taas.stages.registry``) and the machine: a (stage, backend) that is not registered, whose
-module is not built, or a gpu backend on a machine without a GPU (unless ``allow_cpu_device``)
-stops the workflow with one message naming it and listing what exists. Nothing is substituted.
+module is not built or whose extra is not installed, or a gpu backend on a machine without a
+GPU (unless ``allow_cpu_device``) stops the workflow with one message naming it and listing
+what exists. Nothing is substituted silently.
 """
 
 from __future__ import annotations
@@ -106,15 +108,31 @@ def plan_pipelines(config: Mapping[str, Any], devices: Callable[[], Devices] = p
     plans = {}
     for name in names:
         base = PIPELINES[name]
-        overrides = dict.fromkeys(accel_stages(base), accel) | routing[name]
+        on_accel, notes = _accel_overrides(base, accel, set(routing[name]))
+        overrides = on_accel | routing[name]
         spec = base.with_routing(overrides) if overrides else base
-        notes = []
         for stage, backend in spec.steps:
             _check_step(name, stage, backend)
             if backend in GPU_BACKENDS:
                 notes += _gpu_note(name, stage, backend, config, devices)
         plans[name] = PipelinePlan(spec, tuple(dict.fromkeys(notes)))
     return plans
+
+
+def _accel_overrides(spec: PipelineSpec, accel: str, routed: set[str]
+                     ) -> tuple[dict[str, str], list[str]]:
+    """The pipeline's accelerator stages moved to ``accel``; a stage with no ``accel`` backend
+    (track building has no fpga one: it walks graphs, which an FPGA does not) runs on ``cpu``
+    instead, and a note says so, so that ``accel=fpga`` means "what can run there does"."""
+    overrides: dict[str, str] = {}
+    notes: list[str] = []
+    for stage in accel_stages(spec):
+        if (stage, accel) in registry.IMPLEMENTATIONS:
+            overrides[stage] = accel
+        elif stage not in routed:
+            overrides[stage] = "cpu"
+            notes.append(f"{stage}: no {accel} backend, runs on cpu")
+    return overrides, notes
 
 
 def _gpu_note(pipeline: str, stage: str, backend: str, config: Mapping[str, Any],

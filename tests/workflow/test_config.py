@@ -88,6 +88,18 @@ def test_default_plan_is_every_landed_pipeline_runnable_without_a_gpu():
     assert dict(_plan(WITH_GPU, accel="auto")["acorn"].spec.steps)["edge_classification"] == "gpu"
 
 
+def test_accel_moves_what_has_a_backend_there_and_says_what_stays_on_cpu():
+    plan = _plan(pipelines="acorn", accel="fpga")["acorn"]
+    steps = dict(plan.spec.steps)
+    assert steps["graph_construction"] == steps["edge_classification"] == "fpga"
+    assert steps["track_building"] == "cpu"
+    assert plan.notes == ("track_building: no fpga backend, runs on cpu",)
+    routed = _plan(pipelines="acorn", accel="fpga", routing="track_building:gpu",
+                   allow_cpu_device=True)["acorn"]
+    assert dict(routed.spec.steps)["track_building"] == "gpu"
+    assert not any("no fpga backend" in note for note in routed.notes)
+
+
 def test_auto_accel_follows_cuda():
     assert resolve_accel("auto", lambda: WITH_GPU) == "gpu"
     assert resolve_accel("auto", lambda: NO_GPU) == "cpu"
@@ -106,9 +118,9 @@ def test_routing_overrides_single_stages():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"routing": "clustering:fpga"},
-         r"stage 'clustering' on backend 'fpga', which is not implemented.*available: .*"
-         r"clustering/cpu, clustering/gpu"),
+        ({"routing": "seeding:fpga"},
+         r"stage 'seeding' on backend 'fpga', which is not implemented.*available: .*"
+         r"seeding/cpu"),
         ({"routing": "gnn:gpu"}, r"no selected pipeline has a stage 'gnn'"),
         ({"pipelines": "cpu", "routing": "acorn.gnn:gpu"},
          r"names pipeline 'acorn', which is not selected"),
@@ -145,9 +157,9 @@ def test_bad_override_stops_the_workflow(tmp_path):
 
 
 def test_unbuilt_backend_stops_the_workflow_at_start(tmp_path):
-    result = _snakemake("-n", "--cores", "1", "--config", "routing=clustering:fpga",
+    result = _snakemake("-n", "--cores", "1", "--config", "routing=seeding:fpga",
                         f"results={tmp_path}/r")
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert "stage 'clustering' on backend 'fpga', which is not implemented" in out
+    assert "stage 'seeding' on backend 'fpga', which is not implemented" in out
     assert "available: ambiguity/cpu" in out
