@@ -168,7 +168,7 @@ def canonical_rows(tensors: Mapping[str, np.ndarray]) -> CanonicalRows:
     int_part = np.concatenate(ints, axis=1) if ints else np.zeros((n, 0), np.int64)
     float_part = np.concatenate(floats, axis=1) if floats else np.zeros((n, 0))
     lists: list[tuple[int, ...]] = [()] * n
-    if offsets:
+    if offsets and csr_indices:
         o, idx = tensors[offsets], tensors[csr_indices]
         lists = [tuple(int(v) for v in idx[o[i]:o[i + 1]]) for i in range(n)]
     rows = [(tuple(int(v) for v in int_part[i]) + (-1,) + lists[i],

@@ -1,11 +1,11 @@
 """CPU track building: scipy connected components, torch on the CPU device, numba walk.
 
-The algorithm lives in ``taas.gnn.track_building``; this backend only picks its kernels.
+The algorithm lives in ``taas.gnn.track_building``; this backend keeps its default hooks.
 """
 
 from __future__ import annotations
 
-from taas.gnn.track_building import TrackBuildingConfig, TrackBuildingStage, components_scipy
+from taas.gnn.track_building import TrackBuildingConfig, TrackBuildingStage
 
 __all__ = ["CpuTrackBuilding", "TrackBuildingConfig"]
 
@@ -14,4 +14,3 @@ class CpuTrackBuilding(TrackBuildingStage):
     """Scored edges + space points -> proto-tracks on the CPU."""
 
     BACKEND = "cpu"
-    components = staticmethod(components_scipy)

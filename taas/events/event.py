@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -74,10 +76,13 @@ def write_event_parquet(event: Event, directory: str | Path) -> list[Path]:
         table = table.replace_schema_metadata({"taas.source": event.source})
         path = directory / f"{event_stem(event.event_id)}-{suffix}.parquet"
         keys = [c for c in DICTIONARY_COLUMNS if c in table.column_names]
-        atomic_write(path, lambda p, t=table, k=keys: pq.write_table(
-            t, str(p), compression="none", use_dictionary=k))
+        atomic_write(path, functools.partial(_write_parquet, table, keys))
         written.append(path)
     return written
+
+
+def _write_parquet(table: pa.Table, dictionary_columns: list[str], path: Path) -> None:
+    pq.write_table(table, str(path), compression="none", use_dictionary=dictionary_columns)
 
 
 def _read_table(path: Path, kind: type[Table]) -> tuple[Table, str]:
@@ -105,10 +110,12 @@ def read_event_parquet(directory: str | Path, event_id: int, detector: Detector)
                    for s, kind in EVENT_TABLES.items()}
         results = {s: f.result() for s, f in futures.items()}
     tables = {s: table for s, (table, _) in results.items()}
-    return Event(event_id, detector=detector, source=results["cells"][1], **tables)
+    return Event(event_id, detector=detector, source=results["cells"][1],
+                 cells=cast(Cells, tables["cells"]), hits=cast(TruthHits, tables["hits"]),
+                 particles=cast(Particles, tables["particles"]))
 
 
-def write_manifest(directory: str | Path, info: dict) -> None:
+def write_manifest(directory: str | Path, info: dict[str, Any]) -> None:
     """Describe a dataset directory (source, preset, seed, sizes) in ``dataset.json``."""
     path = Path(directory) / "dataset.json"
     atomic_write(path, lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True)))

@@ -97,7 +97,7 @@ class GraphSample:
 
         def write(p: Path) -> None:
             with open(p, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types kwargs as allow_pickle
 
         atomic_write(path, write)
         return path

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numba
 import numpy as np
@@ -299,19 +299,20 @@ def prototracks_from_nodes(offsets: np.ndarray, nodes: np.ndarray,
 class TrackBuildingStage(Stage):
     """Edges + space points -> proto-tracks (measurement indices); backends set the hooks.
 
-    A backend sets ``BACKEND``, ``components`` (the connected-components kernel) and may
-    override ``torch_device``; the array work is otherwise the same code on every backend.
+    A backend sets ``BACKEND`` and may override ``components`` (the connected-components
+    kernel) and ``select_device``; the array work is otherwise the same code on every backend.
     """
 
     NAME = "track_building"
     INPUTS = Edges.tensor_specs() + Spacepoints.tensor_specs()
     OUTPUTS = ProtoTracks.tensor_specs()
     ROW_ORDER = RowOrder(("spacepoints",), index_inputs=("edges.src", "edges.dst"))
-    components: ClassVar[ComponentsFn]
+    #: The connected-components kernel (the device hook; scipy on the host by default).
+    components = staticmethod(components_scipy)
 
     def __init__(self, detector: Detector | None,
                  config: TrackBuildingConfig | None = None) -> None:
-        super().__init__(detector)
+        super().__init__(detector)  # type: ignore[arg-type]  # track building needs none
         self.config = config or TrackBuildingConfig()
         self.torch_device, self._device_note = self.select_device()
 

@@ -289,11 +289,12 @@ class RemoteStage(Stage):
     def __init__(self, stage: str, backend: str, url: str = DEFAULT_URL, *,
                  shared_memory: bool | None = None, timeout_s: float = 120.0,
                  retries: int = 3) -> None:
-        super().__init__(detector=None)  # the server holds the detector
-        self.NAME, self.BACKEND, self.url = stage, backend, url
+        super().__init__(detector=None)  # type: ignore[arg-type]  # the server holds it
+        # a proxy takes its stage's identity and specs from the server, per instance
+        self.NAME, self.BACKEND, self.url = stage, backend, url  # type: ignore[misc]
         self.client = ModelClient(model_name(stage, backend), url, shared_memory=shared_memory,
                                   timeout_s=timeout_s, retries=retries)
-        self.INPUTS, self.OUTPUTS = self.client.inputs, self.client.outputs
+        self.INPUTS, self.OUTPUTS = self.client.inputs, self.client.outputs  # type: ignore[misc]
 
     @property
     def device(self) -> str:

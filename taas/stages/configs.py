@@ -25,7 +25,8 @@ StageConfigs = Mapping[str, Mapping[str, Any]]
 
 def config_type(stage_cls: type) -> type | None:
     """The dataclass a stage class's ``config`` argument takes, or None if it takes none."""
-    init = stage_cls.__init__
+    init = vars(stage_cls).get("__init__") or next(
+        vars(c)["__init__"] for c in stage_cls.__mro__ if "__init__" in vars(c))
     try:
         hints = typing.get_type_hints(init)
     except Exception:  # a forward reference that cannot be resolved: treat as untyped
@@ -33,7 +34,7 @@ def config_type(stage_cls: type) -> type | None:
     annotation = hints.get("config")
     candidates = typing.get_args(annotation) or (annotation,)
     for candidate in candidates:
-        if dataclasses.is_dataclass(candidate):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
             return candidate
     return None
 

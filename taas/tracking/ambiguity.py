@@ -69,16 +69,16 @@ def greedy_select(offsets: np.ndarray, indices: np.ndarray, quality: np.ndarray,
     heapq.heapify(heap)
     iterations = 0
     while heap and iterations < max_iterations:
-        neg_frac, neg_quality, t = heapq.heappop(heap)
-        if not alive[t] or shared[t] <= max_shared:
+        neg_frac, neg_quality, worst = heapq.heappop(heap)
+        if not alive[worst] or shared[worst] <= max_shared:
             continue
-        frac = shared[t] / (offsets[t + 1] - offsets[t])
+        frac = shared[worst] / (offsets[worst + 1] - offsets[worst])
         if frac < -neg_frac:
-            heapq.heappush(heap, (-frac, neg_quality, t))
+            heapq.heappush(heap, (-frac, neg_quality, worst))
             continue
         iterations += 1
-        alive[t] = False
-        for k in range(offsets[t], offsets[t + 1]):
+        alive[worst] = False
+        for k in range(offsets[worst], offsets[worst + 1]):
             m = indices[k]
             users[m] -= 1
             if users[m] == 1:  # the one remaining user no longer shares m

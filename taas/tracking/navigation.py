@@ -132,8 +132,8 @@ def _module_samples(detector: Detector, n: int = 5) -> np.ndarray:
     """(n_modules, n*n, 3) global points on each module's trapezoid (corners included)."""
     m = detector.modules
     t = np.linspace(-1.0, 1.0, n)
-    tv, tu = np.meshgrid(t, t, indexing="ij")
-    tv, tu = tv.ravel(), tu.ravel()
+    grid_v, grid_u = np.meshgrid(t, t, indexing="ij")
+    tv, tu = grid_v.ravel(), grid_u.ravel()
     hv = m["hv"][:, None]
     half_u = m["min_hu"][:, None] + (m["max_hu"] - m["min_hu"])[:, None] * (tv + 1) / 2
     u, v = tu * half_u, tv * hv

@@ -151,7 +151,8 @@ def _train_all(out_dir: str | Path, *, events_dir: str | Path | None,
     r, k = m_emb["r"], m_emb["k"]
     timing["embedding_s"] = time.perf_counter() - t0
     if only_embedding:
-        metrics = {"embedding": m_emb, "timing": timing, "data": data, "device": str(device)}
+        metrics: dict[str, Any] = {"embedding": m_emb, "timing": timing, "data": data,
+                                   "device": str(device)}
         (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
         return metrics
 

@@ -32,7 +32,7 @@ def deterministic(seed: int) -> Iterator[np.random.Generator]:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

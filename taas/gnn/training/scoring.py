@@ -86,10 +86,15 @@ def evaluate(samples: Sequence[GraphSample], checkpoints: dict[str, Checkpoint],
     metadata gives the working points (``r``, ``k``, filter ``cut``, GNN ``cut``).
     """
     e, f, g = checkpoints["embedding"], checkpoints["filter"], checkpoints["gnn"]
+    embedding, filt, gnn = e.model, f.model, g.model
+    if not (isinstance(embedding, EmbeddingMLP) and isinstance(filt, EdgeFilter)
+            and isinstance(gnn, InteractionGNN)):
+        raise TypeError(f"checkpoints hold {[type(m).__name__ for m in (embedding, filt, gnn)]}"
+                        ", expected an embedding, a filter and a GNN")
     counts = {stage: GraphCounts() for stage in ("graph", "filter", "gnn")}
     t0 = time.perf_counter()
     for s in samples:
-        out = score_event(s, e.model, f.model, g.model, r=e["r"], k=e["k"],
+        out = score_event(s, embedding, filt, gnn, r=e["r"], k=e["k"],
                           filter_cut=f["cut"], gnn_cut=g["cut"], device=device)
         for stage, (src, dst, _) in out.items():
             counts[stage].add(s, src, dst, target_pt)
