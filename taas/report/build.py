@@ -7,6 +7,7 @@ time is shown with the event sizes it was measured on and the device each stage 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from taas.pipeline.timings import read_timings, seconds_per_event
-from taas.report import plots
+from taas.report import capacity, plots
 from taas.report.html import to_html
 from taas.report.markdown import to_markdown
 from taas.stages.devices import runs_on_gpu
@@ -49,6 +50,7 @@ class ReportInputs:
     compare: list[Path] = field(default_factory=list)
     throughput: list[Path] = field(default_factory=list)
     models: list[Path] = field(default_factory=list)  # the models rule's directories
+    scaling: list[Path] = field(default_factory=list)  # scaling benchmarks: per-stage slopes
 
 
 def _read(path: Path) -> Any:
@@ -123,6 +125,13 @@ def _pipeline_entry(summary: dict[str, Any], reco: Path, metrics: dict[str, Any]
     }
 
 
+def _capacity(pipelines: list[dict[str, Any]], inputs: ReportInputs) -> dict[str, Any]:
+    config = capacity.CapacityConfig.from_mapping(inputs.config.get("capacity"))
+    slopes = capacity.read_slopes(inputs.scaling)
+    return {"config": dataclasses.asdict(config), "slopes_from": [str(p) for p in inputs.scaling],
+            "rows": capacity.plan(pipelines, config, slopes)}
+
+
 def collect(inputs: ReportInputs) -> dict[str, Any]:
     """The report's data: everything report.json holds and the plots and pages are drawn from."""
     summaries = {s["pipeline"]: s for s in _read(inputs.summary)}
@@ -162,6 +171,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
                          f"{matching.get('pt_min', '?')} GeV, |eta| < "
                          f"{matching.get('eta_max', '?')}",
         "pipelines": pipelines,
+        "capacity": _capacity(pipelines, inputs),
         "throughput": throughput,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Required section titles, in order (tests check the rendered files for them).
 TITLES = ("Events", "Throughput and latency", "Served vs direct", "Per-stage time",
           "Throughput vs concurrency and model instances", "Physics performance",
-          "Devices", "Software versions and configuration")
+          "Event-filter capacity planning", "Devices", "Software versions and configuration")
 
 
 @dataclass
@@ -137,6 +138,44 @@ def _physics(data: Mapping[str, Any]) -> Section:
                 "fiducial particles"], rows)], ["efficiency_vs_pt", "efficiency_vs_eta"])
 
 
+def _capacity(data: Mapping[str, Any]) -> Section:
+    cap = data["capacity"]
+    cfg = cap["config"]
+    text = [
+        f"Devices needed for the ATLAS event filter: full-scan tracking at "
+        f"{cfg['full_scan_hz'] / 1e3:.0f} kHz and region-of-interest tracking at "
+        f"{cfg['roi_hz'] / 1e6:.3g} MHz on {cfg['roi_fraction']:.0%} of each event, with "
+        f"devices = rate x seconds per event on one device (one event at a time, perfect "
+        f"scaling over devices, no I/O or data preparation).",
+        "'measured': this run's direct time per event at the events' own size. "
+        f"'extrapolated': scaled stage by stage to {cfg['spacepoints']:,.0f} space points "
+        "per event (ITk) with each stage's measured log-log slope of time against event size "
+        "(listed; 1 = assumed linear, where no benchmark measured the stage) from "
+        + (", ".join(f"`{Path(p).name}`" for p in cap["slopes_from"]) or "no benchmark")
+        + ": an extrapolation, not a measurement.",
+        "A device is a CPU core where every stage ran on a CPU, a GPU where the accelerator "
+        "stages ran on CUDA; FPGA stages that ran in C simulation are not planned (emulation "
+        "time is not hardware time).",
+    ]
+    rows = []
+    for r in cap["rows"]:
+        if "reason" in r:
+            rows.append([r["pipeline"], "-", f"{r['spacepoints']:,.0f}", "-", "-", "-", "-",
+                         "-", r["reason"]])
+            continue
+        slopes = ", ".join(f"{k} {_f(v, '.2f') if v is not None else '1 (assumed)'}"
+                           for k, v in r["slopes"].items())
+        rows.append([r["pipeline"], r["device"], f"{r['spacepoints']:,.0f}",
+                     f"{r['seconds_measured']:.3g}", f"{r['devices_full_scan_measured_size']:,.0f}",
+                     f"{r['seconds_extrapolated']:.3g}", f"{r['devices_full_scan']:,.0f}",
+                     f"{r['devices_roi']:,.0f}", slopes])
+    return Section("Event-filter capacity planning", text, [Table(
+        ["pipeline", "device", "space points (measured)", "s/event measured",
+         "devices full scan (measured size)", "s/event extrapolated",
+         "devices full scan (extrapolated)", "devices RoI (extrapolated)", "slopes used"],
+        rows)])
+
+
 def _devices(data: Mapping[str, Any]) -> Section:
     rows = [[p["pipeline"], s["stage"], s["backend"], s["ran_on"]]
             for p in data["pipelines"] for s in p["stages"]]
@@ -175,4 +214,4 @@ def _versions(data: Mapping[str, Any]) -> Section:
 
 def sections(data: Mapping[str, Any]) -> list[Section]:
     return [_events(data), _throughput_latency(data), _served_vs_direct(data), _stages(data),
-            _curves(data), _physics(data), _devices(data), _versions(data)]
+            _curves(data), _physics(data), _capacity(data), _devices(data), _versions(data)]

@@ -103,7 +103,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     inputs = ReportInputs(
         config=json.loads(args.config), plan=json.loads(args.plan), summary=args.summary,
         info=args.info, compare=args.compare, throughput=args.throughput,
-        metrics=args.metrics, reco=args.reco, models=args.models)
+        metrics=args.metrics, reco=args.reco, models=args.models, scaling=args.scaling)
     write_report(inputs, args.out)
 
 
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput", type=Path, nargs="*", default=[])
     p.add_argument("--models", type=Path, nargs="*", default=[],
                    help="the models rule's directories (models.json: provenance)")
+    p.add_argument("--scaling", type=Path, nargs="*", default=[],
+                   help="scaling benchmark JSONs (per-stage slopes for the capacity plan)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.set_defaults(func=_cmd_report)
     return parser

@@ -31,6 +31,11 @@ rule report:
             instances=INSTANCES,
         ),
         models=[models_dir(pipeline) for pipeline in PLAN],
+        # per-stage scaling slopes for the capacity plan's extrapolation
+        scaling=[
+            Path(workflow.basedir) / "benchmarks" / "results" / name
+            for name in ("cpu_chain_scaling.json", "gnn_scaling.json")
+        ],
     output:
         html=report(
             REPORT_DIR / "report.html",
@@ -60,4 +65,5 @@ rule report:
         " --summary {input.summary} --info {input.info} --reco {input.reco}"
         " --metrics {input.metrics} --compare {input.compare}"
         " --throughput {input.throughput} --models {input.models}"
+        " --scaling {input.scaling}"
         " --out $(dirname {output.html}) > {log} 2>&1"
