@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -87,8 +88,15 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     if args.accel:
         spec = spec.with_accel(args.accel)
     spec = spec.with_configs(read_stage_configs(args.stage_configs))
+    factory, info = None, {"mode": "direct"}
+    if args.server:
+        from taas.service.client import make_pipeline
+
+        mode = "served" if args.served_as == "stages" else "served-pipeline"
+        factory = functools.partial(make_pipeline, mode=mode, url=args.server)
+        info = {"mode": mode, "server_url": args.server}
     out = reconstruct(args.events, args.out, spec, detector=args.detector,
-                      progress=not args.quiet, warmup=args.warmup)
+                      progress=not args.quiet, warmup=args.warmup, factory=factory, info=info)
     print(f"wrote reconstruction outputs and timings.csv to {out}")
 
 
@@ -266,6 +274,12 @@ def _add_reconstruction_commands(sub: argparse._SubParsersAction[argparse.Argume
                         '{"graph_construction": {"checkpoint_dir": "models/"}}')
     p.add_argument("--warmup", action="store_true",
                    help="run the first event once untimed (keeps JIT compilation out of timings)")
+    p.add_argument("--server", metavar="HOST:PORT",
+                   help="reconstruct through a running tritonserver (gRPC) with the pipeline's "
+                        "models (taas model-repo build) instead of in-process")
+    p.add_argument("--served-as", choices=("stages", "pipeline"), default="pipeline",
+                   help="with --server: one request per event to the whole-pipeline model "
+                        "(default), or one per stage model with the client chaining them")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reconstruct)
 

@@ -103,7 +103,8 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("loadgen", help="measure throughput and latency of a served model")
-    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address (loopback only)")
+    p.add_argument("--url", default="127.0.0.1:8001",
+                   help="gRPC address host:port (any reachable server)")
     p.add_argument("--model", required=True, help="e.g. pipeline_cpu, clustering_cpu")
     p.add_argument("--events", type=Path, required=True, help="event directory")
     p.add_argument("--detector", type=Path, default=None)

@@ -104,3 +104,78 @@ def test_pipeline_models_match_direct(full_server, event, spec, ensemble) -> Non
     finally:
         served.close()
     assert_same({k: got[k] for k in want}, want)
+
+
+def _probes(stage: object, inputs: dict[str, np.ndarray]) -> list[tuple[str, dict, str]]:
+    """Malformed copies of a stage's real inputs: a NaN in the first float tensor, an index past
+    the end of the table it numbers, CSR offsets running past their index list."""
+    probes = []
+    specs = stage.INPUTS  # type: ignore[attr-defined]
+    floats = [s for s in specs if s.dtype.kind == "f" and len(inputs[s.name])]
+    if floats:
+        bad = inputs[floats[0].name].copy()
+        bad.reshape(len(bad), -1)[0, 0] = np.nan
+        probes.append(("nan", {**inputs, floats[0].name: bad}, "NaN or infinite"))
+    names = {s.name for s in specs}
+    for spec in specs:
+        rows = [len(inputs[n]) for n in names if n.startswith(f"{spec.index_of}.")]
+        if spec.index_of and rows and len(inputs[spec.name]):
+            bad = inputs[spec.name].copy()
+            bad.reshape(len(bad), -1)[0, 0] = rows[0]
+            probes.append(("index", {**inputs, spec.name: bad}, "lies outside"))
+            break
+    for spec in specs:
+        if spec.name.endswith("offsets") and len(inputs[spec.name]) > 1:
+            bad = inputs[spec.name].copy()
+            bad[-1] += 5
+            probes.append(("offsets", {**inputs, spec.name: bad}, "must rise from 0"))
+            break
+    return probes
+
+
+@pytest.mark.parametrize("spec", CHAINS, ids=lambda s: "+".join(b for _, b in s.steps))
+def test_every_stage_model_answers_bad_events_with_a_bad_event_error(full_server, event,
+                                                                    spec: PipelineSpec) -> None:
+    """Every kind of malformed event, sent past the client's own checks to every served stage
+    model, comes back as a 'bad event' error naming the tensor; the model serves on."""
+    from taas.service.client import ServiceError
+
+    detector, cells = event
+    configs = {stage: _served_stage_config(spec, stage) for stage, _ in spec.steps}
+    direct = Pipeline(replace(spec, stage_configs={}), detector,
+                      {k: v for k, v in configs.items() if v})
+    pool = dict(cells)
+    sent = 0
+    for stage in direct.stages:
+        inputs = {s.name: pool[s.name] for s in stage.INPUTS}
+        remote = RemoteStage(stage.NAME, stage.BACKEND, full_server.url)
+        try:
+            for _kind, bad, reason in _probes(stage, inputs):
+                with pytest.raises(ServiceError, match=f"bad event.*{reason}"):
+                    remote.compute(bad)  # compute: past the client-side validation
+                sent += 1
+            assert_same(remote.run(inputs), stage.run(inputs))  # and it still serves
+        finally:
+            remote.close()
+        pool.update(stage.run(inputs))
+    assert sent >= len(direct.stages)
+
+
+@pytest.mark.parametrize("served_as", ["pipeline", "stages"])
+def test_taas_reconstruct_through_a_server(full_server, tiny_sim_dir: Path, tmp_path: Path,
+                                           served_as: str) -> None:
+    """``taas reconstruct --server URL`` gives what the in-process run gives, and run.json says
+    where it ran."""
+    import json
+
+    from taas.cli import main
+    from taas.pipeline.reconstruct import load_reco
+
+    for name, extra in (("direct", []), ("served", ["--server", full_server.url,
+                                                    "--served-as", served_as])):
+        assert main(["reconstruct", "--events", str(tiny_sim_dir), "--pipeline", "cpu", "-q",
+                     "--out", str(tmp_path / name), *extra]) == 0
+    assert_same(load_reco(tmp_path / "served", 0), load_reco(tmp_path / "direct", 0))
+    run = json.loads((tmp_path / "served" / "run.json").read_text())
+    assert run["server_url"] == full_server.url
+    assert run["mode"] == ("served-pipeline" if served_as == "pipeline" else "served")
