@@ -32,9 +32,9 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from taas.gnn.inference import GNN_CHUNK, embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.track_building import cuda_or_fallback
 from taas.reco.cluster_features import SpacepointFeatures
 from taas.stages.base import RowOrder, Stage
+from taas.stages.configs import coerce_config
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +79,9 @@ class GnnStageConfig:
     gnn_chunk: int = GNN_CHUNK
 
     @classmethod
-    def coerce(cls, config: GnnStageConfig | Mapping[str, Any] | None) -> GnnStageConfig:
+    def coerce(cls, config: Self | Mapping[str, Any] | None) -> Self:
         """A config from None, an instance, or a mapping (the workflow passes dicts)."""
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, Mapping):
-            names = {f.name for f in fields(cls)}
-            unknown = set(config) - names
-            if unknown:
-                raise ValueError(f"unknown GNN stage config key(s) {sorted(unknown)}; "
-                                 f"valid: {sorted(names)}")
-            return cls(**config)
-        raise TypeError(f"config must be GnnStageConfig or a mapping, got {type(config)}")
+        return coerce_config(cls, config)
 
 
 def checkpoint_path(name: str, config: GnnStageConfig) -> Path:
@@ -226,8 +216,8 @@ class GraphConstructionStage(GnnStage):
     """Space points -> filtered graph: embedding, FRNN radius graph, edge filter."""
 
     NAME = "graph_construction"
-    MODELS = ("embedding", "filter")
-    EDGE_MODELS = ("filter",)
+    MODELS: ClassVar[tuple[str, ...]] = ("embedding", "filter")
+    EDGE_MODELS: ClassVar[tuple[str, ...]] = ("filter",)
     INPUTS = Spacepoints.tensor_specs() + SpacepointFeatures.tensor_specs()
     OUTPUTS = Edges.tensor_specs()
     ROW_ORDER = RowOrder(("spacepoints", "spacepoint_features"),
@@ -298,8 +288,8 @@ class EdgeClassificationStage(GnnStage):
     """Filtered graph -> the same edges scored by the interaction GNN."""
 
     NAME = "edge_classification"
-    MODELS = ("gnn",)
-    EDGE_MODELS = ("gnn",)
+    MODELS: ClassVar[tuple[str, ...]] = ("gnn",)
+    EDGE_MODELS: ClassVar[tuple[str, ...]] = ("gnn",)
     INPUTS = (Edges.tensor_specs() + Spacepoints.tensor_specs()
               + SpacepointFeatures.tensor_specs())
     OUTPUTS = Edges.tensor_specs()

@@ -15,9 +15,11 @@ import json
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from taas.errors import TaasError
+
+T = TypeVar("T")
 
 #: {stage name: {config field: JSON value}}
 StageConfigs = Mapping[str, Mapping[str, Any]]
@@ -55,6 +57,24 @@ def build_config(stage_cls: type, values: Mapping[str, Any]) -> object:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise TaasError(f"stage {name!r}: bad config {dict(values)}: {exc}") from exc
+
+
+def coerce_config(cls: type[T], config: T | Mapping[str, Any] | None) -> T:
+    """A config dataclass ``cls`` from None (its defaults), an instance, or a mapping of its
+    fields (what workflows and model repositories carry); an unknown key is a ValueError
+    listing the valid ones."""
+    if config is None:
+        return cls()
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, Mapping):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(config) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key(s) {sorted(unknown)}; "
+                             f"valid: {sorted(names)}")
+        return cls(**config)
+    raise TypeError(f"config must be {cls.__name__} or a mapping, got {type(config)}")
 
 
 def merge_configs(*layers: StageConfigs | None) -> dict[str, dict[str, Any]]:

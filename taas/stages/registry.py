@@ -38,6 +38,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
     ("ckf", "cpu"): Implementation("backends.cpu.ckf:CpuCkf", _CPU),
     ("ambiguity", "cpu"): Implementation("backends.cpu.ambiguity:CpuAmbiguityResolution", _CPU),
     ("track_fit", "cpu"): Implementation("backends.cpu.track_fit:CpuTrackFit", _CPU),
+    ("track_fit", "gpu"): Implementation("backends.gpu.track_fit:GpuTrackFit", _GNN),
     ("clustering", "gpu"): Implementation("backends.gpu.clustering:GpuClustering", _OPENCL),
     ("spacepoints", "gpu"): Implementation("backends.gpu.spacepoints:GpuSpacepoints", _OPENCL),
     ("graph_construction", "cpu"): Implementation(
@@ -52,6 +53,10 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
         "backends.cpu.track_building:CpuTrackBuilding", _GNN),
     ("track_building", "gpu"): Implementation(
         "backends.gpu.track_building:GpuTrackBuilding", _GNN),
+    ("prototrack_seeding", "cpu"): Implementation(
+        "backends.cpu.prototrack_seeding:CpuPrototrackSeeding", _CPU),
+    ("prototrack_ckf", "cpu"): Implementation(
+        "backends.cpu.prototrack_ckf:CpuPrototrackCkf", _CPU),
 }
 
 

@@ -43,7 +43,13 @@ Per batch of seeds (best seed quality first):
 3. **output**: every finished candidate with ``>= min_measurements`` measurements, with its last
    filtered state. Branches store only (parent node, measurement), so measurement lists are
    rebuilt once at the end by walking parent pointers (traccc ``build_tracks``).
-4. **seed deduplication** (ACTS ``seedDeduplication``): before a batch runs, seeds with
+4. **given starts and constraints** (the GNN -> CKF bridge, ``traccc_bridge``): ``starts``
+   replaces the helix estimate of step 1 by given parameters and covariance (on any module,
+   moving outwards: traccc's bound seed parameters, or a fitted proto-track), transported to
+   the top space point's module before the seed fit; ``seed_measurements`` restricts each
+   seed's candidates, on every module where its list has a measurement, to that list (ACTS'
+   ``TrackFindingFromPrototracksAlgorithm``: elsewhere all measurements compete).
+5. **seed deduplication** (ACTS ``seedDeduplication``): before a batch runs, seeds with
    ``dedup_used`` (default 2) of their three measurements on tracks already found are skipped:
    two shared hits almost always mean the same particle, and at the ``medium`` preset this
    processes 35% fewer seeds than requiring all three, at equal efficiency. ACTS runs seeds
@@ -55,6 +61,7 @@ Per batch of seeds (best seed quality first):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -68,6 +75,11 @@ from taas.tracking.estimation import estimate_parameters
 from taas.tracking.fitter import check_measurements
 from taas.tracking.kalman import kalman_update
 from taas.tracking.material import X0_SILICON, add_scattering, material_model, slab_noise
+from taas.tracking.measurement_errors import (
+    CALIBRATED,
+    check_error_source,
+    measurement_variances,
+)
 from taas.tracking.navigation import Navigation, group_by_module
 from taas.tracking.parameters import PHI, THETA, bound_to_free, direction
 from taas.tracking.propagation import propagate
@@ -91,7 +103,11 @@ class CkfConfig:
     module extents in the navigation grids; ``defer_shared``: a seed sharing this many
     measurements with a better seed of the batch waits for a later batch (0: never);
     ``overlaps``: collect a second hit where a layer's modules overlap; ``two_way``: also
-    search inwards of the seed.
+    search inwards of the seed; ``max_consecutive_holes``: holes in a row that end a candidate
+    (traccc ``max_num_consecutive_skipped``; None: no limit); ``max_measurements``: a candidate
+    with this many measurements stops (traccc ``max_track_candidates_per_track``; None: no
+    limit); ``measurement_errors``: measurement variances of the chi2 test and the updates,
+    the same source as the fit's (``taas.tracking.measurement_errors``).
     """
 
     bz: float = 2.0
@@ -112,6 +128,9 @@ class CkfConfig:
     x0: float = X0_SILICON
     mass: float = helix.PION_MASS
     navigation_margin: float = 2.0
+    max_consecutive_holes: int | None = None
+    max_measurements: int | None = None
+    measurement_errors: str = CALIBRATED
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.bz) or self.bz == 0:
@@ -137,6 +156,22 @@ class CkfConfig:
             raise ValueError(f"x0 must be > 0 (mm), got {self.x0}")
         if not self.mass >= 0:
             raise ValueError(f"mass must be >= 0 (GeV), got {self.mass}")
+        if self.max_consecutive_holes is not None and self.max_consecutive_holes < 0:
+            raise ValueError(f"max_consecutive_holes must be >= 0 or None, "
+                             f"got {self.max_consecutive_holes}")
+        if self.max_measurements is not None and self.max_measurements < self.min_measurements:
+            raise ValueError(f"max_measurements ({self.max_measurements}) must be >= "
+                             f"min_measurements ({self.min_measurements}) or None")
+        check_error_source(self.measurement_errors)
+
+
+class SeedStarts(NamedTuple):
+    """Given start parameters per seed (``find_tracks``' ``starts``): bound parameters and
+    covariance on module ``module_key``, moving outwards along the track."""
+
+    module_key: np.ndarray  #: (n,) uint64
+    params: np.ndarray  #: (n, 6)
+    covariance: np.ndarray  #: (n, 6, 6)
 
 
 @dataclass
@@ -155,18 +190,73 @@ class CkfStats:
 class _Event:
     """Per-event measurement data in the arrays the steps index."""
 
-    def __init__(self, detector: Detector, measurements: Measurements) -> None:
+    def __init__(self, detector: Detector, measurements: Measurements,
+                 errors: str = CALIBRATED) -> None:
         self.rows = detector.index_of(measurements["module_key"], column="measurements.module_key")
         self.uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
-        self.var = np.stack([measurements["var_u"], measurements["var_v"]], axis=1)
+        self.var = measurement_variances(detector, measurements, errors)
         self.offsets, self.order = group_by_module(self.rows, len(detector))
+        self.n_modules = len(detector)
+        #: the current batch's ``_Constraint`` (None: every measurement competes)
+        self.constraint: _Constraint | None = None
+
+    def allowed(self, seed: np.ndarray, module: np.ndarray, meas: np.ndarray) -> np.ndarray:
+        """Mask of (batch seed, module row, measurement) combinations the constraint allows."""
+        if self.constraint is None:
+            return np.ones(len(meas), bool)
+        return self.constraint.allowed(seed, module, meas, self.n_modules, len(self.rows))
+
+
+class _Constraint:
+    """Per batch seed, the measurements it may use on the modules its list covers.
+
+    Keys ``seed * n_modules + module`` and ``seed * n_measurements + measurement``, sorted, so
+    that a combination is looked up with one binary search each.
+    """
+
+    def __init__(self, offsets: np.ndarray, indices: np.ndarray, batch: np.ndarray,
+                 event: _Event) -> None:
+        lengths = offsets[batch + 1] - offsets[batch]
+        local = np.repeat(np.arange(len(batch), dtype=np.int64), lengths)
+        first = np.repeat(offsets[batch] - (np.cumsum(lengths) - lengths), lengths)
+        meas = indices[first + np.arange(len(local))]
+        self.module_keys = np.unique(local * event.n_modules + event.rows[meas])
+        self.meas_keys = np.unique(local * len(event.rows) + meas)
+
+    def allowed(self, seed: np.ndarray, module: np.ndarray, meas: np.ndarray, n_modules: int,
+                n_measurements: int) -> np.ndarray:
+        covered = _in_sorted(seed * n_modules + module, self.module_keys)
+        return ~covered | _in_sorted(seed * n_measurements + meas, self.meas_keys)
+
+
+def _in_sorted(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Mask of ``keys`` present in the sorted array ``table``."""
+    if len(table) == 0:
+        return np.zeros(len(keys), bool)
+    pos = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+    return table[pos] == keys
 
 
 class _Candidates:
     """Structure of arrays of live candidates (one row each)."""
 
     FIELDS = ("seed", "params", "cov", "row", "fparams", "fcov", "frow", "node", "n_meas",
-              "n_holes", "chi2", "s_min", "layer", "target")
+              "n_holes", "n_skip", "chi2", "s_min", "layer", "target")
+    seed: np.ndarray
+    params: np.ndarray
+    cov: np.ndarray
+    row: np.ndarray
+    fparams: np.ndarray
+    fcov: np.ndarray
+    frow: np.ndarray
+    node: np.ndarray
+    n_meas: np.ndarray
+    n_holes: np.ndarray
+    n_skip: np.ndarray
+    chi2: np.ndarray
+    s_min: np.ndarray
+    layer: np.ndarray
+    target: np.ndarray
 
     def __init__(self, **arrays: np.ndarray) -> None:
         self.__dict__.update(arrays)
@@ -234,16 +324,26 @@ def check_seeds(seeds: Seeds, spacepoints: Spacepoints, n_measurements: int) -> 
 
 
 def find_tracks(detector: Detector, navigation: Navigation, measurements: Measurements,
-                spacepoints: Spacepoints, seeds: Seeds,
-                config: CkfConfig | None = None) -> tuple[Tracks, CkfStats]:
-    """Run the CKF on one event; returns the track candidates and counters."""
+                spacepoints: Spacepoints, seeds: Seeds, config: CkfConfig | None = None, *,
+                starts: SeedStarts | None = None,
+                seed_measurements: tuple[np.ndarray, np.ndarray] | None = None,
+                ) -> tuple[Tracks, CkfStats]:
+    """Run the CKF on one event; returns the track candidates and counters.
+
+    ``starts``: per seed, start parameters to use instead of the helix estimate through its
+    space points; ``seed_measurements``: per seed, a CSR list ``(offsets, indices)`` of the
+    measurements it may use on the modules the list covers (module docstring, step 4).
+    """
     config = config or CkfConfig()
     check_measurements(measurements)
     seed_meas = check_seeds(seeds, spacepoints, len(measurements))
+    _check_seed_inputs(len(seeds), len(measurements), starts, seed_measurements)
     stats = CkfStats(seeds=len(seeds))
     if len(seeds) == 0 or len(measurements) == 0:
         return Tracks.empty(), stats
-    event = _Event(detector, measurements)
+    event = _Event(detector, measurements, config.measurement_errors)
+    start_rows = (np.zeros(0, np.int64) if starts is None
+                  else detector.index_of(starts.module_key, column="starts.module_key"))
     xyz_sp = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
     seed_xyz = xyz_sp[seeds["spacepoints"]]
     order = np.argsort(-seeds["quality"].astype(np.float64), kind="stable")
@@ -259,10 +359,14 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
         batch, pending = pending[chosen], pending[~chosen]
         if len(batch) == 0:
             continue
-        seeds = _SeedBatch(seed_meas[batch], seed_xyz[batch], event, navigation)
+        batch_seeds = _SeedBatch(seed_meas[batch], seed_xyz[batch], event, navigation)
+        if seed_measurements is not None:
+            event.constraint = _Constraint(*seed_measurements, batch, event)
         back_nodes = _Nodes()
-        inward = _fit_seeds(detector, event, back_nodes, seeds.meas[:, ::-1],
-                            seeds.xyz[:, ::-1], config)
+        start = (None if starts is None else
+                 (starts.params[batch], starts.covariance[batch], start_rows[batch]))
+        inward = _fit_seeds(detector, event, back_nodes, batch_seeds.meas[:, ::-1],
+                            batch_seeds.xyz[:, ::-1], config, start)
         live = _outward_start(inward)
         first_parent = np.full(len(batch), -1, np.int64)
         n_inner, chi2_inner = np.zeros(len(batch), np.int64), np.zeros(len(batch))
@@ -270,12 +374,12 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
             first_parent, n_inner, chi2_inner = _inward(
                 detector, navigation, event, nodes, back_nodes, inward, len(batch), config,
                 stats)
-        live.node = nodes.add(first_parent[live.seed], seeds.meas[live.seed, 0])
+        live.node = nodes.add(first_parent[live.seed], batch_seeds.meas[live.seed, 0])
         live.n_meas += n_inner[live.seed]
         live.chi2 += chi2_inner[live.seed]
         stats.seeds_processed += len(live)
         done = _run_batch(detector, navigation, event, nodes, live, config, stats,
-                          seeds=seeds)
+                          seeds=batch_seeds)
         good = done.n_meas >= config.min_measurements
         if good.any():
             parents, meas = nodes.arrays()
@@ -283,6 +387,26 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
             used[lists] = True
         finished.append(done)
     return _to_tracks(detector, nodes, finished, config, stats), stats
+
+
+def _check_seed_inputs(n_seeds: int, n_measurements: int, starts: SeedStarts | None,
+                       seed_measurements: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """``InputError`` unless ``starts`` and ``seed_measurements`` have one entry per seed."""
+    if starts is not None:
+        shapes = (starts.module_key.shape, starts.params.shape, starts.covariance.shape)
+        if shapes != ((n_seeds,), (n_seeds, 6), (n_seeds, 6, 6)):
+            raise InputError(f"starts: need ({n_seeds},), ({n_seeds}, 6), ({n_seeds}, 6, 6) "
+                             f"module keys, parameters, covariances; got {shapes}",
+                             column="starts")
+    if seed_measurements is not None:
+        offsets, indices = seed_measurements
+        if (len(offsets) != n_seeds + 1 or offsets[0] != 0 or offsets[-1] != len(indices)
+                or np.any(np.diff(offsets) < 0)):
+            raise InputError(f"seed_measurements: offsets must rise from 0 to len(indices) "
+                             f"in {n_seeds + 1} entries", column="seed_measurements.offsets")
+        if len(indices) and (indices.min() < 0 or indices.max() >= n_measurements):
+            raise InputError(f"seed_measurements: index outside [0, {n_measurements})",
+                             column="seed_measurements.indices")
 
 
 @numba.njit(cache=True)
@@ -366,18 +490,30 @@ def _inward(detector: Detector, navigation: Navigation, event: _Event, nodes: _N
 
 
 def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarray,
-               xyz: np.ndarray, config: CkfConfig) -> _Candidates:
+               xyz: np.ndarray, config: CkfConfig,
+               start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Candidates:
     """Estimate + Kalman filter through the three seed measurements, in the order given.
 
     Called with the space points reversed (top -> middle -> bottom): the result is the
     seed's best state on the bottom module, moving inwards, which both the inward search and,
-    turned round, the outward search start from.
+    turned round, the outward search start from. ``start``: (parameters, covariance, module
+    rows) moving outwards, used instead of the estimate: propagated to the top module and
+    turned round.
     """
     rows = event.rows[meas]
     center, rotation = detector.center, detector.rotation
-    params, cov = estimate_parameters(xyz, center[rows[:, 0]], rotation[rows[:, 0]], config.bz)
+    if start is None:
+        params, cov = estimate_parameters(xyz, center[rows[:, 0]], rotation[rows[:, 0]],
+                                          config.bz)
+        ok = np.all(np.isfinite(params), axis=1)
+    else:
+        params, cov, src = start
+        prop = propagate(params, center[src], rotation[src], center[rows[:, 0]],
+                         rotation[rows[:, 0]], bz=config.bz, mass=config.mass)
+        params, cov = _reverse(prop.params, prop.transport @ cov @ np.swapaxes(prop.transport,
+                                                                            1, 2))
+        ok = prop.ok & np.all(np.isfinite(params), axis=1)
     chi2 = np.zeros(len(meas))
-    ok = np.all(np.isfinite(params), axis=1)
     node = np.full(len(meas), -1, np.int64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for k in range(3):
@@ -387,7 +523,7 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarra
                                  center[rows[:, k]], rotation[rows[:, k]], bz=config.bz,
                                  mass=config.mass)
                 ok &= prop.ok
-                jac = prop.jacobian
+                jac = prop.transport
                 cov = jac @ noisy @ np.swapaxes(jac, 1, 2) + _passive_noise(
                     detector, params, rows[:, k - 1], rows[:, k], prop.path, config)
                 params = prop.params
@@ -400,8 +536,8 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarra
     live = _Candidates(seed=np.arange(n), params=params, cov=cov, row=rows[:, 2].copy(),
                        fparams=params, fcov=cov, frow=rows[:, 2].copy(), node=node,
                        n_meas=np.full(n, 3, np.int64), n_holes=np.zeros(n, np.int64),
-                       chi2=chi2, s_min=np.zeros(n), layer=np.full(n, -1, np.int64),
-                       target=np.full(n, 3, np.int64))
+                       n_skip=np.zeros(n, np.int64), chi2=chi2, s_min=np.zeros(n),
+                       layer=np.full(n, -1, np.int64), target=np.full(n, 3, np.int64))
     return live.take(np.flatnonzero(ok))
 
 
@@ -410,6 +546,14 @@ _SEED_LAYER_GAP = 1.0
 
 #: Jacobian of turning a bound state round on its plane (phi + pi, pi - theta, -q/p).
 _FLIP = np.array([1.0, 1.0, 1.0, -1.0, -1.0, 1.0])
+
+
+def _reverse(params: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same states moving the other way: (phi + pi, pi - theta, -q/p), cov by ``_FLIP``."""
+    out = params * _FLIP
+    out[:, PHI] = np.where(out[:, PHI] > 0, out[:, PHI] - np.pi, out[:, PHI] + np.pi)
+    out[:, THETA] += np.pi
+    return out, cov * _FLIP[:, None] * _FLIP[None, :]
 
 
 def _outward_start(inward: _Candidates) -> _Candidates:
@@ -422,11 +566,7 @@ def _outward_start(inward: _Candidates) -> _Candidates:
     would count them twice. ``node`` is left to the caller (it chains to the inward hits).
     """
     out = inward.take(np.arange(len(inward)))
-    params = out.params * _FLIP
-    params[:, PHI] = np.where(params[:, PHI] > 0, params[:, PHI] - np.pi,
-                              params[:, PHI] + np.pi)
-    params[:, THETA] += np.pi
-    cov = out.cov * _FLIP[:, None] * _FLIP[None, :]
+    params, cov = _reverse(out.params, out.cov)
     out.params = out.fparams = params
     out.cov = out.fcov = cov
     out.n_meas = np.ones(len(out), np.int64)
@@ -471,12 +611,13 @@ def _to_seed_hits(detector: Detector, nodes: _Nodes, cand: _Candidates, seeds: _
     prop = propagate(cand.params, detector.center[cand.row], detector.rotation[cand.row],
                      detector.center[target], detector.rotation[target], bz=config.bz,
                      mass=config.mass)
-    cov = prop.jacobian @ noisy @ np.swapaxes(prop.jacobian, 1, 2)
+    cov = prop.transport @ noisy @ np.swapaxes(prop.transport, 1, 2)
     cand.params, cand.cov = prop.params, 0.5 * (cov + np.swapaxes(cov, 1, 2))
     cand.node = nodes.add(cand.node, seeds.meas[cand.seed, cand.target])
     cand.layer = seeds.layers[cand.seed, cand.target]
     cand.row = target
     cand.n_meas = cand.n_meas + 1
+    cand.n_skip = np.zeros(len(cand), np.int64)
     cand.target = cand.target + 1
     cand.s_min = np.zeros(len(cand))
     return cand.take(np.flatnonzero(prop.ok & _valid(cand.params, cand.cov)))
@@ -578,7 +719,7 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     crossed, gap = _gaps(cand, pair_c, layer, s)
 
     # measurements on crossed modules: (pair, measurement) combinations, chi2, best per cand.
-    combo_p, combo_m = _combinations(event, modules)
+    combo_p, combo_m = _combinations(event, modules, cand.seed[pair_c])
     chi2 = _chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m], event.var[combo_m])
     ok = chi2 < config.chi2_cut
     combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
@@ -595,7 +736,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     branch = _Candidates(seed=parent.seed, params=new_params, cov=new_cov, row=rows,
                          fparams=new_params, fcov=new_cov, frow=rows, node=node,
                          n_meas=parent.n_meas + 1, n_holes=parent.n_holes,
-                         chi2=parent.chi2 + dchi2, s_min=np.zeros(len(rows)),
+                         n_skip=np.zeros(len(rows), np.int64), chi2=parent.chi2 + dchi2,
+                         s_min=np.zeros(len(rows)),
                          layer=layer[combo_c], target=parent.target)
     if config.overlaps:
         nxt_pair = _overlap_pair(combo_p, pair_c, modules, path)
@@ -611,9 +753,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     hole_c = np.flatnonzero(crossed & ~has_meas)
     hole = _holes(cand.take(hole_c), np.searchsorted(pair_c, hole_c), layer[hole_c], modules,
                   pred, pred_cov)
-    too_many = hole.n_holes > config.max_holes
-    finished.append(hole.take(np.flatnonzero(too_many)))
-    hole = hole.take(np.flatnonzero(~too_many))
+    hole, branch, stopped = _limits(hole, branch, config)
+    finished.append(stopped)
 
     nxt = _Candidates.concat([branch, hole, gap, *forced])
     nxt = nxt.take(_cap_per_seed(nxt, config.max_branches_per_seed))
@@ -646,7 +787,7 @@ def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.nd
     keep = np.flatnonzero(inside)
     pair_c, modules, src, path = pair_c[keep], modules[keep], src[keep], prop.path[keep]
     noisy = _scatter(detector, cand.params, cand.cov, cand.row, config)
-    jac = prop.jacobian[keep]
+    jac = prop.transport[keep]
     pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2) + _passive_noise(
         detector, cand.params[pair_c], src, modules, path, config)
     return (pair_c, modules, path, prop.params[keep],
@@ -701,6 +842,21 @@ def _gaps(cand: _Candidates, pair_c: np.ndarray, layer: np.ndarray,
     return crossed, gap
 
 
+def _limits(hole: _Candidates, branch: _Candidates, config: CkfConfig,
+            ) -> tuple[_Candidates, _Candidates, _Candidates]:
+    """(holes, branches, stopped): candidates past ``max_holes`` (in total) or
+    ``max_consecutive_holes``, and branches with ``max_measurements``, stop."""
+    too_many = hole.n_holes > config.max_holes
+    if config.max_consecutive_holes is not None:
+        too_many |= hole.n_skip > config.max_consecutive_holes
+    full = (branch.n_meas >= config.max_measurements if config.max_measurements is not None
+            else np.zeros(len(branch), bool))
+    stopped = _Candidates.concat([hole.take(np.flatnonzero(too_many)),
+                                  branch.take(np.flatnonzero(full))])
+    return (hole.take(np.flatnonzero(~too_many)), branch.take(np.flatnonzero(~full)),
+            stopped)
+
+
 def _holes(hole: _Candidates, pair: np.ndarray, layer: np.ndarray, modules: np.ndarray,
            pred: np.ndarray, pred_cov: np.ndarray) -> _Candidates:
     """Candidates that go on with the prediction on crossing pair ``pair``, one hole more."""
@@ -708,15 +864,22 @@ def _holes(hole: _Candidates, pair: np.ndarray, layer: np.ndarray, modules: np.n
     hole.row, hole.layer = modules[pair], layer
     hole.s_min = np.zeros(len(pair))
     hole.n_holes = hole.n_holes + 1
+    hole.n_skip = hole.n_skip + 1
     return hole
 
 
-def _combinations(event: _Event, modules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (position in ``modules``, measurement on that module) combination."""
+def _combinations(event: _Event, modules: np.ndarray,
+                  seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (position in ``modules``, measurement on that module) combination that the
+    batch's constraint allows the seed ``seeds[position]``."""
     counts = event.offsets[modules + 1] - event.offsets[modules]
     combo_p = np.repeat(np.arange(len(modules)), counts)
     first = np.repeat(event.offsets[modules] - (np.cumsum(counts) - counts), counts)
-    return combo_p, event.order[first + np.arange(len(combo_p))]
+    combo_m = event.order[first + np.arange(len(combo_p))]
+    if event.constraint is None:
+        return combo_p, combo_m
+    ok = event.allowed(seeds[combo_p], modules[combo_p], combo_m)
+    return combo_p[ok], combo_m[ok]
 
 
 @numba.njit(cache=True)
@@ -759,8 +922,8 @@ def _overlap_update(detector: Detector, event: _Event, nodes: _Nodes, branch: _C
     prop = propagate(params, detector.center[row], detector.rotation[row],
                      detector.center[target], detector.rotation[target], bz=config.bz,
                      mass=config.mass)
-    pred_cov = prop.jacobian @ noisy @ np.swapaxes(prop.jacobian, 1, 2)
-    combo_p, combo_m = _combinations(event, target)
+    pred_cov = prop.transport @ noisy @ np.swapaxes(prop.transport, 1, 2)
+    combo_p, combo_m = _combinations(event, target, branch.seed[sel])
     chi2 = _chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
                  event.var[combo_m])
     ok = (chi2 < config.chi2_cut) & prop.ok[combo_p]

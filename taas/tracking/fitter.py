@@ -5,10 +5,14 @@ final fit. Steps per call:
 
 1. check the inputs (finite measurements, positive variances, a valid CSR list);
 2. order each proto-track's measurements along the track by the 3D distance of their global
-   position from the origin. For a track from the luminous region that has not turned through
-   half a loop, both r and |z| grow monotonically along the helix, so the distance does too
-   (this, unlike r alone, also orders hits on endcap disks at nearly equal r). Tracks with a
-   large impact parameter or loopers beyond half a turn are outside this rule;
+   position from the track's origin on the beam line, (0, 0, z_v), z_v from a straight-line
+   fit of z against r through the track's measurements. For a track from the luminous region
+   that has not turned through half a loop, both r and |z - z_v| grow monotonically along the
+   helix, so the distance does too (this, unlike r alone, also orders hits on endcap disks at
+   nearly equal r). Distance from the origin instead misorders tracks from a vertex far from
+   z = 0 that head back towards it (a 55 mm beam spot makes that common: measured against
+   ACTS' fitter, whose navigator finds the order itself). Tracks with a large impact
+   parameter or loopers beyond half a turn are outside this rule;
 3. skip proto-tracks with fewer than ``min_measurements`` measurements (5 parameters need at
    least 3 2D measurements): they are *absent* from the output, whose measurement lists
    identify every fitted track; ``fit_prototracks`` also returns the indices of those fitted;
@@ -33,7 +37,7 @@ from taas.edm.tracks import ProtoTracks, Tracks
 from taas.errors import InputError
 from taas.tracking import helix
 from taas.tracking.estimation import estimate_parameters, loose_covariance
-from taas.tracking.kalman import Surfaces, kalman_fit
+from taas.tracking.kalman import KalmanFit, Surfaces, kalman_fit
 from taas.tracking.material import (
     X0_SILICON,
     add_rows,
@@ -41,6 +45,11 @@ from taas.tracking.material import (
     material_model,
     slab_noise,
     tangent_frame,
+)
+from taas.tracking.measurement_errors import (
+    CALIBRATED,
+    check_error_source,
+    measurement_variances,
 )
 from taas.tracking.parameters import (
     PHI,
@@ -66,7 +75,9 @@ class TrackFitConfig:
     exists, else (and when False) Highland noise from each module's thickness in units of
     ``x0`` (mm); ``mass``: particle hypothesis
     (GeV) for beta; ``batch_size``: tracks fitted together (bounds memory: ~2.5 kB per track and
-    measurement).
+    measurement); ``measurement_errors``: where measurement variances come from
+    (``taas.tracking.measurement_errors``: ``"calibrated"``, ``"cluster"`` or a calibration
+    file).
     """
 
     bz: float = 2.0
@@ -78,6 +89,7 @@ class TrackFitConfig:
     x0: float = X0_SILICON
     mass: float = helix.PION_MASS
     batch_size: int = 4096
+    measurement_errors: str = CALIBRATED
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.bz) or self.bz == 0:
@@ -94,6 +106,7 @@ class TrackFitConfig:
             raise ValueError(f"mass must be >= 0 (GeV), got {self.mass}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_error_source(self.measurement_errors)
 
 
 def check_measurements(measurements: Measurements) -> None:
@@ -128,16 +141,30 @@ def check_prototracks(prototracks: ProtoTracks, n_measurements: int) -> None:
 
 def order_along_tracks(offsets: np.ndarray, indices: np.ndarray,
                        xyz: np.ndarray) -> np.ndarray:
-    """``indices`` re-ordered within each CSR list by distance of ``xyz[index]`` from the origin.
-    """
-    track = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    dist = np.linalg.norm(xyz[indices], axis=1)
+    """``indices`` re-ordered within each CSR list by distance of ``xyz[index]`` from the
+    list's beam-line origin (0, 0, z_v): z_v is the intercept of the least-squares line
+    z = z_v + b r through the list's points (b = 0 when all share one r)."""
+    n_tracks = len(offsets) - 1
+    track = np.repeat(np.arange(n_tracks), np.diff(offsets))
+    points = xyz[indices]
+    r, z = np.hypot(points[:, 0], points[:, 1]), points[:, 2]
+    n, sr, sz, srr, srz = (np.bincount(track, w, minlength=n_tracks)
+                           for w in (None, r, z, r * r, r * z))
+    den = n * srr - sr * sr
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(den > 1e-9 * np.maximum(n * srr, 1.0), (n * srz - sr * sz) / den, 0.0)
+        z_v = np.where(n > 0, (sz - slope * sr) / n, 0.0)
+    dist = np.hypot(r, z - z_v[track])
     return indices[np.lexsort((dist, track))]
 
 
 def fit_prototracks(detector: Detector, measurements: Measurements, prototracks: ProtoTracks,
-                    config: TrackFitConfig | None = None) -> tuple[Tracks, np.ndarray]:
-    """Fit every proto-track; returns the tracks and, per track, its proto-track index."""
+                    config: TrackFitConfig | None = None, *,
+                    kalman: KalmanFit = kalman_fit) -> tuple[Tracks, np.ndarray]:
+    """Fit every proto-track; returns the tracks and, per track, its proto-track index.
+
+    ``kalman`` runs filter + smoother on a batch (``kalman.kalman_fit``'s signature): the
+    device hook (``taas.tracking.batched.fit.kalman_fit_torch`` runs it with torch)."""
     config = config or TrackFitConfig()
     check_measurements(measurements)
     check_prototracks(prototracks, len(measurements))
@@ -147,7 +174,7 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
     ordered = order_along_tracks(offsets, prototracks["indices"], xyz)
     lengths = np.diff(offsets)
     uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
-    var = np.stack([measurements["var_u"], measurements["var_v"]], axis=1)
+    var = measurement_variances(detector, measurements, config.measurement_errors)
 
     n = len(lengths)
     params, cov = np.empty((n, 6)), np.empty((n, 6, 6))
@@ -158,7 +185,7 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
             sel = group[start:start + config.batch_size]
             meas_idx = ordered[offsets[sel][:, None] + np.arange(length)]
             p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
-                                      var[meas_idx], config=config)
+                                      var[meas_idx], config=config, kalman=kalman)
             params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
     keep = np.flatnonzero(fitted)
     first_meas = ordered[offsets[keep]]
@@ -173,7 +200,7 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
 
 
 def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.ndarray,
-               var: np.ndarray, *, config: TrackFitConfig,
+               var: np.ndarray, *, config: TrackFitConfig, kalman: KalmanFit = kalman_fit,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Estimate + iterated Kalman fit of N tracks with n measurements each (arrays (N, n, ...))."""
     surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
@@ -186,9 +213,9 @@ def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.nda
     ok = np.all(np.isfinite(start), axis=1)
     start[~ok] = np.nan
     for _ in range(config.max_iterations):
-        result = kalman_fit(start, prior, surfaces, uv, var, bz=config.bz,
-                            multiple_scattering=config.multiple_scattering, x0=config.x0,
-                            mass=config.mass, module_slab=slabs, passive=passive)
+        result = kalman(start, prior, surfaces, uv, var, bz=config.bz,
+                        multiple_scattering=config.multiple_scattering, x0=config.x0,
+                        mass=config.mass, module_slab=slabs, passive=passive)
         first, first_cov = result.params[:, 0], result.cov[:, 0]
         delta = first - start
         delta[:, PHI] = wrap_phi(delta[:, PHI])

@@ -37,8 +37,18 @@ import numba
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.parameters import PHI, QOP, THETA, TIME
-from taas.tracking.propagation import propagate_rows
+from taas.tracking.batched import constants as _constants
+from taas.tracking.batched.flavours import NUMBA as _formulas
+from taas.tracking.parameters import PHI, QOP, THETA
+
+#: Highland constant, GeV.
+HIGHLAND_GEV = _constants.HIGHLAND_GEV
+#: Bethe constant K = 4 pi N_A r_e^2 m_e c^2, in GeV mm^2 / mol.
+BETHE_K = _constants.BETHE_K
+#: Electron mass, GeV.
+ELECTRON_MASS = _constants.ELECTRON_MASS
+#: Plasma energy constant (hbar omega_p per sqrt(rho <Z/A> [g/cm^3])), GeV.
+PLASMA_GEV = _constants.PLASMA_GEV
 
 if TYPE_CHECKING:
     from taas.detector.detector import Detector
@@ -46,8 +56,6 @@ if TYPE_CHECKING:
 
 #: Radiation length of silicon, mm (PDG atomic and nuclear properties: 9.370 cm).
 X0_SILICON = 93.7
-#: Highland constant, GeV.
-HIGHLAND_GEV = 0.0136
 
 
 def highland_theta0(qop: np.ndarray, x_over_x0: np.ndarray,
@@ -66,15 +74,10 @@ def _theta0_rows(qop: np.ndarray, x_over_x0: np.ndarray, mass: float, out: np.nd
         out[i] = theta0_of(qop[i], x_over_x0[i], mass)
 
 
-@numba.njit(cache=True)
-def theta0_of(qop: float, x_over_x0: float, mass: float) -> float:
-    """``highland_theta0`` of one particle and slab (PDG eq. 34.15, with beta)."""
-    if not x_over_x0 > 0:
-        return 0.0
-    qop = abs(qop)
-    beta2 = 1.0 / (1.0 + (mass * qop) ** 2)  # beta^2 = p^2 / (p^2 + m^2)
-    log_term = max(1.0 + 0.038 * np.log(x_over_x0 / beta2), 0.0)
-    return HIGHLAND_GEV * qop / np.sqrt(beta2) * np.sqrt(x_over_x0) * log_term
+#: One track's Highland angle and Bethe loss: the numba flavour of
+#: ``taas.tracking.batched.formulas`` (``highland_theta0``, ``energy_loss``).
+theta0_of = _formulas.highland_theta0
+energy_loss_of = _formulas.energy_loss
 
 
 def scattering_variances(params: np.ndarray, cos_incidence: np.ndarray, thickness: np.ndarray,
@@ -86,9 +89,20 @@ def scattering_variances(params: np.ndarray, cos_incidence: np.ndarray, thicknes
     """
     params = np.asarray(params, float)
     cos_inc = np.maximum(np.abs(np.asarray(cos_incidence, float)), 1e-6)
-    theta0 = highland_theta0(params[:, QOP], np.asarray(thickness, float) / cos_inc / x0, mass)
-    var = theta0**2
-    return var / np.sin(params[:, THETA]) ** 2, var
+    x_over_x0 = np.ascontiguousarray(np.broadcast_to(
+        np.asarray(thickness, float) / cos_inc / x0, (len(params),)))
+    var_phi, var_theta = np.empty(len(params)), np.empty(len(params))
+    _scattering_rows(np.ascontiguousarray(params[:, QOP]),
+                     np.ascontiguousarray(params[:, THETA]), x_over_x0, mass, var_phi, var_theta)
+    return var_phi, var_theta
+
+
+@numba.njit(cache=True)
+def _scattering_rows(qop: np.ndarray, theta: np.ndarray, x_over_x0: np.ndarray, mass: float,
+                     var_phi: np.ndarray, var_theta: np.ndarray) -> None:
+    for i in range(len(qop)):
+        var_phi[i], var_theta[i] = _formulas.scattering_variances(qop[i], theta[i],
+                                                                  x_over_x0[i], mass)
 
 
 def add_scattering(params: np.ndarray, cov: np.ndarray, cos_incidence: np.ndarray,
@@ -104,12 +118,6 @@ def add_scattering(params: np.ndarray, cov: np.ndarray, cos_incidence: np.ndarra
 
 
 # --- energy loss -----------------------------------------------------------------------------
-#: Bethe constant K = 4 pi N_A r_e^2 m_e c^2: 0.307075 MeV cm^2 / mol, in GeV mm^2 / mol.
-BETHE_K = 0.307075e-3 * 100.0
-#: Electron mass, GeV.
-ELECTRON_MASS = 0.51099895e-3
-#: Plasma energy constant: hbar omega_p = 28.816 eV sqrt(rho <Z/A> [g/cm^3]), in GeV.
-PLASMA_GEV = 28.816e-9
 
 
 def energy_loss(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray,
@@ -136,39 +144,21 @@ def _energy_loss_rows(qop: np.ndarray, path: np.ndarray, molar_e_rho: np.ndarray
         mean[i], sigma[i] = energy_loss_of(qop[i], path[i], molar_e_rho[i], excitation[i], mass)
 
 
-@numba.njit(cache=True)
-def energy_loss_of(qop: float, path: float, molar_e_rho: float, excitation: float,
-                   mass: float) -> tuple[float, float]:
-    """``energy_loss`` of one particle and path: Bethe mean loss with the density effect and
-    the Landau width (FWHM 4 xi) as a Gaussian q/p sigma."""
-    qop = abs(qop)
-    if not (path > 0 and qop > 0 and np.isfinite(qop)):
-        return 0.0, 0.0
-    bg = 1.0 / qop / mass
-    gamma = np.sqrt(1.0 + bg * bg)
-    beta2 = bg * bg / (1.0 + bg * bg)
-    xi = 0.5 * BETHE_K * molar_e_rho * path / beta2
-    ratio = ELECTRON_MASS / mass
-    wmax = 2 * ELECTRON_MASS * bg * bg / (1.0 + 2 * gamma * ratio + ratio * ratio)
-    plasma = PLASMA_GEV * np.sqrt(1000.0 * molar_e_rho)  # ne * 1000: mol/cm^3 = rho Z/A
-    delta_half = max(np.log(plasma / excitation) + np.log(bg) - 0.5, 0.0)
-    running = np.log(2 * ELECTRON_MASS * bg * bg * wmax / (excitation * excitation))
-    mean = 2 * xi * (0.5 * running - beta2 - delta_half)
-    if not (np.isfinite(mean) and mean > 0):
-        return 0.0, 0.0
-    sigma_e = 4 * xi / (2 * np.sqrt(2 * np.log(2)))
-    return mean, sigma_e * qop * qop / np.sqrt(beta2)
-
-
 def apply_energy_loss(qop: np.ndarray, de: np.ndarray, mass: float = helix.PION_MASS,
                       sign: float = 1.0) -> np.ndarray:
     """q/p after losing (``sign`` = 1) or, backwards, regaining (-1) energy ``de`` (GeV)."""
-    qop = np.asarray(qop, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 1.0 / np.abs(qop)
-        energy = np.sqrt(p**2 + mass**2) - sign * de
-        p_new = np.sqrt(np.maximum(energy**2 - mass**2, 1e-12))
-    return np.where(de > 0, np.sign(qop) / p_new, qop)
+    qop, de = np.broadcast_arrays(np.asarray(qop, float), np.asarray(de, float))
+    out = np.empty(qop.shape)
+    _apply_energy_loss_rows(np.ascontiguousarray(qop).reshape(-1),
+                            np.ascontiguousarray(de).reshape(-1), mass, sign, out.reshape(-1))
+    return out
+
+
+@numba.njit(cache=True)
+def _apply_energy_loss_rows(qop: np.ndarray, de: np.ndarray, mass: float, sign: float,
+                            out: np.ndarray) -> None:
+    for i in range(len(out)):
+        out[i] = _formulas.apply_energy_loss(qop[i], de[i], mass, sign)
 
 
 def slab_noise(params: np.ndarray, cos_incidence: np.ndarray, slab: np.ndarray,
@@ -178,17 +168,26 @@ def slab_noise(params: np.ndarray, cos_incidence: np.ndarray, slab: np.ndarray,
     ``slab`` is (n, 4): ``(thickness mm, x0 mm, molar_e_rho, excitation)`` per crossing; the
     path is thickness / |cos incidence|.
     """
-    params = np.asarray(params, float)
-    slab = np.asarray(slab, float)
-    cos_inc = np.maximum(np.abs(np.asarray(cos_incidence, float)), 1e-6)
-    path = slab[:, 0] / cos_inc
-    theta0 = highland_theta0(params[:, QOP], path / slab[:, 1], mass)
-    de, sigma_qop = energy_loss(params[:, QOP], path, slab[:, 2], slab[:, 3], mass)
+    params = np.ascontiguousarray(params, dtype=float)
+    slab = np.ascontiguousarray(slab, dtype=float)
+    cos_inc = np.ascontiguousarray(np.broadcast_to(np.asarray(cos_incidence, float),
+                                                   (len(params),)))
+    variances, de = np.empty((len(params), 3)), np.empty(len(params))
+    _slab_rows(params, cos_inc, slab, mass, variances, de)
     noise = np.zeros((len(params), 6, 6))
-    noise[:, PHI, PHI] = theta0**2 / np.sin(params[:, THETA]) ** 2
-    noise[:, THETA, THETA] = theta0**2
-    noise[:, QOP, QOP] = sigma_qop**2
+    noise[:, PHI, PHI], noise[:, THETA, THETA] = variances[:, 0], variances[:, 1]
+    noise[:, QOP, QOP] = variances[:, 2]
     return noise, de
+
+
+@numba.njit(cache=True)
+def _slab_rows(params: np.ndarray, cos_inc: np.ndarray, slab: np.ndarray, mass: float,
+               variances: np.ndarray, de: np.ndarray) -> None:
+    """``formulas.slab_effects`` per row: (var phi, var theta, var q/p) and the mean loss."""
+    for i in range(len(params)):
+        (variances[i, 0], variances[i, 1], variances[i, 2],
+         de[i]) = _formulas.slab_effects(params[i, QOP], params[i, THETA], cos_inc[i],
+                                         slab[i, 0], slab[i, 1], slab[i, 2], slab[i, 3], mass)
 
 
 class PassiveMaterial:
@@ -273,59 +272,28 @@ class PassiveMaterial:
 def noise_rows(track: np.ndarray, at: np.ndarray, normal: np.ndarray, slab: np.ndarray,
                dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: float, mass: float,
                noise: np.ndarray, loss: np.ndarray) -> None:
-    """``PassiveMaterial.noise_at``'s sums, one crossing at a time: the slab's scattering and
-    straggling in the bound frame of the plane tangent to the surface there (``tangent_frame``),
-    transported to the segment's destination plane with the propagation Jacobian. ``noise``
-    is (n, 36); crossings whose propagation fails add no noise (their energy loss still
-    counts)."""
-    params = np.zeros((1, 6))
-    src_center = np.empty((1, 3))
-    src_rot = np.empty((1, 3, 3))
-    jac = np.empty((1, 6, 6))
-    out, path, cos_out = np.empty((1, 6)), np.empty(1), np.empty(1)
-    ok = np.empty(1, np.bool_)
+    """``PassiveMaterial.noise_at``'s sums, one crossing at a time (``formulas.passive_noise``:
+    the slab's scattering and straggling in the bound frame of the plane tangent to the surface
+    there, transported to the segment's destination plane with the propagation Jacobian).
+    ``noise`` is (n, 36); crossings whose propagation fails add no noise (their energy loss
+    still counts)."""
+    one = np.empty((6, 6))
+    rot, center, params, out = np.empty((3, 3)), np.empty(3), np.empty(6), np.empty(6)
+    jac, work8, tangent = np.empty((6, 6)), np.empty((8, 8)), np.empty(8)
+    b2f, f2b, m1, proj = np.empty((8, 6)), np.empty((6, 8)), np.empty((8, 6)), np.empty(6)
+    q, jq = np.empty((6, 6)), np.empty((6, 6))
     for k in range(len(track)):
         t = track[k]
-        nx, ny, nz = normal[k, 0], normal[k, 1], normal[k, 2]
-        _tangent_frame_into(src_rot[0], nx, ny, nz)
-        src_center[0] = at[k, 0:3]
-        tx, ty, tz = at[k, 4], at[k, 5], at[k, 6]
-        theta = np.arctan2(np.hypot(tx, ty), tz)
-        params[0, PHI], params[0, THETA] = np.arctan2(ty, tx), theta
-        params[0, QOP], params[0, TIME] = at[k, helix.QOP], at[k, helix.TIME]
-        cos_inc = max(abs(nx * tx + ny * ty + nz * tz), 1e-6)
-        in_slab = slab[k, 0] / cos_inc
-        theta0 = theta0_of(at[k, helix.QOP], in_slab / slab[k, 1], mass)
-        de, sigma_qop = energy_loss_of(at[k, helix.QOP], in_slab, slab[k, 2], slab[k, 3], mass)
-        loss[t] += de
-        propagate_rows(params, src_center, src_rot, dst_center[t:t + 1],
-                       dst_rotation[t:t + 1], h_per_qop, mass, jac, out, path, cos_out, ok)
-        if not ok[0]:
-            continue
+        loss[t] += _formulas.passive_noise(
+            at[k], normal[k, 0], normal[k, 1], normal[k, 2], slab[k], dst_center[t],
+            dst_rotation[t], h_per_qop, mass, one, rot, center, params, out, jac, work8,
+            tangent, b2f, f2b, m1, proj, q, jq)
         for r in range(6):
             for c in range(6):
-                if not np.isfinite(jac[0, r, c]):
-                    jac[0, r, c] = 0.0
-        var = ((PHI, theta0 * theta0 / np.sin(theta) ** 2), (THETA, theta0 * theta0),
-               (QOP, sigma_qop * sigma_qop))
-        for r in range(6):
-            for c in range(6):
-                acc = 0.0
-                for j, q in var:
-                    acc += jac[0, r, j] * q * jac[0, c, j]
-                noise[t, r * 6 + c] += acc
+                noise[t, r * 6 + c] += one[r, c]
 
 
-@numba.njit(cache=True)
-def _tangent_frame_into(rot: np.ndarray, nx: float, ny: float, nz: float) -> None:
-    """One ``tangent_frame`` rotation, written into ``rot`` (3, 3)."""
-    hx, hy, hz = (0.0, 0.0, 1.0) if abs(nz) < 0.9 else (1.0, 0.0, 0.0)
-    ux, uy, uz = hy * nz - hz * ny, hz * nx - hx * nz, hx * ny - hy * nx
-    norm = np.sqrt(ux * ux + uy * uy + uz * uz)
-    ux, uy, uz = ux / norm, uy / norm, uz / norm
-    rot[0, 0], rot[1, 0], rot[2, 0] = ux, uy, uz
-    rot[0, 1], rot[1, 1], rot[2, 1] = ny * uz - nz * uy, nz * ux - nx * uz, nx * uy - ny * ux
-    rot[0, 2], rot[1, 2], rot[2, 2] = nx, ny, nz
+_tangent_frame_into = _formulas.tangent_frame_into
 
 
 @numba.njit(cache=True)
@@ -356,34 +324,32 @@ def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: 
                    cyl_r: np.ndarray, cyl_zmin: np.ndarray, cyl_zmax: np.ndarray,
                    track: np.ndarray, surface: np.ndarray, at: np.ndarray) -> int:
     """Fill (track, surface, free state) of every crossing, discs first; returns the count.
-    Surfaces number the discs, then the cylinders."""
+    Surfaces number the discs, then the cylinders (``formulas.disc_path``,
+    ``cylinder_segment_path``)."""
     n = 0
     for i in range(len(free)):
-        lo, hi = min(s_end[i], 0.0), max(s_end[i], 0.0)
+        x, y, z, tx, ty, tz = free[i, 0], free[i, 1], free[i, 2], free[i, 4], free[i, 5], free[i, 6]
+        h = h_per_qop * free[i, helix.QOP]
         for d in range(len(disc_z)):
-            s = (disc_z[d] - free[i, 2]) / free[i, 6] if free[i, 6] != 0.0 else np.nan
-            if not (np.isfinite(s) and lo < s < hi):
+            s, inside = _formulas.disc_path(z, tz, s_end[i], disc_z[d])
+            if not inside:
                 continue
-            helix.state_at(free[i], s, h_per_qop, mass, at[n])
-            r = np.hypot(at[n, 0], at[n, 1])
+            r = _formulas.transverse_radius_at(x, y, z, tx, ty, tz, h, s)
             if disc_rmin[d] <= r <= disc_rmax[d]:
+                helix.state_at(free[i], s, h_per_qop, mass, at[n])
                 track[n], surface[n] = i, d
                 n += 1
     for i in range(len(free)):
-        start_r = np.hypot(free[i, 0], free[i, 1])
-        x, y, _z, _tx, _ty = helix.point_on_helix(free[i, 0], free[i, 1], free[i, 2], free[i, 4],
-                                                  free[i, 5], free[i, 6],
-                                                  h_per_qop * free[i, helix.QOP], s_end[i])
-        end_r = np.hypot(x, y)
-        r_lo, r_hi = min(start_r, end_r), max(start_r, end_r)
+        x, y, z, tx, ty, tz = free[i, 0], free[i, 1], free[i, 2], free[i, 4], free[i, 5], free[i, 6]
+        h = h_per_qop * free[i, helix.QOP]
+        start_r = np.hypot(x, y)
+        end_r = _formulas.transverse_radius_at(x, y, z, tx, ty, tz, h, s_end[i])
         for c in range(len(cyl_r)):
-            if not r_lo < cyl_r[c] < r_hi:
+            if not _formulas.radius_between(start_r, end_r, cyl_r[c]):
                 continue
             s = _segment_cylinder_path(free[i], cyl_r[c], s_end[i], h_per_qop)
-            if not np.isfinite(s):
-                continue
-            helix.state_at(free[i], s, h_per_qop, mass, at[n])
-            if cyl_zmin[c] <= at[n, 2] <= cyl_zmax[c]:
+            if np.isfinite(s) and cyl_zmin[c] <= z + s * tz <= cyl_zmax[c]:
+                helix.state_at(free[i], s, h_per_qop, mass, at[n])
                 track[n], surface[n] = i, len(disc_z) + c
                 n += 1
     return n
@@ -393,13 +359,10 @@ def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: 
 def _segment_cylinder_path(free: np.ndarray, radius: float, s_end: float, h_per_qop: float
                            ) -> float:
     """Path from ``free`` to its first crossing of r = ``radius`` towards ``s_end`` (negative:
-    backwards), nan when it lies beyond ``s_end``. A backward path is a forward one along the
-    reversed helix (direction and turning rate negated)."""
-    h = h_per_qop * free[helix.QOP]
-    sign = 1.0 if s_end >= 0.0 else -1.0
-    s = sign * helix.cylinder_path(free[0], free[1], sign * free[4], sign * free[5], sign * h,
-                                   radius, 0.0)
-    return s if abs(s) <= abs(s_end) else np.nan
+    backwards), nan when it lies beyond ``s_end`` (``formulas.cylinder_segment_path``)."""
+    s, found = _formulas.cylinder_segment_path(free[0], free[1], free[4], free[5],
+                                               h_per_qop * free[helix.QOP], s_end, radius)
+    return s if found else np.nan
 
 
 def material_model(detector: Detector) -> tuple[np.ndarray | None, PassiveMaterial | None]:

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numba
 import numpy as np
 
 from taas.errors import InputError
 from taas.tracking import helix
+from taas.tracking.batched import constants as _constants
+from taas.tracking.batched.flavours import NUMBA as _formulas
 
 #: Bound (and perigee) parameter slots.
-LOC0, LOC1, PHI, THETA, QOP, TIME = range(6)
+LOC0 = _constants.LOC0
+LOC1 = _constants.LOC1
+PHI = _constants.PHI
+THETA = _constants.THETA
+QOP = _constants.QOP
+TIME = _constants.TIME
+
 D0, Z0 = LOC0, LOC1
 
 
@@ -74,31 +81,10 @@ def free_to_bound(free: np.ndarray, center: np.ndarray, rotation: np.ndarray) ->
     return params
 
 
-@numba.njit(cache=True)
-def bound_to_free_matrix(jac: np.ndarray, rotation: np.ndarray, phi: float, theta: float) -> None:
-    """Fill ``jac`` (8, 6) with d(free)/d(bound) on the plane of ``rotation`` (3, 3)."""
-    sp, cp, st, ct = np.sin(phi), np.cos(phi), np.sin(theta), np.cos(theta)
-    jac[:, :] = 0.0
-    for k in range(3):
-        jac[k, LOC0], jac[k, LOC1] = rotation[k, 0], rotation[k, 1]
-    jac[helix.TIME, TIME] = 1.0
-    jac[4, PHI], jac[5, PHI] = -st * sp, st * cp
-    jac[4, THETA], jac[5, THETA], jac[6, THETA] = ct * cp, ct * sp, -st
-    jac[helix.QOP, QOP] = 1.0
-
-
-@numba.njit(cache=True)
-def free_to_bound_matrix(jac: np.ndarray, rotation: np.ndarray, phi: float, theta: float) -> None:
-    """Fill ``jac`` (6, 8) with d(bound)/d(free) on the plane of ``rotation``, for a unit
-    direction of angles (phi, theta)."""
-    sp, cp, st, ct = np.sin(phi), np.cos(phi), np.sin(theta), np.cos(theta)
-    jac[:, :] = 0.0
-    for k in range(3):
-        jac[LOC0, k], jac[LOC1, k] = rotation[k, 0], rotation[k, 1]
-    jac[PHI, 4], jac[PHI, 5] = -sp / st, cp / st
-    jac[THETA, 4], jac[THETA, 5], jac[THETA, 6] = cp * ct, sp * ct, -st
-    jac[QOP, helix.QOP] = 1.0
-    jac[TIME, helix.TIME] = 1.0
+#: d(free)/d(bound) (8, 6) and d(bound)/d(free) (6, 8) on a plane, one track: the numba flavour
+#: of ``taas.tracking.batched.formulas``.
+bound_to_free_matrix = _formulas.bound_to_free_matrix
+free_to_bound_matrix = _formulas.free_to_bound_matrix
 
 
 # --- perigee ---------------------------------------------------------------------------------

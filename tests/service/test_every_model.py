@@ -2,10 +2,11 @@
 gives what the same stage gives in-process on a tiny event.
 
 The repository is the one ``taas model-repo build`` writes by default (all stage models, the
-``cpu`` and ``acorn`` pipeline models and their ensembles). Each stage model is fed the pool a
-direct chain built up to it, so every model sees realistic inputs (the CKF needs seeds, the GNN
-a graph). gpu backends run where they can: OpenCL on PoCL's CPU device, torch on the CPU device
-(the device label says so, and the served model must report the same label).
+``cpu``, ``acorn`` and ``acorn_traccc`` pipeline models and their ensembles). Each stage model
+is fed the pool a direct chain built up to it, so every model sees realistic inputs (the CKF
+needs seeds, the GNN a graph). gpu backends run where they can: OpenCL on PoCL's CPU device,
+torch on the CPU device (the device label says so, and the served model must report the same
+label).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from taas.pipeline.runner import Pipeline
-from taas.pipeline.spec import ACORN, CPU, PipelineSpec
+from taas.pipeline.spec import ACORN, ACORN_TRACCC, CPU, PipelineSpec
 from taas.service.client import RemotePipeline, RemoteStage
 from taas.stages import registry
 from tests.service.conftest import assert_same
@@ -31,7 +32,8 @@ CHAINS = (
     CPU,
     ACORN,
     ACORN.with_accel("cpu"),
-    CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu"}),
+    CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu", "track_fit": "gpu"}),
+    ACORN_TRACCC.with_accel("cpu"),
 )
 
 
@@ -51,7 +53,7 @@ def full_server(tmp_path_factory: pytest.TempPathFactory, tiny_sim_dir: Path) ->
         pytest.skip(f"no tritonserver: {exc}")
     repo = build_model_repository(tmp_path_factory.mktemp("full_repo"),
                                   detector_path=tiny_sim_dir / "detector.parquet",
-                                  pipelines=[CPU, ACORN])
+                                  pipelines=[CPU, ACORN, ACORN_TRACCC])
     with TritonServer(repo, ready_timeout=300) as server:
         yield server
 
@@ -67,7 +69,7 @@ def event(tiny_sim_dir: Path) -> tuple[object, dict[str, np.ndarray]]:
 def _served_stage_config(spec: PipelineSpec, stage: str) -> dict:
     """What the repository gave that stage model: its pipeline's settings if the step belongs
     to a served pipeline, else none."""
-    for pipeline in (CPU, ACORN):
+    for pipeline in (CPU, ACORN, ACORN_TRACCC):
         if (stage, dict(spec.steps)[stage]) in pipeline.steps:
             return dict(pipeline.stage_configs.get(stage, {}))
     return {}
@@ -94,7 +96,8 @@ def test_every_stage_model_matches_direct(full_server, event, spec: PipelineSpec
 
 
 @pytest.mark.parametrize("ensemble", [False, True], ids=["pipeline", "ensemble"])
-@pytest.mark.parametrize("spec", [CPU, ACORN], ids=["cpu", "acorn"])
+@pytest.mark.parametrize("spec", [CPU, ACORN, ACORN_TRACCC],
+                         ids=["cpu", "acorn", "acorn_traccc"])
 def test_pipeline_models_match_direct(full_server, event, spec, ensemble) -> None:
     detector, cells = event
     want = Pipeline(spec, detector).run(cells).tensors
