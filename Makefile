@@ -25,9 +25,7 @@ demo: $(STAMP)
 ##   development guide; what does not apply is listed in [tool.repo-review])
 lint: $(STAMP)
 	$(BIN)/ruff check .
-# TODO(issue 15): mypy back in once the errors left in taas/tracking, backends,
-# taas/gnn/training and traccc_bridge are fixed (`.venv/bin/mypy` lists them)
-#	$(BIN)/mypy
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint

@@ -99,7 +99,20 @@ ACORN_TRACCC = PipelineSpec(
     stage_configs={"track_building": dict(ACORN.stage_configs["track_building"])},
 )
 
-PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (CPU, ACORN, ACORN_TRACCC)}
+#: Track 3 (EF tracking): the front end and the GNN's networks on an FPGA, emulated bit for bit
+#: in C simulation (HLS C++ kernels, hls4ml blocks); the radius search, track building and the
+#: fit stay on the CPU. Its times are emulation times, not hardware times (the hardware model
+#: is benchmarks/fpga_hardware_model.py).
+FPGA = PipelineSpec(
+    "fpga",
+    (("clustering", "fpga"), ("spacepoints", "fpga"), ("graph_construction", "fpga"),
+     ("edge_classification", "fpga"), ("track_building", "cpu"), ("track_fit", "cpu")),
+    "FPGA (hls4ml C simulation): HLS front end, fixed-point embedding, filter and GNN; CPU "
+    "track building and KF fit",
+    stage_configs={"track_building": dict(ACORN.stage_configs["track_building"])},
+)
+
+PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (CPU, ACORN, ACORN_TRACCC, FPGA)}
 
 
 def get_pipeline(name: str) -> PipelineSpec:

@@ -51,6 +51,7 @@ class ReportInputs:
     throughput: list[Path] = field(default_factory=list)
     models: list[Path] = field(default_factory=list)  # the models rule's directories
     scaling: list[Path] = field(default_factory=list)  # scaling benchmarks: per-stage slopes
+    fpga_model: Path | None = None  # modelled FPGA hardware figures (fpga_hardware_model.json)
 
 
 def _read(path: Path) -> Any:
@@ -132,6 +133,17 @@ def _capacity(pipelines: list[dict[str, Any]], inputs: ReportInputs) -> dict[str
             "rows": capacity.plan(pipelines, config, slopes)}
 
 
+def _fpga_model(pipelines: list[dict[str, Any]], path: Path | None) -> dict[str, Any] | None:
+    """The modelled FPGA figures, when a pipeline ran FPGA stages (in emulation) and the model's
+    results exist: its label, assumptions and per-preset stage times and events/s."""
+    if path is None or not Path(path).is_file() or not any(
+            s["backend"] == "fpga" for p in pipelines for s in p["stages"]):
+        return None
+    model = _read(path)
+    return {key: model.get(key) for key in ("label", "assumptions", "device", "per_preset",
+                                            "published_design_check")} | {"source": str(path)}
+
+
 def collect(inputs: ReportInputs) -> dict[str, Any]:
     """The report's data: everything report.json holds and the plots and pages are drawn from."""
     summaries = {s["pipeline"]: s for s in _read(inputs.summary)}
@@ -172,6 +184,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
                          f"{matching.get('eta_max', '?')}",
         "pipelines": pipelines,
         "capacity": _capacity(pipelines, inputs),
+        "fpga_model": _fpga_model(pipelines, inputs.fpga_model),
         "throughput": throughput,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),

@@ -176,6 +176,33 @@ def _capacity(data: Mapping[str, Any]) -> Section:
         rows)])
 
 
+def _fpga_model(data: Mapping[str, Any]) -> Section | None:
+    model = data.get("fpga_model")
+    if not model:
+        return None
+    a, device = model["assumptions"], model["device"]
+    text = [
+        f"**{model['label']}.** The fpga pipeline's times above are C-simulation (emulation) "
+        "times on this CPU; these are a model of the same blocks on hardware, from layer sizes, "
+        f"reuse factor and clock (`{Path(model['source']).name}`): {device['name']}, "
+        f"{a['clock_mhz']:.0f} MHz, reuse factor {a['reuse_factor']}, {a['weight_bits']}-bit "
+        f"weights, {a['activation_bits']}-bit data, {a['device_fill']:.0%} of the device "
+        "usable. Events/s assume the stages stream (the slowest stage sets the rate).",
+    ]
+    rows = []
+    for p in model["per_preset"]:
+        stages = ", ".join(f"{k} {v:,.0f}" for k, v in p["stage_time_us"].items())
+        rate = p["events_per_s_per_device"]
+        rows.append([p["preset"], f"{p['workload']['spacepoints']:,.0f}", stages,
+                     f"{p['event_latency_us'] / 1e3:.2f}", f"{rate:,.1f}",
+                     f"{150e3 / rate:,.0f}" if rate else "n/a",
+                     "yes" if p["fits_device"] else
+                     f"no ({p['chain_dsp_per_copy']:,} DSPs for one chain)"])
+    return Section("FPGA hardware model (modelled, not measured)", text, [Table(
+        ["preset", "space points", "modelled stage time (us)", "latency ms", "events/s per device",
+         "devices at 150 kHz", "fits the device"], rows)])
+
+
 def _devices(data: Mapping[str, Any]) -> Section:
     rows = [[p["pipeline"], s["stage"], s["backend"], s["ran_on"]]
             for p in data["pipelines"] for s in p["stages"]]
@@ -214,4 +241,5 @@ def _versions(data: Mapping[str, Any]) -> Section:
 
 def sections(data: Mapping[str, Any]) -> list[Section]:
     return [_events(data), _throughput_latency(data), _served_vs_direct(data), _stages(data),
-            _curves(data), _physics(data), _capacity(data), _devices(data), _versions(data)]
+            _curves(data), _physics(data), _capacity(data),
+            *filter(None, [_fpga_model(data)]), _devices(data), _versions(data)]

@@ -29,6 +29,7 @@ class Implementation(NamedTuple):
 _CPU = ()
 _GNN = ("gnn",)
 _OPENCL = ("gpu",)
+_FPGA = ("fpga",)
 
 #: (stage, backend) -> implementation. Add a line here when a backend implementation lands.
 IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
@@ -41,6 +42,9 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
     ("track_fit", "gpu"): Implementation("backends.gpu.track_fit:GpuTrackFit", _GNN),
     ("clustering", "gpu"): Implementation("backends.gpu.clustering:GpuClustering", _OPENCL),
     ("spacepoints", "gpu"): Implementation("backends.gpu.spacepoints:GpuSpacepoints", _OPENCL),
+    ("clustering", "fpga"): Implementation("backends.fpga.clustering:FpgaClustering", _FPGA),
+    ("spacepoints", "fpga"): Implementation("backends.fpga.spacepoints:FpgaSpacepoints",
+                                            _FPGA),
     ("graph_construction", "cpu"): Implementation(
         "backends.cpu.graph_construction:CpuGraphConstruction", _GNN),
     ("graph_construction", "gpu"): Implementation(
@@ -49,6 +53,10 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
         "backends.cpu.edge_classification:CpuEdgeClassification", _GNN),
     ("edge_classification", "gpu"): Implementation(
         "backends.gpu.edge_classification:GpuEdgeClassification", _GNN),
+    ("graph_construction", "fpga"): Implementation(
+        "backends.fpga.graph_construction:FpgaGraphConstruction", (*_GNN, *_FPGA)),
+    ("edge_classification", "fpga"): Implementation(
+        "backends.fpga.edge_classification:FpgaEdgeClassification", (*_GNN, *_FPGA)),
     ("track_building", "cpu"): Implementation(
         "backends.cpu.track_building:CpuTrackBuilding", _GNN),
     ("track_building", "gpu"): Implementation(

@@ -103,7 +103,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
     inputs = ReportInputs(
         config=json.loads(args.config), plan=json.loads(args.plan), summary=args.summary,
         info=args.info, compare=args.compare, throughput=args.throughput,
-        metrics=args.metrics, reco=args.reco, models=args.models, scaling=args.scaling)
+        metrics=args.metrics, reco=args.reco, models=args.models, scaling=args.scaling,
+        fpga_model=args.fpga_model)
     write_report(inputs, args.out)
 
 
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the models rule's directories (models.json: provenance)")
     p.add_argument("--scaling", type=Path, nargs="*", default=[],
                    help="scaling benchmark JSONs (per-stage slopes for the capacity plan)")
+    p.add_argument("--fpga-model", type=Path, default=None,
+                   help="modelled FPGA hardware figures (benchmarks/fpga_hardware_model.py)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.set_defaults(func=_cmd_report)
     return parser

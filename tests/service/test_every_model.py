@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from taas.pipeline.runner import Pipeline
-from taas.pipeline.spec import ACORN, ACORN_TRACCC, CPU, PipelineSpec
+from taas.pipeline.spec import ACORN, ACORN_TRACCC, CPU, FPGA, PipelineSpec
 from taas.service.client import RemotePipeline, RemoteStage
 from taas.stages import registry
 from tests.service.conftest import assert_same
@@ -34,6 +34,7 @@ CHAINS = (
     ACORN.with_accel("cpu"),
     CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu", "track_fit": "gpu"}),
     ACORN_TRACCC.with_accel("cpu"),
+    FPGA,
 )
 
 
@@ -53,7 +54,7 @@ def full_server(tmp_path_factory: pytest.TempPathFactory, tiny_sim_dir: Path) ->
         pytest.skip(f"no tritonserver: {exc}")
     repo = build_model_repository(tmp_path_factory.mktemp("full_repo"),
                                   detector_path=tiny_sim_dir / "detector.parquet",
-                                  pipelines=[CPU, ACORN, ACORN_TRACCC])
+                                  pipelines=[CPU, ACORN, ACORN_TRACCC, FPGA])
     with TritonServer(repo, ready_timeout=300) as server:
         yield server
 
@@ -69,7 +70,7 @@ def event(tiny_sim_dir: Path) -> tuple[object, dict[str, np.ndarray]]:
 def _served_stage_config(spec: PipelineSpec, stage: str) -> dict:
     """What the repository gave that stage model: its pipeline's settings if the step belongs
     to a served pipeline, else none."""
-    for pipeline in (CPU, ACORN, ACORN_TRACCC):
+    for pipeline in (CPU, ACORN, ACORN_TRACCC, FPGA):
         if (stage, dict(spec.steps)[stage]) in pipeline.steps:
             return dict(pipeline.stage_configs.get(stage, {}))
     return {}

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_config_is_valid():
     config = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
     out = validate_config(config)
-    assert out["pipelines"] == ["cpu", "acorn"]
+    assert out["pipelines"] == ["cpu", "acorn", "acorn_traccc", "fpga"]
+    assert out["emulation"]["events"] == 1
     assert out["preset"] == "small"
 
 
@@ -78,7 +79,8 @@ def _plan(devices: Devices = NO_GPU, **config):
 
 def test_default_plan_is_every_landed_pipeline_runnable_without_a_gpu():
     plan = _plan(accel="cpu")
-    assert list(plan) == ["cpu", "acorn"]
+    assert list(plan) == ["cpu", "acorn", "acorn_traccc", "fpga"]
+    assert {b for _, b in plan["fpga"].spec.steps} == {"fpga", "cpu"}  # emulated, anywhere
     assert plan["cpu"].spec.steps == PIPELINES["cpu"].steps
     assert plan["cpu"].notes == ()
     auto = _plan(accel="auto")  # no CUDA: the GNN stages go to their cpu backend, no note

@@ -29,6 +29,22 @@ def repo_options(wildcards):
     return f"--instances {wildcards.variant[1:]}"
 
 
+def emulated(pipeline):
+    """Whether a pipeline runs stages in FPGA C simulation (about 100 s per small event): its
+    served-vs-direct and throughput measurements take the ``emulation`` budget."""
+    return any(backend == "fpga" for _, backend in PLAN[pipeline].spec.steps)
+
+
+def budget(key):
+    """A measurement setting per pipeline: ``emulation``'s for emulated pipelines."""
+
+    def value(wildcards):
+        source = config["emulation"] if emulated(wildcards.pipeline) else config
+        return source[key]
+
+    return value
+
+
 def all_cores():
     """Every core: timing jobs take them all so nothing runs beside a measurement. --dag and
     --rulegraph run without --cores, where asking Snakemake raises; 1 is right there."""

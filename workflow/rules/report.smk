@@ -36,6 +36,11 @@ rule report:
             Path(workflow.basedir) / "benchmarks" / "results" / name
             for name in ("cpu_chain_scaling.json", "gnn_scaling.json")
         ],
+        # the modelled FPGA hardware figures, shown beside the emulated fpga pipeline
+        fpga_model=Path(workflow.basedir)
+        / "benchmarks"
+        / "results"
+        / "fpga_hardware_model.json",
     output:
         html=report(
             REPORT_DIR / "report.html",
@@ -65,5 +70,5 @@ rule report:
         " --summary {input.summary} --info {input.info} --reco {input.reco}"
         " --metrics {input.metrics} --compare {input.compare}"
         " --throughput {input.throughput} --models {input.models}"
-        " --scaling {input.scaling}"
+        " --scaling {input.scaling} --fpga-model {input.fpga_model}"
         " --out $(dirname {output.html}) > {log} 2>&1"

@@ -41,14 +41,19 @@ rule served_vs_direct:
     params:
         wf=WF,
         steps=steps_of,
-        repeats=config["compare_repeats"],
+        repeats=budget("compare_repeats"),
+        n_events=lambda wildcards: (
+            f"--n-events {config['emulation']['events']}"
+            if emulated(wildcards.pipeline)
+            else ""
+        ),
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
     shell:
         "{params.wf} compare --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} {params.repo} {params.server}"
-        " --repeats {params.repeats}"
+        " --repeats {params.repeats} {params.n_events}"
         " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
 
 
@@ -69,8 +74,10 @@ rule throughput:
     params:
         wf=WF,
         steps=steps_of,
-        concurrency=" ".join(str(c) for c in config["concurrency"]),
-        requests=config["requests"],
+        concurrency=lambda wildcards: " ".join(
+            str(c) for c in budget("concurrency")(wildcards)
+        ),
+        requests=budget("requests"),
         seconds=config["max_seconds"],
         instances=lambda wildcards: 0 if SERVER_URL else wildcards.instances,
         server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
