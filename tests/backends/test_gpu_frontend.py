@@ -27,7 +27,7 @@ from taas.detector import Detector
 from taas.edm import Cells, Measurements
 from taas.errors import InputError
 from taas.reco.clustering import ClusteringConfig
-from tests.reco.test_clustering import GRID, KEYS, make_cells, toy_detector
+from tests.reco.test_clustering import GRID, KEYS, make_cells, random_cells, toy_detector
 from tests.reco.test_spacepoints import make_measurements, rotated_detector
 from tests.trackml_data import TRACKML_DIR, TRACKML_EVENT_ID, needs_trackml
 
@@ -133,13 +133,7 @@ def test_diagonal_neighbours_join_only_with_8_connectivity():
 def test_random_occupancy_on_shuffled_cells_matches_cpu(connectivity):
     rng = np.random.default_rng(11)
     for occupancy in (0.1, 0.35, 0.7):
-        parts = [np.nonzero(rng.random((n_u, n_v)) < occupancy) for n_u, n_v in GRID]
-        module = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
-        ch0 = np.concatenate([p[0] for p in parts])
-        ch1 = np.concatenate([p[1] for p in parts])
-        perm = rng.permutation(len(ch0))
-        value = rng.uniform(-0.2, 1.0, len(ch0))
-        cells = make_cells(module[perm], ch0[perm], ch1[perm], value)
+        cells = random_cells(rng, occupancy)
         for weighted in (True, False):
             compare_clustering(toy_detector(), cells, ClusteringConfig(connectivity, weighted))
 

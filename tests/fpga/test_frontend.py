@@ -39,7 +39,7 @@ from taas.events.dataset import open_dataset
 from taas.reco.cluster_features import SpacepointFeatures
 from taas.reco.clustering import ClusteringConfig
 from taas.stages.registry import resolve
-from tests.reco.test_clustering import GRID, make_cells, toy_detector
+from tests.reco.test_clustering import GRID, make_cells, random_cells, toy_detector
 from tests.reco.test_spacepoints import make_measurements, rotated_detector
 
 pytestmark = pytest.mark.fpga
@@ -153,12 +153,7 @@ def test_a_module_with_many_clusters_and_random_occupancy():
     assert len(Measurements.from_tensors(got)) == n_u * n_v // 2
     rng = np.random.default_rng(5)
     for occupancy in (0.1, 0.4, 0.7):
-        parts = [np.nonzero(rng.random((a, b)) < occupancy) for a, b in GRID]
-        module = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
-        ch0 = np.concatenate([p[0] for p in parts])
-        ch1 = np.concatenate([p[1] for p in parts])
-        perm = rng.permutation(len(ch0))
-        cells = make_cells(module[perm], ch0[perm], ch1[perm], rng.uniform(-0.2, 1.0, len(ch0)))
+        cells = random_cells(rng, occupancy)
         for threads in (1, 3):
             cluster_both(toy_detector(), cells, threads=threads)
 

@@ -45,6 +45,17 @@ def make_cells(module: list[int] | np.ndarray, ch0: list[int] | np.ndarray,
                  hit_id=np.full(n, -1) if hit_id is None else hit_id)
 
 
+def random_cells(rng: np.random.Generator, occupancy: float) -> Cells:
+    """Every toy module (``GRID``) fired at random with ``occupancy``, cells shuffled, values
+    in [-0.2, 1) so that some clusters have no positive charge."""
+    parts = [np.nonzero(rng.random((n_u, n_v)) < occupancy) for n_u, n_v in GRID]
+    module = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
+    ch0 = np.concatenate([p[0] for p in parts])
+    ch1 = np.concatenate([p[1] for p in parts])
+    perm = rng.permutation(len(ch0))
+    return make_cells(module[perm], ch0[perm], ch1[perm], rng.uniform(-0.2, 1.0, len(ch0)))
+
+
 def cluster(cells: Cells, connectivity: int = 8, *,
             charge_weighted: bool = True) -> tuple[np.ndarray, Measurements]:
     stage = CpuClustering(toy_detector(), ClusteringConfig(connectivity, charge_weighted))
