@@ -1,5 +1,6 @@
 """Real Snakemake runs of the whole workflow on one tiny simulated event (accel=cpu), with the
-default pipelines (every landed one: cpu and acorn).
+default pipelines (every landed one: cpu, acorn, acorn_traccc and fpga, the last in C
+simulation).
 
 One direct run (events -> model repositories -> reconstruct -> evaluate -> served vs direct and a
 throughput sweep on a real tritonserver -> report), then the same results directory again with
@@ -19,6 +20,7 @@ import pytest
 from taas.report.sections import TITLES
 
 REPO = Path(__file__).resolve().parents[2]
+PIPELINES = ["cpu", "acorn", "acorn_traccc", "fpga"]
 TINY = ("preset=tiny", "n_events=1", "seed=3", "accel=cpu", "instances=1",
         "concurrency=[1,2]", "requests=4", "compare_repeats=1")
 
@@ -51,7 +53,7 @@ def test_tiny_workflow_end_to_end(direct_run: Path):
     assert (results / "metrics" / "tiny" / "cpu" / "efficiency_vs_pt.png").is_file()
 
     summary = json.loads((results / "summary" / "tiny.json").read_text())
-    assert [s["pipeline"] for s in summary] == ["cpu", "acorn"]
+    assert [s["pipeline"] for s in summary] == PIPELINES
     stages = [(s["stage"], s["device"]) for s in summary[0]["stages"]]
     assert stages[0] == ("clustering", "cpu")
     assert {s for s, _ in stages} == {"clustering", "spacepoints", "seeding", "ckf",
@@ -63,7 +65,7 @@ def test_tiny_workflow_end_to_end(direct_run: Path):
 def test_report_has_every_section(direct_run: Path):
     report = direct_run / "report"
     data = json.loads((report / "report.json").read_text())
-    assert [p["pipeline"] for p in data["pipelines"]] == ["cpu", "acorn"]
+    assert [p["pipeline"] for p in data["pipelines"]] == PIPELINES
     for entry in data["pipelines"]:
         assert entry["mode"] == "direct"
         assert entry["events_per_s"] > 0
@@ -74,14 +76,23 @@ def test_report_has_every_section(direct_run: Path):
     assert acorn["models"]["source"] == "shipped"
     assert acorn["stage_configs"]["graph_construction"]["checkpoint_dir"].endswith("checkpoints")
     assert {p["concurrency"] for p in data["throughput"]} == {1, 2}
-    assert {p["pipeline"] for p in data["throughput"]} == {"cpu", "acorn"}
+    assert {p["pipeline"] for p in data["throughput"]} == set(PIPELINES)
+    assert {p["concurrency"] for p in data["throughput"] if p["pipeline"] == "fpga"} == {1}
+    fpga = data["pipelines"][3]
+    assert {s["ran_on"].split(" (")[0] for s in fpga["stages"][:4]} == {"fpga"}
+    capacity = {r["pipeline"]: r for r in data["capacity"]["rows"]}
+    assert capacity["cpu"]["device"] == "CPU core"
+    assert capacity["cpu"]["devices_full_scan"] > 0
+    assert capacity["fpga"]["device"] is None
+    assert "emulation" in capacity["fpga"]["reason"]
+    assert data["fpga_model"]["label"].startswith("MODELLED")
     assert all(p["errors"] == 0 and p["throughput"] > 0 for p in data["throughput"])
     assert set(data["events"]["mean_sizes"]) >= {"cells", "measurements", "spacepoints"}
     assert data["versions"]["tritonserver"] != "unknown"
     assert data["config"]["accel"] == "cpu"
     md = (report / "report.md").read_text()
     page = (report / "report.html").read_text()
-    for title in TITLES:
+    for title in (*TITLES, "FPGA hardware model (modelled, not measured)"):
         assert f"## {title}" in md
         assert f">{title}</h2>" in page
     assert page.count("data:image/png;base64,") == 5
