@@ -189,7 +189,7 @@ def test_config_checkpoint_dir_and_overrides(event_tensors, tmp_path: Path) -> N
     np.testing.assert_array_equal(a["edges.src"], b["edges.src"])
     fewer = CpuGraphConstruction(None, GnnStageConfig(k=2)).run(tensors)
     assert len(fewer["edges.src"]) < len(b["edges.src"])
-    with pytest.raises(ValueError, match="unknown GNN stage config"):
+    with pytest.raises(ValueError, match="unknown GnnStageConfig key"):
         CpuGraphConstruction(None, {"radius": 0.1})
 
 
