@@ -14,7 +14,7 @@ import numpy as np
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.table import Table, col
-from taas.edm.tracks import ProtoTracks, Seeds, Tracks
+from taas.edm.tracks import ProtoTracks, Seeds, Tracks, take_lists
 from taas.stages.base import RowOrder, Stage
 from taas.tracking.ckf import CkfStats, SeedStarts, find_tracks
 from taas.tracking.navigation import build_navigation
@@ -127,8 +127,10 @@ class PrototrackCkfStage(Stage):
         lists = ProtoTracks.from_tensors(inputs, SEED_MEASUREMENTS)
         keep = np.flatnonzero(passes_momentum_cuts(starts["params"], self.config.min_p,
                                                    self.config.min_pT))
-        offsets, indices = _subset_lists(lists["offsets"], lists["indices"], keep,
-                                         len(seeds))
+        # empty offsets: every seed has an empty list
+        offsets = lists["offsets"] if len(lists["offsets"]) else np.zeros(len(seeds) + 1,
+                                                                          np.int64)
+        offsets, indices = take_lists(offsets, lists["indices"], keep)
         constrained = self.config.mode == "constrained"
         tracks, self.last_stats = find_tracks(
             self.detector, self.navigation, Measurements.from_tensors(inputs),
@@ -136,15 +138,3 @@ class PrototrackCkfStage(Stage):
             starts=starts.take(keep).starts(),
             seed_measurements=(offsets, indices) if constrained else None)
         return tracks.to_tensors()
-
-
-def _subset_lists(offsets: np.ndarray, indices: np.ndarray, keep: np.ndarray,
-                  n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The CSR lists ``keep`` (of ``n``); empty offsets count as ``n`` empty lists."""
-    if len(offsets) == 0:
-        offsets = np.zeros(n + 1, np.int64)
-    lengths = np.diff(offsets)[keep]
-    new = np.zeros(len(keep) + 1, np.int64)
-    np.cumsum(lengths, out=new[1:])
-    first = np.repeat(offsets[keep] - new[:-1], lengths)
-    return new, indices[first + np.arange(new[-1])]

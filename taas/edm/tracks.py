@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from taas.edm.table import Table, col
 
 
@@ -63,3 +65,14 @@ class Tracks(Table):
     )
     ROW_GROUPS = (("module_key", "params", "covariance", "chi2", "ndf"), ("meas_offsets",),
                   ("meas_indices",))
+
+
+def take_lists(offsets: np.ndarray, indices: np.ndarray, rows: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR lists at ``rows`` (in that order, e.g. the tracks a selection keeps): offsets
+    from 0 and the lists' indices, for ``ProtoTracks`` and ``Tracks`` alike."""
+    lengths = np.diff(offsets)[rows]
+    new = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=new[1:])
+    first = np.repeat(offsets[rows] - new[:-1], lengths)
+    return new, indices[first + np.arange(new[-1])]

@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from taas.edm import ProtoTracks, Tracks
+from taas.edm.tracks import take_lists
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,6 @@ def greedy_select(offsets: np.ndarray, indices: np.ndarray, quality: np.ndarray,
     return alive
 
 
-def _subset(offsets: np.ndarray, indices: np.ndarray,
-            keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The CSR lists of the tracks where ``keep`` is true."""
-    lengths = np.diff(offsets)
-    entry_track = np.repeat(np.arange(len(lengths)), lengths)
-    new_offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-    return new_offsets, indices[keep[entry_track]]
-
-
 def resolve_ambiguities(tracks: Tracks, config: AmbiguityConfig) -> ProtoTracks:
     """The measurement lists of the tracks that survive the greedy solver, in input order."""
     offsets, indices = tracks["meas_offsets"], tracks["meas_indices"]
@@ -105,9 +97,9 @@ def resolve_ambiguities(tracks: Tracks, config: AmbiguityConfig) -> ProtoTracks:
     n_meas = int(indices.max()) + 1 if len(indices) else 0
     if keep.any():
         sel = np.flatnonzero(keep)
-        sub_offsets, sub_indices = _subset(offsets, indices, keep)
+        sub_offsets, sub_indices = take_lists(offsets, indices, np.flatnonzero(keep))
         alive = greedy_select(sub_offsets, sub_indices, quality[sel].astype(np.float64),
                               n_meas, config.max_shared, config.max_iterations)
         keep[sel[~alive]] = False
-    out_offsets, out_indices = _subset(offsets, indices, keep)
+    out_offsets, out_indices = take_lists(offsets, indices, np.flatnonzero(keep))
     return ProtoTracks(offsets=out_offsets, indices=out_indices)
