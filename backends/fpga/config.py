@@ -100,12 +100,13 @@ class FpgaConfig:
 
     Sections: the interaction GNN runs on fixed-size graph sections (``section_nodes`` nodes,
     ``section_edges`` edges, the array sizes of the HLS kernels), one per (eta, phi) sector
-    of ``eta_sectors`` x ``phi_sectors`` whose core is widened by ``eta_overlap`` /
-    ``phi_overlap`` (radians) so that the message passing near a sector's border sees the
-    neighbours it would see in the whole event. A sector whose section overflows the budget is
-    split in two, in phi down to ``min_sector_phi``, then in eta down to ``min_sector_eta``;
-    past that the event is rejected with an ``InputError`` (see ``backends.fpga.sections``,
-    which also says why phi is cut first and the eta overlap is wide).
+    of ``eta_sectors`` x ``phi_sectors``, holding the sector's edges and every node within
+    ``halo_hops`` graph hops of them, so that the message passing near a sector's border sees
+    the neighbours it would see in the whole event (as many hops as the GNN has iterations is
+    exact; 4 changed no edge decision on a ``medium`` event). A sector whose section overflows
+    the budget is split in two, in phi down to ``min_sector_phi``, then in eta down to
+    ``min_sector_eta``; past that the event is rejected with an ``InputError`` (see
+    ``backends.fpga.sections`` for the measurements behind these defaults).
 
     ``threads``: sections emulated in parallel (the C simulation releases the GIL).
     Compiled C simulations live in the FPGA backend's one cache, ``backends.fpga.build.
@@ -120,14 +121,13 @@ class FpgaConfig:
     reuse_factor: int = 1
     strategy: str = "Latency"
     tanh_table_size: int = 4096
-    section_nodes: int = 2048
-    section_edges: int = 8192
+    section_nodes: int = 4096
+    section_edges: int = 16384
     eta_sectors: int = 1
-    phi_sectors: int = 4
-    eta_overlap: float = 1.2
-    phi_overlap: float = 0.6
-    min_sector_eta: float = 0.5
-    min_sector_phi: float = 0.4
+    phi_sectors: int = 8
+    halo_hops: int = 4
+    min_sector_eta: float = 0.25
+    min_sector_phi: float = 0.05
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -161,9 +161,8 @@ class FpgaConfig:
         for name in ("eta_sectors", "phi_sectors", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eta_overlap", "phi_overlap"):
-            if not 0.0 <= getattr(self, name) < 3.2:
-                raise ValueError(f"{name} must be in [0, 3.2) rad, got {getattr(self, name)}")
+        if not 0 <= self.halo_hops <= 32:
+            raise ValueError(f"halo_hops must be in [0, 32], got {self.halo_hops}")
         for name in ("min_sector_eta", "min_sector_phi"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

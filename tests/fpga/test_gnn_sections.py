@@ -1,6 +1,7 @@
 """Graph sections of the FPGA GNN on hand-made graphs: every edge scored exactly once (also
-across the phi wrap and after overflow splits), a sectioned GNN equal to the whole-graph one
-when the overlap covers its receptive field, and a clear error when no split fits."""
+across the phi wrap and after overflow splits), halos that are exactly the nodes within
+``halo_hops`` hops, a sectioned GNN equal to the whole-graph one when the halo covers its
+receptive field (as many hops as iterations), and a clear error when no split fits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import shortest_path
 
 from tests.fpga.conftest import FPGA_MISSING
 
@@ -50,7 +53,7 @@ def track_graph(n_tracks: int, n_layers: int, seed: int = 0, *, fakes: bool = Tr
 
 def test_every_edge_is_scored_exactly_once() -> None:
     eta, phi, src, dst = track_graph(300, 8)
-    config = FpgaConfig(eta_sectors=3, phi_sectors=5, eta_overlap=0.2, phi_overlap=0.2)
+    config = FpgaConfig(eta_sectors=3, phi_sectors=5, halo_hops=2)
     sections = split_sections(eta, phi, src, dst, config)
     assert len(sections) > 5
     owned = np.concatenate([s.edge_ids[s.owned] for s in sections])
@@ -66,12 +69,12 @@ def test_every_edge_is_scored_exactly_once() -> None:
 
 
 def test_sections_wrap_around_phi() -> None:
-    """Nodes on both sides of phi = +-pi: the overlap crosses the wrap."""
+    """Nodes on both sides of phi = +-pi: the halo crosses the wrap."""
     eta = np.array([0.0, 0.0, 0.0, 0.0])
     phi = np.array([math.pi - 0.01, -math.pi + 0.01, -math.pi + 0.02, 0.0])
     src, dst = np.array([0, 1]), np.array([1, 2])
     sections = split_sections(eta, phi, src, dst,
-                              FpgaConfig(eta_sectors=1, phi_sectors=4, phi_overlap=0.1))
+                              FpgaConfig(eta_sectors=1, phi_sectors=4, halo_hops=1))
     first = next(s for s in sections if 0 in s.edge_ids[s.owned])
     assert {0, 1, 2} <= set(first.nodes.tolist())  # reaches across the wrap
     assert 3 not in first.nodes
@@ -81,7 +84,7 @@ def test_sections_wrap_around_phi() -> None:
 def test_an_overflowing_sector_is_split_not_truncated() -> None:
     eta, phi, src, dst = track_graph(400, 8, seed=2)
     config = FpgaConfig(eta_sectors=1, phi_sectors=1, section_nodes=400, section_edges=800,
-                        eta_overlap=0.05, phi_overlap=0.05)
+                        halo_hops=2)
     sections = split_sections(eta, phi, src, dst, config)
     assert len(sections) >= 8  # 3200 nodes cannot fit in fewer 400-node sections
     assert all(len(s.nodes) <= 400 and len(s.edge_ids) <= 800 for s in sections)
@@ -105,10 +108,25 @@ def test_merge_refuses_an_edge_scored_twice() -> None:
                      [np.zeros(len(s.edge_ids)) for s in sections + sections[:1]])
 
 
-def test_sectioned_float_gnn_equals_whole_graph_when_overlap_covers_the_tracks() -> None:
-    """The float GNN run per section and merged gives the whole-graph logits: the sectioning
-    itself loses nothing when every node's neighbourhood lies inside its section."""
-    eta, phi, src, dst = track_graph(120, 8, seed=4, fakes=False)
+def test_a_halo_is_every_node_within_its_hops() -> None:
+    """The section of a core: the ends of its owned edges and every node within ``halo_hops``
+    hops of them (edges in both directions), compared with scipy's shortest paths."""
+    eta, phi, src, dst = track_graph(200, 8, seed=3)
+    n = len(eta)
+    adjacency = csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    for hops in (0, 1, 3):
+        for s in split_sections(eta, phi, src, dst, FpgaConfig(phi_sectors=6, halo_hops=hops)):
+            ends = np.unique(np.concatenate([s.nodes[s.src[s.owned]], s.nodes[s.dst[s.owned]]]))
+            distance = shortest_path(adjacency, directed=False, unweighted=True,
+                                     indices=ends).min(axis=0)
+            np.testing.assert_array_equal(s.nodes, np.flatnonzero(distance <= hops))
+
+
+def test_sectioned_float_gnn_equals_whole_graph_when_the_halo_covers_its_depth() -> None:
+    """The float GNN run per section and merged gives the whole-graph logits when the halo
+    has as many hops as the GNN has iterations (fake edges across the event included), and
+    differs with fewer hops: the halo is what makes the sections exact."""
+    eta, phi, src, dst = track_graph(120, 8, seed=4)
     gnn = load_shipped("gnn").model
     n_features = gnn.config.n_features
     rng = np.random.default_rng(0)
@@ -117,14 +135,19 @@ def test_sectioned_float_gnn_equals_whole_graph_when_overlap_covers_the_tracks()
     x[:, 3] = eta / 3.0
     xt = torch.from_numpy(x)
     st, dt = torch.from_numpy(src), torch.from_numpy(dst)
-    with torch.no_grad():
-        whole = gnn(xt, st, dt, edge_features(xt, st, dt)).numpy()
-        config = FpgaConfig(eta_sectors=2, phi_sectors=4, eta_overlap=0.5, phi_overlap=0.5)
+
+    def sectioned(hops: int) -> np.ndarray:
+        config = FpgaConfig(eta_sectors=2, phi_sectors=4, halo_hops=hops)
         sections = split_sections(eta, phi, src, dst, config)
+        assert len(sections) > 4
         scores = []
         for s in sections:
             xs = xt[s.nodes]
             a, b = torch.from_numpy(s.src), torch.from_numpy(s.dst)
             scores.append(gnn(xs, a, b, edge_features(xs, a, b)).numpy())
-    assert len(sections) > 4
-    np.testing.assert_allclose(merge_scores(len(src), sections, scores), whole, atol=1e-4)
+        return merge_scores(len(src), sections, scores)
+
+    with torch.no_grad():
+        whole = gnn(xt, st, dt, edge_features(xt, st, dt)).numpy()
+        np.testing.assert_allclose(sectioned(gnn.config.n_iterations), whole, atol=1e-4)
+        assert np.abs(sectioned(0) - whole).max() > 1e-3
