@@ -26,7 +26,7 @@ if missing_modules("fpga"):
     pytest.skip("writing the HLS projects needs hls4ml: pip install 'taas[fpga]'",
                 allow_module_level=True)
 
-from backends.fpga.projects import FRONTEND_KERNELS, HlsProjectConfig, write_frontend_projects
+from backends.fpga.projects import KERNELS, HlsProjectConfig, write_kernel_project
 
 pytestmark = pytest.mark.fpga
 
@@ -51,10 +51,12 @@ def _synthesis_report(project: Path) -> Path:
 
 
 @needs_vitis
-@pytest.mark.parametrize("kernel", [k.name for k in FRONTEND_KERNELS])
+@pytest.mark.parametrize("kernel", [k.name for k in KERNELS])
 def test_kernel_passes_vendor_csim_and_synthesizes(kernel: str, tmp_path: Path):
+    """Front-end and graph kernels (the graph ones at the default section size: expect long
+    synthesis runs)."""
     config = HlsProjectConfig()
-    project = next(p for p in write_frontend_projects(tmp_path, config) if p.name == kernel)
+    project = write_kernel_project(next(k for k in KERNELS if k.name == kernel), tmp_path, config)
     if UNIFIED:
         _run(["vitis-run", "--mode", "hls", "--csim", "--config", "hls_config.cfg",
               "--work_dir", "work"], project)

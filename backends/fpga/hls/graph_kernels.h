@@ -39,10 +39,10 @@
 #define TAAS_NORM_I 6
 #endif
 #ifndef TAAS_SECTION_NODES
-#define TAAS_SECTION_NODES 2048
+#define TAAS_SECTION_NODES 4096
 #endif
 #ifndef TAAS_SECTION_EDGES
-#define TAAS_SECTION_EDGES 8192
+#define TAAS_SECTION_EDGES 16384
 #endif
 //! Widest feature vector a kernel handles (node state, edge state, LayerNorm width).
 #define TAAS_MAX_WIDTH 128
