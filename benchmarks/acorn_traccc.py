@@ -11,7 +11,10 @@ prototrack_seeding + prototrack_ckf + ambiguity + track_fit (medians over events
 
 Variants: ``cpu``; ``acorn`` (its shipped settings); ``acorn_traccc`` in both CKF modes
 (``constrained``, ``free``) times both seeding methods (``triplet``, ``fit``), and with the
-other choices of supplementary triplet seeding (``none``, ``uncovered``, ``all``). All variants
+other choices of supplementary triplet seeding (``none``, ``uncovered``, ``all``); with
+``--gpu-ckf`` (the default when torch sees CUDA) also the default one with its CKF on the gpu
+backend (``acorn_traccc/free/triplet/ckf=gpu``: torch track arithmetic, host navigation),
+whose host <-> device copies of the last event are recorded (``transfers``). All variants
 share one front end and one GNN pass per event (the GNN stages are deterministic and
 identical in ``acorn`` and ``acorn_traccc``; only track building's settings differ, so it is
 rerun and timed per variant), and the back ends run interleaved, event by event, so that they
@@ -45,9 +48,9 @@ BACK_END = {"cpu": ("ckf", "ambiguity", "track_fit"),
             "acorn_traccc": ("prototrack_seeding", "prototrack_ckf", "ambiguity", "track_fit")}
 
 
-def variants() -> dict[str, PipelineSpec]:
+def variants(gpu_ckf: bool = False) -> dict[str, PipelineSpec]:
     """Every pipeline variant compared, by name: both CKF modes times both seeding methods,
-    and the default ones with the other supplementary seedings."""
+    and the default ones with the other supplementary seedings (and the gpu CKF)."""
     out = {"cpu": CPU, "acorn": ACORN}
     for mode in ("constrained", "free"):
         for method in ("triplet", "fit"):
@@ -59,6 +62,9 @@ def variants() -> dict[str, PipelineSpec]:
             out[f"acorn_traccc/free/triplet/supplementary={choice}"] = ACORN_TRACCC.with_configs(
                 {"prototrack_ckf": {"mode": "free"},
                  "prototrack_seeding": {"method": "triplet", "supplementary_seeding": choice}})
+    if gpu_ckf:
+        out["acorn_traccc/free/triplet/ckf=gpu"] = ACORN_TRACCC.with_routing(
+            {"prototrack_ckf": "gpu"})
     return out
 
 
@@ -69,16 +75,17 @@ def shared_prefix(spec: PipelineSpec) -> int:
 
 
 def run_preset(name: str, n_events: int, work: Path, sim_dir: Path | None,
-               repeats: int) -> dict:
+               repeats: int, gpu_ckf: bool = False) -> dict:
     sim = simulated(name, n_events, work, sim_dir)
     ds = open_dataset(sim)
-    specs = variants()
+    specs = variants(gpu_ckf)
     pipelines = {k: Pipeline(spec, ds.detector) for k, spec in specs.items()}
     shared = Pipeline(ACORN, ds.detector)
     n_shared = len(FRONT_END) + len(GNN)
     per_event: dict[str, list] = {k: [] for k in specs}
     times: dict[str, dict[str, list[float]]] = {k: {} for k in specs}
     devices: dict[str, dict[str, str]] = {k: {} for k in specs}
+    transfers: dict[str, dict[str, dict[str, int]]] = {k: {} for k in specs}
     sizes = []
     warm = True
     for event_id in ds.event_ids:
@@ -114,6 +121,8 @@ def run_preset(name: str, n_events: int, work: Path, sim_dir: Path | None,
                                               if s.name in tensors}))
                     times[k].setdefault(stage.NAME, []).append(time.perf_counter() - t0)
                     devices[k][stage.NAME] = stage.device
+                    if hasattr(stage, "transfers"):
+                        transfers[k][stage.NAME] = dict(stage.transfers)
                 if repeat == 0:
                     per_event[k].append(evaluate_event(
                         tensors["tracks.meas_offsets"], tensors["tracks.meas_indices"],
@@ -133,6 +142,8 @@ def run_preset(name: str, n_events: int, work: Path, sim_dir: Path | None,
         entry["rates"] = summary["rates"]
         entry["median_seconds"] = median
         entry["devices"] = devices[k]
+        if transfers[k]:
+            entry["transfers"] = transfers[k]
         back = BACK_END.get(k.split("/")[0])
         if back:
             entry["back_end_seconds"] = float(np.median(
@@ -149,16 +160,23 @@ def main() -> None:
     parser.add_argument("--sim-dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed passes of every back end per event, interleaved")
+    parser.add_argument("--gpu-ckf", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time acorn_traccc with prototrack_ckf/gpu (default: when "
+                             "torch sees CUDA)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "acorn_traccc.json")
     args = parser.parse_args()
+    if args.gpu_ckf is None:
+        import torch
+
+        args.gpu_ckf = torch.cuda.is_available()
     events = dict(zip(args.presets, args.events + [args.events[-1]] * len(args.presets),
                       strict=False))
     results = {"seed": SEED, "machine": platform.platform(), "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
             results["presets"][name] = run_preset(name, events[name], Path(tmp), args.sim_dir,
-                                                  args.repeats)
+                                                  args.repeats, args.gpu_ckf)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps({p: {k: (round(v["efficiency"], 4), round(v["fake_rate"], 4),

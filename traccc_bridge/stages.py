@@ -16,7 +16,7 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.table import Table, col
 from taas.edm.tracks import ProtoTracks, Seeds, Tracks, take_lists
 from taas.stages.base import RowOrder, Stage
-from taas.tracking.ckf import CkfStats, SeedStarts, find_tracks
+from taas.tracking.ckf import NUMBA_KERNELS, CkfKernels, CkfStats, SeedStarts, find_tracks
 from taas.tracking.navigation import build_navigation
 from traccc_bridge.bridge import passes_momentum_cuts, seed_prototracks
 from traccc_bridge.config import TracccFindingConfig, TracccSeedingConfig
@@ -101,7 +101,8 @@ class PrototrackCkfStage(Stage):
     ``constrained`` mode, ``seed_measurements``).
 
     Seeds whose start misses ``min_p`` / ``min_pT`` are dropped first. The navigation is built
-    once per detector; ``last_stats`` holds the latest event's counters.
+    once per detector; ``last_stats`` holds the latest event's counters. ``kernels`` is the
+    device hook (``taas.tracking.ckf.CkfKernels``: numba here, torch in the gpu backend).
     """
 
     NAME = "prototrack_ckf"
@@ -120,6 +121,7 @@ class PrototrackCkfStage(Stage):
         self.ckf_config = self.config.ckf_config()
         self.navigation = build_navigation(detector, margin=self.ckf_config.navigation_margin)
         self.last_stats: CkfStats | None = None
+        self.kernels: CkfKernels = NUMBA_KERNELS
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         seeds = Seeds.from_tensors(inputs)
@@ -136,5 +138,6 @@ class PrototrackCkfStage(Stage):
             self.detector, self.navigation, Measurements.from_tensors(inputs),
             Spacepoints.from_tensors(inputs), seeds.take(keep), self.ckf_config,
             starts=starts.take(keep).starts(),
-            seed_measurements=(offsets, indices) if constrained else None)
+            seed_measurements=(offsets, indices) if constrained else None,
+            kernels=self.kernels)
         return tracks.to_tensors()

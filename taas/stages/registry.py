@@ -65,6 +65,9 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
         "backends.cpu.prototrack_seeding:CpuPrototrackSeeding", _CPU),
     ("prototrack_ckf", "cpu"): Implementation(
         "backends.cpu.prototrack_ckf:CpuPrototrackCkf", _CPU),
+    ("prototrack_ckf", "gpu"): Implementation(
+        "backends.gpu.prototrack_ckf:GpuPrototrackCkf", _GNN),
+    ("ckf", "gpu"): Implementation("backends.gpu.ckf:GpuCkf", _GNN),
 }
 
 

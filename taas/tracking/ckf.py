@@ -56,12 +56,19 @@ Per batch of seeds (best seed quality first):
    one at a time, so every seed sees all earlier tracks; here a seed sharing a measurement
    with a better seed of the same batch is deferred to a later batch (``defer_shared``),
    which keeps batches large and still lets most of a particle's other seeds be skipped.
+6. **device hook** (``kernels``): the per-step track arithmetic -- propagation of (candidate,
+   module) pairs with the transport Jacobian and material noise, the chi2 of measurements and
+   the Kalman update -- goes through a ``CkfKernels`` object: ``NUMBA_KERNELS`` (numpy +
+   numba, the default) or ``taas.tracking.batched.ckf_kernels.TorchCkfKernels`` (the same
+   formulas in torch on a torch device). Navigation, branching bookkeeping, seed selection
+   and estimation stay on the host with the candidates: this is where the GPU path differs
+   from traccc's GPU CKF, which navigates on the device and keeps its candidates there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numba
 import numpy as np
@@ -174,6 +181,74 @@ class SeedStarts(NamedTuple):
     covariance: np.ndarray  #: (n, 6, 6)
 
 
+class Prediction(NamedTuple):
+    """States propagated to target modules (``CkfKernels.predict``), one row per pair."""
+
+    ok: np.ndarray  #: (P,) bool: the intersection exists
+    path: np.ndarray  #: (P,) mm
+    params: np.ndarray  #: (P, 6) bound parameters on the target module
+    cov: np.ndarray  #: (P, 6, 6) ``J (C + Q_module) J^T`` (+ ``Q_passive``)
+
+
+class CkfKernels(Protocol):
+    """The CKF's per-step arithmetic on arrays (module docstring, step 6): a device hook.
+
+    Every argument and result is a host (numpy) array, so the host-side bookkeeping is the
+    same whichever device computes.
+    """
+
+    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
+                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
+                *, passive: bool) -> Prediction:
+        """Candidates ``params`` (C, 6) / ``cov`` (C, 6, 6) on modules ``rows`` (C,),
+        propagated to ``targets`` (P,) for the pairs ``pair_c`` (P,): the material noise of
+        the module left behind added before the transport, the passive surfaces' on the way
+        after it when ``passive``."""
+        ...
+
+    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
+             var: np.ndarray) -> np.ndarray:
+        """Predicted chi2 (K,) of 2D measurements ``meas`` / variances ``var`` (K, 2)."""
+        ...
+
+    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gain-matrix update: filtered parameters, covariances and chi2 increments."""
+        ...
+
+
+class NumbaKernels:
+    """The CPU kernels: numba propagation (``taas.tracking.propagation``), numpy noise and
+    chi2, ``taas.tracking.kalman.kalman_update``."""
+
+    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
+                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
+                *, passive: bool) -> Prediction:
+        center, rotation = detector.center, detector.rotation
+        src = rows[pair_c]
+        prop = propagate(params[pair_c], center[src], rotation[src], center[targets],
+                         rotation[targets], bz=config.bz, mass=config.mass)
+        noisy = _scatter(detector, params, cov, rows, config)
+        jac = prop.transport
+        pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2)
+        if passive:
+            pred_cov = pred_cov + _passive_noise(detector, params[pair_c], src, targets,
+                                                 prop.path, config)
+        return Prediction(prop.ok, prop.path, prop.params, pred_cov)
+
+    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
+             var: np.ndarray) -> np.ndarray:
+        return _chi2(params, cov, meas, var)
+
+    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return kalman_update(params, cov, meas, var)
+
+
+#: The default kernels (stateless, shared).
+NUMBA_KERNELS = NumbaKernels()
+
+
 @dataclass
 class CkfStats:
     """Counters of one ``find_tracks`` call (for reports and benchmarks)."""
@@ -191,7 +266,7 @@ class _Event:
     """Per-event measurement data in the arrays the steps index."""
 
     def __init__(self, detector: Detector, measurements: Measurements,
-                 errors: str = CALIBRATED) -> None:
+                 errors: str = CALIBRATED, kernels: CkfKernels = NUMBA_KERNELS) -> None:
         self.rows = detector.index_of(measurements["module_key"], column="measurements.module_key")
         self.uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
         self.var = measurement_variances(detector, measurements, errors)
@@ -199,6 +274,8 @@ class _Event:
         self.n_modules = len(detector)
         #: the current batch's ``_Constraint`` (None: every measurement competes)
         self.constraint: _Constraint | None = None
+        #: the device hook that computes predictions, chi2 and updates
+        self.kernels = kernels
 
     def allowed(self, seed: np.ndarray, module: np.ndarray, meas: np.ndarray) -> np.ndarray:
         """Mask of (batch seed, module row, measurement) combinations the constraint allows."""
@@ -327,12 +404,13 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
                 spacepoints: Spacepoints, seeds: Seeds, config: CkfConfig | None = None, *,
                 starts: SeedStarts | None = None,
                 seed_measurements: tuple[np.ndarray, np.ndarray] | None = None,
-                ) -> tuple[Tracks, CkfStats]:
+                kernels: CkfKernels = NUMBA_KERNELS) -> tuple[Tracks, CkfStats]:
     """Run the CKF on one event; returns the track candidates and counters.
 
     ``starts``: per seed, start parameters to use instead of the helix estimate through its
     space points; ``seed_measurements``: per seed, a CSR list ``(offsets, indices)`` of the
-    measurements it may use on the modules the list covers (module docstring, step 4).
+    measurements it may use on the modules the list covers (module docstring, step 4);
+    ``kernels``: the device that computes the per-step arithmetic (step 6).
     """
     config = config or CkfConfig()
     check_measurements(measurements)
@@ -341,7 +419,7 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
     stats = CkfStats(seeds=len(seeds))
     if len(seeds) == 0 or len(measurements) == 0:
         return Tracks.empty(), stats
-    event = _Event(detector, measurements, config.measurement_errors)
+    event = _Event(detector, measurements, config.measurement_errors, kernels)
     start_rows = (np.zeros(0, np.int64) if starts is None
                   else detector.index_of(starts.module_key, column="starts.module_key"))
     xyz_sp = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
@@ -518,17 +596,13 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarra
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for k in range(3):
             if k:
-                noisy = _scatter(detector, params, cov, rows[:, k - 1], config)
-                prop = propagate(params, center[rows[:, k - 1]], rotation[rows[:, k - 1]],
-                                 center[rows[:, k]], rotation[rows[:, k]], bz=config.bz,
-                                 mass=config.mass)
-                ok &= prop.ok
-                jac = prop.transport
-                cov = jac @ noisy @ np.swapaxes(jac, 1, 2) + _passive_noise(
-                    detector, params, rows[:, k - 1], rows[:, k], prop.path, config)
-                params = prop.params
-            params, cov, dchi2 = kalman_update(params, cov, event.uv[meas[:, k]],
-                                               event.var[meas[:, k]])
+                pred = event.kernels.predict(detector, params, cov, rows[:, k - 1],
+                                             np.arange(len(meas)), rows[:, k], config,
+                                             passive=True)
+                ok &= pred.ok
+                params, cov = pred.params, pred.cov
+            params, cov, dchi2 = event.kernels.update(params, cov, event.uv[meas[:, k]],
+                                                      event.var[meas[:, k]])
             chi2 += dchi2
             node = nodes.add(node, meas[:, k])
         ok &= _valid(params, cov)
@@ -574,7 +648,8 @@ def _outward_start(inward: _Candidates) -> _Candidates:
     return out
 
 
-def _split_seed_hits(detector: Detector, nodes: _Nodes, live: _Candidates, free: np.ndarray,
+def _split_seed_hits(detector: Detector, event: _Event, nodes: _Nodes, live: _Candidates,
+                     free: np.ndarray,
                      layer: np.ndarray, s: np.ndarray, seeds: _SeedBatch, config: CkfConfig,
                      ) -> tuple[list[_Candidates], _Candidates, np.ndarray, np.ndarray,
                                 np.ndarray]:
@@ -592,27 +667,24 @@ def _split_seed_hits(detector: Detector, nodes: _Nodes, live: _Candidates, free:
             | (s[on] > dist - _SEED_LAYER_GAP)]
     if len(go) == 0:
         return [], live, free, layer, s
-    moved = _to_seed_hits(detector, nodes, live.take(go), seeds, config)
+    moved = _to_seed_hits(detector, event, nodes, live.take(go), seeds, config)
     rest = np.ones(len(live), bool)
     rest[go] = False
     rest = np.flatnonzero(rest)
     return [moved], live.take(rest), free[rest], layer[rest], s[rest]
 
 
-def _to_seed_hits(detector: Detector, nodes: _Nodes, cand: _Candidates, seeds: _SeedBatch,
-                  config: CkfConfig) -> _Candidates:
+def _to_seed_hits(detector: Detector, event: _Event, nodes: _Nodes, cand: _Candidates,
+                  seeds: _SeedBatch, config: CkfConfig) -> _Candidates:
     """Candidates moved onto their next seed space point's module, its measurement added.
 
     Their state already holds the seed measurements (``_outward_start``): the prediction is
     taken as is, without a Kalman update; a failed propagation drops the candidate.
     """
     target = seeds.rows[cand.seed, cand.target]
-    noisy = _scatter(detector, cand.params, cand.cov, cand.row, config)
-    prop = propagate(cand.params, detector.center[cand.row], detector.rotation[cand.row],
-                     detector.center[target], detector.rotation[target], bz=config.bz,
-                     mass=config.mass)
-    cov = prop.transport @ noisy @ np.swapaxes(prop.transport, 1, 2)
-    cand.params, cand.cov = prop.params, 0.5 * (cov + np.swapaxes(cov, 1, 2))
+    prop = event.kernels.predict(detector, cand.params, cand.cov, cand.row,
+                                 np.arange(len(cand)), target, config, passive=False)
+    cand.params, cand.cov = prop.params, 0.5 * (prop.cov + np.swapaxes(prop.cov, 1, 2))
     cand.node = nodes.add(cand.node, seeds.meas[cand.seed, cand.target])
     cand.layer = seeds.layers[cand.seed, cand.target]
     cand.row = target
@@ -700,8 +772,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     layer, s = navigation.next_layer(free, live.s_min, live.layer, config.bz, s_max)
     forced: list[_Candidates] = []
     if seeds is not None:
-        forced, live, free, layer, s = _split_seed_hits(detector, nodes, live, free, layer, s,
-                                                        seeds, config)
+        forced, live, free, layer, s = _split_seed_hits(detector, event, nodes, live, free,
+                                                        layer, s, seeds, config)
     out = layer < 0
     moving = np.flatnonzero(~out)
     finished = [live.take(np.flatnonzero(out))]
@@ -713,22 +785,23 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS], at[:, helix.DIR],
                                                     config.bounds_tolerance)
     pair_c, modules, path, pred, pred_cov = _cross(detector, cand, at, offsets, modules,
-                                                   config, stats)
+                                                   config, stats, event.kernels)
 
     # gaps: no module crossed on this layer -> try the next layer from the same state
     crossed, gap = _gaps(cand, pair_c, layer, s)
 
     # measurements on crossed modules: (pair, measurement) combinations, chi2, best per cand.
     combo_p, combo_m = _combinations(event, modules, cand.seed[pair_c])
-    chi2 = _chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m], event.var[combo_m])
+    chi2 = event.kernels.chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m],
+                              event.var[combo_m])
     ok = chi2 < config.chi2_cut
     combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
     combo_c = pair_c[combo_p]
     best = _best_per_group(combo_c, chi2, config.max_branches_per_surface)
     combo_p, combo_m, combo_c = combo_p[best], combo_m[best], combo_c[best]
 
-    new_params, new_cov, dchi2 = kalman_update(pred[combo_p], pred_cov[combo_p],
-                                               event.uv[combo_m], event.var[combo_m])
+    new_params, new_cov, dchi2 = event.kernels.update(pred[combo_p], pred_cov[combo_p],
+                                                      event.uv[combo_m], event.var[combo_m])
     parent = cand.take(combo_c)
     node = nodes.add(parent.node, combo_m)
     stats.branches += len(combo_m)
@@ -763,34 +836,30 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
 
 def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.ndarray,
            modules: np.ndarray, config: CkfConfig, stats: CkfStats,
+           kernels: CkfKernels = NUMBA_KERNELS,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Predictions on the candidate modules each candidate actually crosses.
 
     ``at``: the candidates' free states at the layer's reference surface. Pairs that a straight
     line from there misses by more than the helix can bend away from it are dropped first
-    (``_line_misses``); the other (candidate, module) pairs are propagated, Jacobian included
-    (99.5% of them cross inside the module at ``medium``: a pass without the Jacobian first
-    would solve the same intersections twice), and ``C' = J (C + Q) J^T`` follows for the
-    pairs whose crossing lies inside the module. Returns per crossing pair: candidate, module
+    (``_line_misses``); the other (candidate, module) pairs are propagated with the
+    transport Jacobian and ``C' = J (C + Q) J^T`` (+ the passive surfaces' noise) by the
+    ``kernels`` in one pass (99.5% of them cross inside the module at ``medium``: a pass
+    without the Jacobian first would solve the same intersections twice), and the pairs whose
+    crossing lies inside the module are kept. Returns per crossing pair: candidate, module
     row, path, params, covariance (pairs stay ordered by candidate).
     """
-    center, rotation = detector.center, detector.rotation
     pair_c = np.repeat(np.arange(len(cand)), np.diff(offsets))
     near = ~_line_misses(detector, at, pair_c, modules, config)
     pair_c, modules = pair_c[near], modules[near]
-    src = cand.row[pair_c]
-    prop = propagate(cand.params[pair_c], center[src], rotation[src], center[modules],
-                     rotation[modules], bz=config.bz, mass=config.mass)
-    inside = prop.ok & (prop.path > 0) & detector.inside_bounds(
-        modules, prop.params[:, 0], prop.params[:, 1], config.bounds_tolerance)
+    pred = kernels.predict(detector, cand.params, cand.cov, cand.row, pair_c, modules, config,
+                           passive=True)
+    inside = pred.ok & (pred.path > 0) & detector.inside_bounds(
+        modules, pred.params[:, 0], pred.params[:, 1], config.bounds_tolerance)
     stats.pairs += len(inside)
     keep = np.flatnonzero(inside)
-    pair_c, modules, src, path = pair_c[keep], modules[keep], src[keep], prop.path[keep]
-    noisy = _scatter(detector, cand.params, cand.cov, cand.row, config)
-    jac = prop.transport[keep]
-    pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2) + _passive_noise(
-        detector, cand.params[pair_c], src, modules, path, config)
-    return (pair_c, modules, path, prop.params[keep],
+    pred_cov = pred.cov[keep]
+    return (pair_c[keep], modules[keep], pred.path[keep], pred.params[keep],
             0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2)))
 
 
@@ -917,21 +986,20 @@ def _overlap_update(detector: Detector, event: _Event, nodes: _Nodes, branch: _C
     module further along: propagate there, take the best compatible measurement (no extra
     branching, no hole when there is none) and update ``branch`` in place.
     """
-    params, cov, row = branch.params[sel], branch.cov[sel], branch.row[sel]
-    noisy = _scatter(detector, params, cov, row, config)
-    prop = propagate(params, detector.center[row], detector.rotation[row],
-                     detector.center[target], detector.rotation[target], bz=config.bz,
-                     mass=config.mass)
-    pred_cov = prop.transport @ noisy @ np.swapaxes(prop.transport, 1, 2)
+    prop = event.kernels.predict(detector, branch.params[sel], branch.cov[sel],
+                                 branch.row[sel], np.arange(len(sel)), target, config,
+                                 passive=False)
+    pred_cov = prop.cov
     combo_p, combo_m = _combinations(event, target, branch.seed[sel])
-    chi2 = _chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
-                 event.var[combo_m])
+    chi2 = event.kernels.chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
+                              event.var[combo_m])
     ok = (chi2 < config.chi2_cut) & prop.ok[combo_p]
     combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
     best = _best_per_group(combo_p, chi2, 1)
     combo_p, combo_m = combo_p[best], combo_m[best]
-    new_params, new_cov, dchi2 = kalman_update(prop.params[combo_p], pred_cov[combo_p],
-                                               event.uv[combo_m], event.var[combo_m])
+    new_params, new_cov, dchi2 = event.kernels.update(prop.params[combo_p],
+                                                      pred_cov[combo_p], event.uv[combo_m],
+                                                      event.var[combo_m])
     good = _valid(new_params, new_cov)
     combo_p, combo_m = combo_p[good], combo_m[good]
     rows = sel[combo_p]

@@ -17,7 +17,7 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import ProtoTracks, Seeds, Tracks
 from taas.stages.base import RowOrder, Stage
 from taas.tracking.ambiguity import AmbiguityConfig, resolve_ambiguities
-from taas.tracking.ckf import CkfConfig, CkfStats, find_tracks
+from taas.tracking.ckf import NUMBA_KERNELS, CkfConfig, CkfKernels, CkfStats, find_tracks
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks
 from taas.tracking.navigation import build_navigation
 
@@ -28,7 +28,8 @@ class CkfStage(Stage):
     The navigation (layers and module grids) is built once here, per detector, never per
     event. Output tracks carry the last filtered state and the measurement lists in order
     along the track; overlapping candidates are left to the ambiguity resolution that follows.
-    ``last_stats`` holds the counters of the latest event.
+    ``last_stats`` holds the counters of the latest event. ``kernels`` is the device hook
+    (``taas.tracking.ckf.CkfKernels``: numba here, torch in the gpu backend).
     """
 
     NAME = "ckf"
@@ -42,11 +43,13 @@ class CkfStage(Stage):
         self.config = CkfConfig() if config is None else config
         self.navigation = build_navigation(detector, margin=self.config.navigation_margin)
         self.last_stats: CkfStats | None = None
+        self.kernels: CkfKernels = NUMBA_KERNELS
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tracks, self.last_stats = find_tracks(
             self.detector, self.navigation, Measurements.from_tensors(inputs),
-            Spacepoints.from_tensors(inputs), Seeds.from_tensors(inputs), self.config)
+            Spacepoints.from_tensors(inputs), Seeds.from_tensors(inputs), self.config,
+            kernels=self.kernels)
         return tracks.to_tensors()
 
 

@@ -64,24 +64,30 @@ class ModuleTensors:
 
 
 class Predictions(NamedTuple):
-    """Per (candidate, module) pair: whether it crosses inside, path, state, covariance."""
+    """Per (candidate, module) pair: whether it crosses inside, path, state, covariance, and
+    whether the intersection exists at all (``ok``: the seed fit and the overlap step, which
+    go to a module known to be crossed, test only that)."""
 
     inside: torch.Tensor  #: (P,) bool
     path: torch.Tensor  #: (P,) mm
     params: torch.Tensor  #: (6, P) bound parameters on the module
     cov: torch.Tensor  #: (6, 6, P)
+    ok: torch.Tensor  #: (P,) bool
 
 
 def predict(modules: ModuleTensors, params: torch.Tensor, cov: torch.Tensor,
             rows: torch.Tensor, pair_c: torch.Tensor, pair_module: torch.Tensor, *,
             bz: float = 2.0, mass: float = helix.PION_MASS, x0: float = X0_SILICON,
-            multiple_scattering: bool = True, bounds_tolerance: float = 1.0) -> Predictions:
+            multiple_scattering: bool = True, bounds_tolerance: float = 1.0,
+            passive: bool = True) -> Predictions:
     """Predictions of candidates (``params`` (6, C), ``cov`` (6, 6, C) on modules ``rows``
     (C,)) on the modules ``pair_module`` (P,) of the pairs ``pair_c`` (P,).
 
     ``C' = J (C + Q_module) J^T + Q_passive``, symmetrised; a pair is inside where the
     intersection exists, lies ahead (path > 0) and within the module's bounds plus
     ``bounds_tolerance`` mm. States and covariances of pairs not inside are not to be used.
+    ``passive``: add the passive surfaces' noise (the CKF leaves it out between two modules of
+    one layer).
     """
     h_per_qop = -helix.K_FIELD * bz
     n_pairs = len(pair_c)
@@ -101,14 +107,14 @@ def predict(modules: ModuleTensors, params: torch.Tensor, cov: torch.Tensor,
     inside = ok & (path > 0) & modules.inside_bounds(pair_module, out[0], out[1],
                                                      bounds_tolerance)
     pred_cov = sandwich(torch.where(ok, scratch.jac, 0.0), noisy[:, :, pair_c])
-    if multiple_scattering and modules.passive is not None:
+    if multiple_scattering and passive and modules.passive is not None:
         free = bound_to_free_torch(params[:, pair_c], modules.center[:, src],
                                    modules.rotation[:, :, src])
         noise, _ = modules.passive.noise(free, torch.where(inside, path, 0.0),
                                          modules.center[:, pair_module],
                                          modules.rotation[:, :, pair_module], h_per_qop, mass)
         pred_cov = 0.5 * (pred_cov + noise + (pred_cov + noise).transpose(0, 1))
-    return Predictions(inside, path, out.clone(), pred_cov)
+    return Predictions(inside, path, out.clone(), pred_cov, ok)
 
 
 def chi2(params: torch.Tensor, cov: torch.Tensor, meas: torch.Tensor,

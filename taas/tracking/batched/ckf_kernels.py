@@ -1,0 +1,122 @@
+"""The CKF's device hook in torch: ``taas.tracking.ckf.CkfKernels`` on a torch device.
+
+``taas.tracking.ckf`` keeps its candidates, navigation, branching and seed bookkeeping on the
+host and hands the per-step arithmetic -- propagation of (candidate, module) pairs with the
+transport Jacobian and material noise, chi2 of measurements, gain-matrix update -- to a
+kernels object. ``TorchCkfKernels`` runs that arithmetic with ``ckf_step`` (the same formulas
+as the numba kernels, ``taas.tracking.batched.formulas``) on a given torch device, so on the
+CPU device it reproduces the numba CKF's tracks and on CUDA it is the CKF's GPU path.
+
+Every call moves its inputs to the device and its results back: the host owns the candidates
+(traccc's GPU CKF keeps them on the device and navigates there; this one does not). The
+``TransferCounter`` counts those copies per event, so the chain's host <-> device traffic can
+be stated; on the CPU device they are the same crossings of the kernel interface, but
+``torch.as_tensor`` shares memory instead of copying.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from taas.detector.detector import Detector
+from taas.tracking.batched import ckf_step
+from taas.tracking.ckf import CkfConfig, Prediction
+
+
+@dataclass
+class TransferCounter:
+    """Host <-> device copies (tensors and bytes) since the last ``reset``."""
+
+    to_device: int = 0  #: tensors copied host -> device
+    to_device_bytes: int = 0
+    to_host: int = 0  #: tensors copied device -> host
+    to_host_bytes: int = 0
+
+    def reset(self) -> None:
+        self.to_device = self.to_device_bytes = self.to_host = self.to_host_bytes = 0
+
+    def summary(self) -> dict[str, int]:
+        return asdict(self)
+
+    def upload(self, array: np.ndarray, device: torch.device,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``array`` (K, ...) on ``device`` in the batched layout (..., K), counted once."""
+        host = np.ascontiguousarray(array)
+        self.to_device += 1
+        self.to_device_bytes += host.nbytes
+        tensor = torch.as_tensor(host, device=device, dtype=dtype)
+        return tensor.movedim(0, -1).contiguous() if tensor.dim() > 1 else tensor
+
+    def download(self, tensor: torch.Tensor) -> np.ndarray:
+        """``tensor`` (..., K) back on the host as (K, ...), counted once."""
+        if tensor.dim() > 1:
+            tensor = tensor.movedim(-1, 0)
+        tensor = tensor.contiguous()
+        self.to_host += 1
+        self.to_host_bytes += tensor.numel() * tensor.element_size()
+        return tensor.cpu().numpy()
+
+
+class TorchCkfKernels:
+    """``CkfKernels`` in torch (float64) on ``device`` for one detector.
+
+    The detector's geometry and material go to the device once, here (``setup_bytes``, not
+    counted per event); ``transfers`` counts the per-call copies. ``label``: the device as a
+    stage reports it, with ``note`` appended (e.g. `` (CUDA unavailable)``).
+    """
+
+    def __init__(self, detector: Detector, device: torch.device | str = "cpu", *,
+                 note: str = "") -> None:
+        self.detector = detector
+        self.device = torch.device(device)
+        self.label = f"{self.device}{note}"
+        self.modules = ckf_step.ModuleTensors(detector, self.device)
+        #: bytes of module geometry and material slabs moved once (passive surfaces not counted)
+        self.setup_bytes = sum(t.numel() * t.element_size() for t in (
+            self.modules.center, self.modules.rotation, self.modules.thickness,
+            self.modules.hv, self.modules.min_hu, self.modules.max_hu,
+            *(() if self.modules.slabs is None else (self.modules.slabs,))))
+        self.transfers = TransferCounter()
+
+    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
+                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
+                *, passive: bool) -> Prediction:
+        if detector is not self.detector:
+            raise ValueError("TorchCkfKernels: called with another detector than it was "
+                             "built for")
+        if len(pair_c) == 0:
+            return Prediction(np.zeros(0, bool), np.zeros(0), np.zeros((0, 6)),
+                              np.zeros((0, 6, 6)))
+        up, down = self.transfers.upload, self.transfers.download
+        # bounds are judged on the host (Detector.inside_bounds), so none here
+        pred = ckf_step.predict(
+            self.modules, up(params, self.device, torch.float64),
+            up(cov, self.device, torch.float64), up(rows, self.device, torch.int64),
+            up(pair_c, self.device, torch.int64), up(targets, self.device, torch.int64),
+            bz=config.bz, mass=config.mass, x0=config.x0,
+            multiple_scattering=config.multiple_scattering, bounds_tolerance=math.inf,
+            passive=passive)
+        return Prediction(down(pred.ok), down(pred.path), down(pred.params), down(pred.cov))
+
+    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
+             var: np.ndarray) -> np.ndarray:
+        if len(params) == 0:
+            return np.zeros(0)
+        up = self.transfers.upload
+        return self.transfers.download(ckf_step.chi2(
+            up(params, self.device, torch.float64), up(cov, self.device, torch.float64),
+            up(meas, self.device, torch.float64), up(var, self.device, torch.float64)))
+
+    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(params) == 0:
+            return np.zeros((0, 6)), np.zeros((0, 6, 6)), np.zeros(0)
+        up, down = self.transfers.upload, self.transfers.download
+        new_params, new_cov, dchi2 = ckf_step.update(
+            up(params, self.device, torch.float64), up(cov, self.device, torch.float64),
+            up(meas, self.device, torch.float64), up(var, self.device, torch.float64))
+        return down(new_params), down(new_cov), down(dchi2)
