@@ -5,9 +5,11 @@
 #   snakemake -n                             (the plan)
 #   snakemake --report results/snakemake-report.html
 import json
+import os
 import sys
 from pathlib import Path
 
+from taas.service.security import client_environment
 from taas.workflow.config import SCHEMA_PATH, load_schema, validate_config
 from taas.workflow.routing import plan_pipelines
 
@@ -23,6 +25,18 @@ SIMULATE = config["events_path"] == ""
 EVENTS_NAME = config["preset"] if SIMULATE else Path(config["events_path"]).name
 EVENTS = RESULTS / "events" / EVENTS_NAME
 SERVER_URL = config["server_url"]
+# TLS and token of that server: every taas client in every job reads them from the environment,
+# which Snakemake hands on to its jobs (taas.service.security.client_environment). Not for the
+# servers the jobs start themselves: those are plain, on loopback.
+if SERVER_URL:
+    os.environ.update(
+        client_environment(
+            ca=config["server_ca"],
+            client_cert=config["server_client_cert"],
+            client_key=config["server_client_key"],
+            token_file=config["server_token_file"],
+        )
+    )
 # The taas of the interpreter running Snakemake, whether or not its venv is on PATH.
 TAAS = f"{sys.executable} -m taas.cli"
 WF = f"{sys.executable} -m taas.workflow.cli"

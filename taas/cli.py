@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
@@ -80,23 +79,42 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
-    from taas.pipeline.reconstruct import reconstruct
-    from taas.pipeline.spec import get_pipeline
+    from taas.detector.detector import Detector
+    from taas.pipeline.reconstruct import PipelineFactory, reconstruct
+    from taas.pipeline.spec import PipelineSpec, get_pipeline
+    from taas.service.discovery import FailoverRunner, discovery_from_args
     from taas.stages.configs import read_stage_configs
 
     spec = get_pipeline(args.pipeline)
     if args.accel:
         spec = spec.with_accel(args.accel)
     spec = spec.with_configs(read_stage_configs(args.stage_configs))
-    factory, info = None, {"mode": "direct"}
-    if args.server:
-        from taas.service.client import make_pipeline
+    factory: PipelineFactory | None = None
+    info: dict[str, Any] = {"mode": "direct"}
+    runners: list[FailoverRunner] = []
+    discovery = discovery_from_args(args)
+    if discovery is not None:
+        from taas.service.discovery import served_runner
+        from taas.service.security import client_security_from_args
 
         mode = "served" if args.served_as == "stages" else "served-pipeline"
-        factory = functools.partial(make_pipeline, mode=mode, url=args.server)
-        info = {"mode": mode, "server_url": args.server}
-    out = reconstruct(args.events, args.out, spec, detector=args.detector,
-                      progress=not args.quiet, warmup=args.warmup, factory=factory, info=info)
+        security = client_security_from_args(args)
+        service: dict[str, Any] = {}  # filled by the runner as events go: run.json's record
+        info = {"mode": mode, "service": service, "security": security.describe()}
+
+        def served(spec_: PipelineSpec, detector: Detector) -> FailoverRunner:
+            runners.append(served_runner(spec_, detector, config=discovery, mode=mode,
+                                         security=security, record=service))
+            return runners[-1]
+
+        factory = served
+    try:
+        out = reconstruct(args.events, args.out, spec, detector=args.detector,
+                          progress=not args.quiet, warmup=args.warmup, factory=factory,
+                          info=info)
+    finally:
+        for runner in runners:
+            runner.close()
     print(f"wrote reconstruction outputs and timings.csv to {out}")
 
 
@@ -120,15 +138,16 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from taas.gnn.training import reproduce_shipped, train_all
+    from taas.gnn.training import TrainingConfig, reproduce_shipped, train_all
 
     if args.reproduce_shipped:
         metrics = reproduce_shipped(args.out, install=args.install, progress=not args.quiet,
-                                    num_threads=args.threads)
+                                    num_threads=args.threads, devices=args.devices)
     else:
+        config = TrainingConfig(device=args.device, devices=args.devices, amp=args.amp)
         metrics = train_all(args.out, events_dir=args.events, val_dir=args.val_events_dir,
                             preset=args.preset, train_events=args.train_events,
-                            val_events=args.val_events, seed=args.seed,
+                            val_events=args.val_events, seed=args.seed, config=config,
                             num_threads=args.threads, progress=not args.quiet)
         if args.install:
             _install_checkpoints(args.out)
@@ -189,14 +208,18 @@ def _add_train_command(sub: argparse._SubParsersAction[argparse.ArgumentParser],
         "taas.gnn.training.shipped_config(), fixed seeds; see SHIPPED_DATA and "
         "reproduce_shipped). Without it: all three stages from scratch with the default "
         "TrainingConfig on --preset events (a quick small-event run by default; fine for "
-        "small events, too weak for medium density: use --reproduce-shipped for that).",
-        epilog="Example: taas train --out runs/shipped --reproduce-shipped [--install]")
+        "small events, too weak for medium density: use --reproduce-shipped for that). "
+        "Training runs on PyTorch Lightning (progress bars, --devices N for data-parallel "
+        "DDP, --amp for bf16 on CUDA); checkpoints are taas' own format.",
+        epilog="Example: taas train --out runs/shipped --reproduce-shipped [--devices 2] "
+        "[--overwrite]")
     p.add_argument("--out", required=True, type=Path,
                    help="output directory (checkpoints, metrics.json, cached samples)")
     p.add_argument("--reproduce-shipped", action="store_true",
-                   help="the shipped (medium) recipe, exactly: same events, settings and seeds "
-                   "give the shipped weights (CPU, --threads 1; ~30 min on two busy cores); "
-                   "ignores the data options below")
+                   help="the shipped (medium) recipe: same events, seeds and settings as the "
+                   "shipped checkpoints (CPU, --threads 1; ~30 min on two busy cores), written "
+                   "to --out (over the shipped files only with --overwrite); ignores the data "
+                   "options below")
     p.add_argument("--preset", choices=sorted(presets), default="small",
                    help="event size to simulate when --events is not given (default: small; "
                    "not used by --reproduce-shipped)")
@@ -211,8 +234,18 @@ def _add_train_command(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="validation event directory (default: last fifth of --events)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default: 1, fastest on a shared machine)")
-    p.add_argument("--install", action="store_true",
-                   help="copy the trained checkpoints over the shipped ones")
+    p.add_argument("--devices", type=int, default=1,
+                   help="data-parallel processes (Lightning DDP: gloo on CPUs, NCCL on GPUs, "
+                   "one GPU each; N graphs per step, 1/N of the steps per epoch; default: 1, "
+                   "the shipped recipe's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="training device (default: auto, CUDA when present; not used by "
+                   "--reproduce-shipped, which trains on the CPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 mixed precision (CUDA only; CPUs train in float32)")
+    p.add_argument("--overwrite", "--install", dest="install", action="store_true",
+                   help="also copy the trained checkpoints over the shipped ones in "
+                   "taas/gnn/checkpoints (default: write only under --out)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
@@ -258,6 +291,8 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 def _add_reconstruction_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from taas.metrics.config import STYLES
     from taas.pipeline.spec import PIPELINES
+    from taas.service.discovery import add_discovery_args
+    from taas.service.security import add_client_security_args
 
     p = sub.add_parser("reconstruct", help="run a reconstruction pipeline over every event, "
                        "saving its outputs and per-stage timings")
@@ -274,9 +309,8 @@ def _add_reconstruction_commands(sub: argparse._SubParsersAction[argparse.Argume
                         '{"graph_construction": {"checkpoint_dir": "models/"}}')
     p.add_argument("--warmup", action="store_true",
                    help="run the first event once untimed (keeps JIT compilation out of timings)")
-    p.add_argument("--server", metavar="HOST:PORT",
-                   help="reconstruct through a running tritonserver (gRPC) with the pipeline's "
-                        "models (taas model-repo build) instead of in-process")
+    add_discovery_args(p)
+    add_client_security_args(p)
     p.add_argument("--served-as", choices=("stages", "pipeline"), default="pipeline",
                    help="with --server: one request per event to the whole-pipeline model "
                         "(default), or one per stage model with the client chaining them")

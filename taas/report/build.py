@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from taas.pipeline.timings import read_timings, seconds_per_event
-from taas.report import capacity, plots
+from taas.report import capacity, plots, service_options
 from taas.report.html import to_html
 from taas.report.markdown import to_markdown
 from taas.stages.devices import runs_on_gpu
@@ -52,6 +52,7 @@ class ReportInputs:
     models: list[Path] = field(default_factory=list)  # the models rule's directories
     scaling: list[Path] = field(default_factory=list)  # scaling benchmarks: per-stage slopes
     fpga_model: Path | None = None  # modelled FPGA hardware figures (fpga_hardware_model.json)
+    service_options: list[Path] = field(default_factory=list)  # taas.service.study results
 
 
 def _read(path: Path) -> Any:
@@ -105,7 +106,13 @@ def _pipeline_entry(summary: dict[str, Any], reco: Path, metrics: dict[str, Any]
     return {
         "pipeline": summary["pipeline"],
         "mode": run.get("mode", "direct"),
+        "service": run.get("service"),  # served runs: failovers, "fell back to direct"
         "steps": run["steps"],
+        # what the run started from ("cells", or "spacepoints" without cells), the stages
+        # that input made unnecessary, and the GNN model set that ran
+        "input": run.get("input", "cells"),
+        "skipped_stages": run.get("skipped_stages", []),
+        "gnn_models": run.get("gnn_models"),
         "notes": notes,
         "events": summary["events"],
         "mean_sizes": summary["mean_sizes"],
@@ -185,6 +192,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "pipelines": pipelines,
         "capacity": _capacity(pipelines, inputs),
         "fpga_model": _fpga_model(pipelines, inputs.fpga_model),
+        "service_options": service_options.collect(inputs.service_options),
         "throughput": throughput,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),
@@ -200,7 +208,8 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = collect(inputs)
-    images = plots.write_plots(data, out / "plots")
+    images = plots.write_plots(data, out / "plots") | service_options.write_plots(
+        data, out / "plots")
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str))
     (out / "report.md").write_text(to_markdown(data, {k: Path("plots") / v.name
                                                       for k, v in images.items()}))

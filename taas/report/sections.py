@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 #: Required section titles, in order (tests check the rendered files for them).
-TITLES = ("Events", "Throughput and latency", "Served vs direct", "Per-stage time",
+TITLES = ("Events", "Throughput and latency", "Served vs direct", "Service options",
+          "Server queue vs compute time", "Per-stage time",
           "Throughput vs concurrency and model instances", "Physics performance",
           "Event-filter capacity planning", "Devices", "Software versions and configuration")
 
@@ -59,12 +60,21 @@ def _events(data: Mapping[str, Any]) -> Section:
         [Table(["event", "cells", "hits", "particles"], rows)])
 
 
+def _served_label(service: Mapping[str, Any] | None) -> str:
+    """Served, or what happened instead: a fallback is never shown as served."""
+    if service and service.get("fell_back_to_direct"):
+        return (f"served (per-stage models); fell back to direct for "
+                f"{service['fell_back_to_direct']} of {service['runs']} event runs (the "
+                "warm-up run included)")
+    return "served (per-stage models)"
+
+
 def _throughput_latency(data: Mapping[str, Any]) -> Section:
     rows = []
     for p in data["pipelines"]:
         lat = p["latency_ms"]
         rows.append([p["pipeline"], f"{p['mode']} (in-process)" if p["mode"] == "direct"
-                     else "served (per-stage models)", _f(p["events_per_s"], ".2f"),
+                     else _served_label(p.get("service")), _f(p["events_per_s"], ".2f"),
                      _f(lat.get("p50"), ".1f"), _f(lat.get("p95"), ".1f"),
                      _f(lat.get("p99"), ".1f"), str(p["events"])])
     for t in data["throughput"]:
@@ -240,6 +250,9 @@ def _versions(data: Mapping[str, Any]) -> Section:
 
 
 def sections(data: Mapping[str, Any]) -> list[Section]:
-    return [_events(data), _throughput_latency(data), _served_vs_direct(data), _stages(data),
+    from taas.report import service_options  # builds on Section and Table of this module
+
+    return [_events(data), _throughput_latency(data), _served_vs_direct(data),
+            service_options.section(data), service_options.queue_section(data), _stages(data),
             _curves(data), _physics(data), _capacity(data),
             *filter(None, [_fpga_model(data)]), _devices(data), _versions(data)]

@@ -9,6 +9,11 @@ reused, grown on demand): the request carries only region names, which is what m
 cheap. Output sizes are not known in advance, so output regions are sized from earlier events and
 a call whose outputs do not fit is repeated with the outputs over plain gRPC. Remote servers get
 plain gRPC.
+
+``security`` (``taas.service.security.ClientSecurity``) adds TLS and the token header to every
+call, including the shared-memory registrations (a restricted group). Refusals are turned into
+errors that say what to fix: ``TokenRejectedError`` for a missing or wrong token, and a hint
+about TLS when a handshake fails, instead of gRPC's "failed to connect to all addresses".
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import count
 from typing import Any
 
@@ -32,6 +37,8 @@ from taas.service.graph import model_name
 from taas.service.model_repo import ensemble_model_name, pipeline_model_name
 from taas.service.pbtxt import NUMPY_DTYPES, triton_dtype
 from taas.service.python_model import DEVICE_OUTPUT
+from taas.service.security import TOKEN_ENV, ClientSecurity, resolve
+from taas.service.versions import ModelIdentity, VersionCheck, pipeline_identity
 from taas.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,42 @@ class ServiceUnavailableError(ServiceError, ConnectionError):
     """The server cannot be reached."""
 
 
+class TokenRejectedError(ServiceError, PermissionError):
+    """The server requires a token (Triton's restricted protocol) and ours is missing or wrong.
+
+    Not a connection problem: retrying, or failing over to a server with the same policy, cannot
+    help, so nothing retries it.
+    """
+
+
+def token_rejected(url: str, security: ClientSecurity, what: str) -> TokenRejectedError:
+    """The error for a refused token; Triton answers both cases alike, we know which it was."""
+    if security.token is None:
+        reason = (f"no token was sent and the server requires one (set ${TOKEN_ENV} or give a "
+                  "token file)")
+    else:
+        reason = "the token was rejected (it does not match the server's)"
+    return TokenRejectedError(f"Triton server at {url} refused {what}: {reason}")
+
+
+def unreachable(url: str, security: ClientSecurity, detail: str) -> ServiceUnavailableError:
+    """The error for a server we cannot talk to, with a TLS hint where the failure looks like a
+    handshake (plain client on a TLS server: the server closes the socket; TLS client with the
+    wrong CA or on a plain server: the handshake fails)."""
+    low = detail.lower()
+    hint = ""
+    if not security.tls and "socket closed" in low:
+        hint = (" The server closed the connection at once: it may require TLS (give its CA "
+                "certificate, e.g. --server-ca).")
+    elif security.tls and any(w in low for w in ("ssl", "handshake", "certificate", "tls",
+                                                 "socket closed")):
+        hint = (" The TLS handshake failed: check that the CA certificate signed the server's "
+                "certificate, that the certificate names this host, that the server uses TLS "
+                "at all, and whether it wants a client certificate (mutual TLS).")
+    return ServiceUnavailableError(f"Triton server at {url} is not reachable (is it running? "
+                                   f"`taas serve` starts one): {detail}.{hint}")
+
+
 def is_local(url: str) -> bool:
     """True when ``url`` points at this host, so shared memory can replace the network."""
     host = url.rsplit(":", 1)[0] if url.count(":") == 1 or url.startswith("[") else url
@@ -63,8 +106,9 @@ def _status(exc: Exception) -> str:
 class _ShmRegion:
     """One registered system shared-memory region, recreated larger when too small."""
 
-    def __init__(self, client: Any, role: str) -> None:
-        self.client = client
+    def __init__(self, owner: ModelClient, role: str) -> None:
+        self.owner = owner
+        self.client = owner._client
         self.name = f"taas_{os.getpid()}_{next(_region_ids)}_{role}"
         self.size = 0
         self.handle: Any = None
@@ -78,13 +122,15 @@ class _ShmRegion:
         self.size = max(size, 1 << 16)
         self.handle = shm.create_shared_memory_region(self.name, f"/{self.name}", self.size)
         self._finalizer = weakref.finalize(self, shm.destroy_shared_memory_region, self.handle)
-        self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size)
+        self.owner._call(self.client.register_system_shared_memory, self.name, f"/{self.name}",
+                         self.size)
 
     def close(self) -> None:
         if self.handle is None:
             return
         try:
-            self.client.unregister_system_shared_memory(self.name)
+            self.client.unregister_system_shared_memory(
+                self.name, headers=self.owner.security.headers())
         except Exception as exc:  # server gone: the region is ours to free regardless
             log.debug("unregistering %s: %s", self.name, exc)
         self._finalizer()  # destroys the region once, also when close() is never called
@@ -100,7 +146,11 @@ class ModelClient:
 
     ``device``: where the model runs; from the instance groups until the first response, then
     what the model itself reports (``taas.device``, taas' Python models only; an ensemble
-    keeps the instance-group answer).
+    keeps the instance-group answer). ``security``: TLS and token (default: what the
+    environment says, see ``ClientSecurity.from_sources``; plain when it says nothing).
+    ``version``: the model version to call ("": the latest ready one); ``expect``: the
+    identity the served version must record (``taas.service.versions``), checked before the
+    first event and whenever a rollout moves the client to another version.
     """
 
     #: Output shared memory per output: this many rows per row of the largest input (clusters
@@ -110,14 +160,18 @@ class ModelClient:
     output_slack_bytes: int = 4096
 
     def __init__(self, model: str, url: str = DEFAULT_URL, *, shared_memory: bool | None = None,
-                 timeout_s: float = 120.0, retries: int = 3) -> None:
+                 timeout_s: float = 120.0, retries: int = 3,
+                 security: ClientSecurity | None = None, version: str = "",
+                 expect: Sequence[ModelIdentity] | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
-        self.model, self.url = model, url
+        self.model, self.url, self.version = model, url, version
+        self.versions = VersionCheck(model, url, version, expect)
         self.timeout_s, self.retries = timeout_s, retries
-        self._client = grpcclient.InferenceServerClient(url)
+        self.security = resolve(security)
+        self._client = grpcclient.InferenceServerClient(url, **self.security.grpc_options())
         metadata = self._call(self._client.get_model_metadata, model, as_json=True)
-        config = self._call(self._client.get_model_config, model, as_json=True)["config"]
+        config = self._config(self.versions.check(metadata.get("versions", []), self._config))
         self.inputs = tuple(_spec(t) for t in metadata["inputs"])
         self.outputs = tuple(_spec(t) for t in metadata["outputs"]
                              if t["name"] != DEVICE_OUTPUT)
@@ -138,6 +192,13 @@ class ModelClient:
         try:
             return self._infer(arrays, use_shm=True)
         except ServiceError as exc:
+            if "unable to find shared memory region" in str(exc).lower():
+                # several servers behind one address (taas.service.cluster): the one answering
+                # never saw our registration, so shared memory cannot work through it
+                log.warning("%s at %s does not know this client's shared memory (a load "
+                            "balancer?): gRPC from now on", self.model, self.url)
+                self.shared_memory = False
+                return self._infer(arrays, use_shm=False)
             if "shared memory" not in str(exc).lower() or "output" not in str(exc).lower():
                 raise
             log.info("%s: outputs outgrew their shared memory; this event over gRPC", self.model)
@@ -161,23 +222,39 @@ class ModelClient:
         self.close()
 
     # --- internals --------------------------------------------------------------------------
+    def _config(self, version: str) -> dict[str, Any]:
+        """The served model config of ``version`` ("" for the latest), as JSON."""
+        config: dict[str, Any] = self._call(self._client.get_model_config, self.model,
+                                            model_version=version, as_json=True)["config"]
+        return config
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn`` with retries on UNAVAILABLE; errors become ``ServiceError`` naming the URL."""
+        """``fn`` with the token header and retries on UNAVAILABLE; errors become
+        ``ServiceError``s naming the URL (``TokenRejectedError`` for a refused token, which
+        Triton also answers with UNAVAILABLE but which no retry can fix)."""
         from tritonclient.utils import InferenceServerException
 
+        kwargs.setdefault("client_timeout", self.timeout_s)  # no call may wait for ever
         for attempt in range(self.retries + 1):
             try:
-                return fn(*args, **kwargs)
+                return fn(*args, headers=self.security.headers(), **kwargs)
             except InferenceServerException as exc:
-                unavailable = "UNAVAILABLE" in _status(exc) or "failed to connect" in str(exc)
+                detail = exc.message() or str(exc)
+                if "protocol is restricted" in detail:
+                    raise token_rejected(self.url, self.security,
+                                         f"a request to {self.model}") from None
+                unavailable = "UNAVAILABLE" in _status(exc) or "failed to connect" in detail
                 if unavailable and attempt < self.retries:
                     time.sleep(0.2 * 2**attempt)
                     continue
                 if unavailable:
-                    raise ServiceUnavailableError(
-                        f"Triton server at {self.url} is not reachable (is it running? "
-                        f"`taas serve` starts one): {exc.message()}") from None
-                raise ServiceError(f"{self.model} at {self.url}: {exc.message()}") from None
+                    raise unreachable(self.url, self.security, detail) from None
+                if "DEADLINE_EXCEEDED" in _status(exc) or "Deadline Exceeded" in detail:
+                    raise ServiceError(
+                        f"{self.model} at {self.url}: no answer within "
+                        f"{kwargs['client_timeout']:g} s (server hung or overloaded; the "
+                        "client's timeout_s sets this limit)") from None
+                raise ServiceError(f"{self.model} at {self.url}: {detail}") from None
         raise AssertionError("unreachable")
 
     def _infer(self, arrays: dict[str, np.ndarray], *, use_shm: bool,
@@ -198,8 +275,10 @@ class ModelClient:
             outputs, arrays)
         if self.reports_device:  # a few bytes: always over gRPC, never in shared memory
             outputs.append(grpcclient.InferRequestedOutput(DEVICE_OUTPUT))
-        result = self._call(self._client.infer, self.model, request, outputs=outputs,
+        result = self._call(self._client.infer, self.model, request,
+                            model_version=self.version, outputs=outputs,
                             client_timeout=self.timeout_s)
+        self.versions.check_response(result.get_response().model_version, self._config)
         if self.reports_device:
             self.device = result.as_numpy(DEVICE_OUTPUT).tobytes().decode()
         return self._read(result, out_offsets)
@@ -212,7 +291,7 @@ class ModelClient:
             offsets.append(total)
             total += _aligned(arrays[spec.name].nbytes)
         if self._in is None:
-            self._in = _ShmRegion(self._client, "in")
+            self._in = _ShmRegion(self, "in")
         self._in.ensure(total)
         for item, spec, offset in zip(request, self.inputs, offsets, strict=True):
             a = arrays[spec.name]
@@ -232,7 +311,7 @@ class ModelClient:
             guess = self.output_rows_factor * rows * row_bytes + self.output_slack_bytes
             capacity[spec.name] = _aligned(max(guess, 2 * self._seen_bytes.get(spec.name, 0)))
         if self._out is None:
-            self._out = _ShmRegion(self._client, "out")
+            self._out = _ShmRegion(self, "out")
         self._out.ensure(sum(capacity.values()))
         offsets, offset = {}, 0
         for item, spec in zip(outputs, self.outputs, strict=True):
@@ -288,12 +367,14 @@ class RemoteStage(Stage):
 
     def __init__(self, stage: str, backend: str, url: str = DEFAULT_URL, *,
                  shared_memory: bool | None = None, timeout_s: float = 120.0,
-                 retries: int = 3) -> None:
+                 retries: int = 3, security: ClientSecurity | None = None, version: str = "",
+                 expect: Sequence[ModelIdentity] | None = None) -> None:
         super().__init__(detector=None)  # type: ignore[arg-type]  # the server holds it
         # a proxy takes its stage's identity and specs from the server, per instance
         self.NAME, self.BACKEND, self.url = stage, backend, url  # type: ignore[misc]
         self.client = ModelClient(model_name(stage, backend), url, shared_memory=shared_memory,
-                                  timeout_s=timeout_s, retries=retries)
+                                  timeout_s=timeout_s, retries=retries, security=security,
+                                  version=version, expect=expect)
         self.INPUTS, self.OUTPUTS = self.client.inputs, self.client.outputs  # type: ignore[misc]
 
     @property
@@ -312,11 +393,13 @@ class RemotePipeline:
 
     def __init__(self, name: str, url: str = DEFAULT_URL, *, ensemble: bool = False,
                  shared_memory: bool | None = None, timeout_s: float = 300.0,
-                 retries: int = 3) -> None:
+                 retries: int = 3, security: ClientSecurity | None = None, version: str = "",
+                 expect: Sequence[ModelIdentity] | None = None) -> None:
         self.name = name
         self.model = ensemble_model_name(name) if ensemble else pipeline_model_name(name)
         self.client = ModelClient(self.model, url, shared_memory=shared_memory,
-                                  timeout_s=timeout_s, retries=retries)
+                                  timeout_s=timeout_s, retries=retries, security=security,
+                                  version=version, expect=expect)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult:
         """Like ``Pipeline.run``: the pool of inputs and outputs, one timing for the call."""
@@ -331,11 +414,14 @@ class RemotePipeline:
 
 
 class ServedStagesPipeline(Pipeline):
-    """``Pipeline`` whose stages are ``RemoteStage``s: same pool and timings, served stages."""
+    """``Pipeline`` whose stages are ``RemoteStage``s: same pool and timings, served stages.
+    Each served stage must be what ``spec`` computes (its stage configs): checked up front."""
 
     def __init__(self, spec: PipelineSpec, url: str, **options: Any) -> None:
         self.spec = spec
-        self.remote_stages = [RemoteStage(stage, backend, url, **options)
+        self.remote_stages = [RemoteStage(stage, backend, url, **options,
+                                          expect=pipeline_identity([(stage, backend)],
+                                                                   spec.stage_configs))
                               for stage, backend in spec.steps]
         self.stages = list(self.remote_stages)
 
@@ -369,5 +455,6 @@ def make_pipeline(spec: PipelineSpec, detector: Detector | None, mode: str = "di
     if mode == "served":
         return ServedStagesPipeline(spec, url or DEFAULT_URL, **options)
     if mode == "served-pipeline":
-        return RemotePipeline(spec.name, url or DEFAULT_URL, **options)
+        return RemotePipeline(spec.name, url or DEFAULT_URL, **options,
+                              expect=pipeline_identity(spec.steps, spec.stage_configs))
     raise TaasError(f"unknown mode {mode!r}; choose 'direct', 'served' or 'served-pipeline'")

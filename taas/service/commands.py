@@ -1,4 +1,4 @@
-"""``taas model-repo build``, ``taas serve`` and ``taas loadgen``: thin calls into taas.service.
+"""``taas model-repo build``, ``serve``, ``cluster`` and ``loadgen``: thin calls into taas.service.
 
 ``taas.cli`` calls ``add_service_commands(sub)`` with its sub-parser collection; every command
 sets ``func`` like the others, so errors (``TaasError``) are reported the same way.
@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from taas.errors import TaasError
+from taas.service.security import add_client_security_args, add_server_security_args
 
 
 def _step(text: str) -> tuple[str, str]:
@@ -36,11 +37,13 @@ def _cmd_model_repo_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    from taas.service.security import server_security_from_args
     from taas.service.server import TritonServer
 
     server = TritonServer(args.model_repository, host=args.host, grpc_port=args.grpc_port,
                           http_port=args.http_port, metrics_port=args.metrics_port,
-                          log_path=args.log, ready_timeout=args.ready_timeout)
+                          log_path=args.log, ready_timeout=args.ready_timeout,
+                          security=server_security_from_args(args))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:
@@ -55,15 +58,37 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             pass
 
 
+def _cmd_cluster(args: argparse.Namespace) -> None:
+    from taas.service.cluster import TritonCluster
+
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert or args.tls_key else None
+    cluster = TritonCluster(args.model_repository, args.replicas, host=args.host, port=args.port,
+                            tls=tls, log_dir=args.log_dir, ready_timeout=args.ready_timeout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with cluster:
+        print(f"serving {args.model_repository} on {args.replicas} replicas "
+              f"({', '.join(cluster.replica_urls)}) behind nginx: gRPC {cluster.url} "
+              f"(shared memory does not cross it: clients use gRPC); Ctrl-C stops", flush=True)
+        try:
+            while not stop.wait(1.0):
+                if not cluster.running:
+                    raise TaasError(f"the cluster behind {cluster.url} lost nginx or a replica")
+        except KeyboardInterrupt:
+            pass
+
+
 def _cmd_loadgen(args: argparse.Namespace) -> None:
     from taas.events.dataset import open_dataset
     from taas.service.loadgen import sweep
+    from taas.service.security import client_security_from_args
 
     dataset = open_dataset(args.events, detector=args.detector)
     ids = dataset.event_ids[: args.n_events]
     events = [dataset.read(i).cells.to_tensors() for i in ids]
     reports = sweep(args.url, args.model, events, args.concurrency,
-                    max_requests=args.requests, max_seconds=args.seconds)
+                    max_requests=args.requests, max_seconds=args.seconds,
+                    security=client_security_from_args(args))
     for report in reports:
         print(report.summary())
     if args.json:
@@ -100,7 +125,21 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log", type=Path, default=None, help="server log file")
     p.add_argument("--ready-timeout", type=float, default=300.0)
+    add_server_security_args(p)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("cluster", help="run N tritonserver replicas behind an nginx gRPC load "
+                                       "balancer until Ctrl-C")
+    p.add_argument("--model-repository", "--repo", type=Path, required=True)
+    p.add_argument("--replicas", type=int, default=2, help="tritonserver processes")
+    p.add_argument("--host", default="127.0.0.1", help="address the balancer binds")
+    p.add_argument("--port", type=int, default=8001, help="the balanced gRPC port")
+    p.add_argument("--tls-cert", type=Path, default=None, help="serve the balancer over TLS")
+    p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="replica logs and nginx's prefix (config, logs) go here")
+    p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.set_defaults(func=_cmd_cluster)
 
     p = sub.add_parser("loadgen", help="measure throughput and latency of a served model")
     p.add_argument("--url", default="127.0.0.1:8001",
@@ -113,4 +152,5 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--requests", type=int, default=200, help="requests per concurrency")
     p.add_argument("--seconds", type=float, default=60.0, help="time limit per concurrency")
     p.add_argument("--json", type=Path, default=None, help="write the reports here")
+    add_client_security_args(p)
     p.set_defaults(func=_cmd_loadgen)

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from taas.errors import TaasError
+from taas.service.client import token_rejected, unreachable
 from taas.service.pbtxt import triton_dtype
 from taas.service.python_model import instance_count
+from taas.service.security import PLAIN, ClientSecurity, resolve
 
 _STAT_KEYS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
@@ -34,9 +36,11 @@ class LoadReport:
     errors: int
     seconds: float
     throughput: float  # events per second
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, p99, mean
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50 p90 p95 p99 max mean
     server_ms: dict[str, float] = field(default_factory=dict)   # mean per request, by phase
     first_error: str = ""
+    clients: int = 1  # gRPC connections the requests were spread over
+    server_requests: int = 0  # successful requests the server's statistics counted meanwhile
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,67 +76,117 @@ def server_time_ms(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[
             if key not in ("success", "fail")}
 
 
-async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]],
-                concurrency: int, max_requests: int, max_seconds: float) -> LoadReport:
-    import tritonclient.grpc.aio as aioclient
+def latency_percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    """p50, p90, p95, p99, max and mean of per-request latencies, in milliseconds."""
+    lat = np.asarray(seconds, dtype=np.float64) * 1e3
+    if not lat.size:
+        return {}
+    return ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 95, 99)}
+            | {"max": float(lat.max()), "mean": float(lat.mean())})
 
-    client = aioclient.InferenceServerClient(url)
+
+def _requests(aioclient: Any, names: Sequence[str],
+              events: Sequence[Mapping[str, np.ndarray]]) -> list[list[Any]]:
+    """One list of ``InferInput`` per event, built once and reused by every request."""
+    requests = []
+    for event in events:
+        inputs = []
+        for name in names:
+            array = np.ascontiguousarray(event[name])
+            item = aioclient.InferInput(name, list(array.shape), triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            inputs.append(item)
+        requests.append(inputs)
+    return requests
+
+
+async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]],
+                concurrency: int, max_requests: int, max_seconds: float,
+                clients: int = 1, timeout_s: float | None = None,
+                security: ClientSecurity = PLAIN) -> LoadReport:
+    import tritonclient.grpc.aio as aioclient
+    from tritonclient.utils import InferenceServerException
+
+    # each client its own channel *and* its own connection: gRPC shares one TCP connection
+    # between channels of equal arguments unless a channel keeps a local subchannel pool
+    channel_args = [("grpc.use_local_subchannel_pool", 1)] if clients > 1 else None
+    pool = [aioclient.InferenceServerClient(url, channel_args=channel_args,
+                                            **security.grpc_options())
+            for _ in range(clients)]
+    client = pool[0]
+    headers = security.headers()  # the token, on every request
     try:
-        metadata = await client.get_model_metadata(model, as_json=True)
-        names = [t["name"] for t in metadata["inputs"]]
-        requests = []
-        for event in events:
-            inputs = []
-            for name in names:
-                array = np.ascontiguousarray(event[name])
-                item = aioclient.InferInput(name, list(array.shape), triton_dtype(array.dtype))
-                item.set_data_from_numpy(array)
-                inputs.append(item)
-            requests.append(inputs)
+        metadata = await client.get_model_metadata(model, headers=headers, as_json=True)
+        requests = _requests(aioclient, [t["name"] for t in metadata["inputs"]], events)
         # warm-up, not counted: one request per instance at once, so that no instance pays
         # its first-call costs (caches, lazy initialisation) inside the measurement
-        config = (await client.get_model_config(model, as_json=True))["config"]
-        await asyncio.gather(*(client.infer(model, requests[i % len(requests)])
+        config = (await client.get_model_config(model, headers=headers, as_json=True))["config"]
+        await asyncio.gather(*(pool[i % clients].infer(model, requests[i % len(requests)],
+                                                       headers=headers)
                                for i in range(max(concurrency, instance_count(config)))))
-        before = await client.get_inference_statistics(model, as_json=True)
+        before = await client.get_inference_statistics(model, headers=headers, as_json=True)
         latencies: list[float] = []
         errors: list[str] = []
         sent = 0
         deadline = time.perf_counter() + max_seconds
 
-        async def worker() -> None:
+        async def worker(own: Any) -> None:
             nonlocal sent
             while sent < max_requests and time.perf_counter() < deadline:
                 inputs = requests[sent % len(requests)]
                 sent += 1
                 t0 = time.perf_counter()
                 try:
-                    await client.infer(model, inputs)
+                    await own.infer(model, inputs, headers=headers, client_timeout=timeout_s)
                     latencies.append(time.perf_counter() - t0)
                 except Exception as exc:  # counted and reported, the run goes on
                     errors.append(str(exc))
 
         t_start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(pool[i % clients]) for i in range(concurrency)))
         seconds = time.perf_counter() - t_start
-        after = await client.get_inference_statistics(model, as_json=True)
+        # Triton counts a request once its response is sent, which may be just after the
+        # client has it: read until the server's count reaches ours (or stops for a second)
+        settle = time.perf_counter() + 1.0
+        while True:
+            after = await client.get_inference_statistics(model, headers=headers, as_json=True)
+            served = _stats(after)["success"][0] - _stats(before)["success"][0]
+            if served >= len(latencies) or time.perf_counter() > settle:
+                break
+            await asyncio.sleep(0.05)
+    except InferenceServerException as exc:  # before or after the timed part: stop, clearly
+        detail = exc.message() or str(exc)
+        if "protocol is restricted" in detail:
+            raise token_rejected(url, security, f"the load of {model}") from None
+        if "UNAVAILABLE" in str(exc.status()):
+            raise unreachable(url, security, detail) from None
+        raise TaasError(f"{model} at {url}: {detail}") from None
     finally:
-        await client.close()
-    lat = np.array(latencies) * 1e3
-    latency = ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
-               | {"mean": float(lat.mean())}) if lat.size else {}
+        for each in pool:
+            await each.close()
     return LoadReport(model, concurrency, len(latencies), len(errors), seconds,
-                      len(latencies) / seconds if seconds > 0 else 0.0, latency,
-                      server_time_ms(before, after), errors[0] if errors else "")
+                      len(latencies) / seconds if seconds > 0 else 0.0,
+                      latency_percentiles(latencies), server_time_ms(before, after),
+                      errors[0] if errors else "", clients, served)
 
 
 def run_load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]], *,
-             concurrency: int = 1, max_requests: int = 100,
-             max_seconds: float = 30.0) -> LoadReport:
-    """Send ``events`` (cycled) to ``model`` with ``concurrency`` requests in flight."""
+             concurrency: int = 1, max_requests: int = 100, max_seconds: float = 30.0,
+             clients: int = 1, timeout_s: float | None = None,
+             security: ClientSecurity | None = None) -> LoadReport:
+    """Send ``events`` (cycled) to ``model`` with ``concurrency`` requests in flight.
+
+    ``clients``: independent gRPC connections the requests are spread over (a soak with 64
+    clients is 64 connections, not 64 streams on one); ``timeout_s``: per-request deadline,
+    a request past it counts as failed; ``security``: TLS and token, as for ``ModelClient``.
+    """
     if concurrency < 1 or max_requests < 1 or not events:
         raise TaasError("need concurrency >= 1, max_requests >= 1 and at least one event")
-    return asyncio.run(_load(url, model, events, concurrency, max_requests, max_seconds))
+    if not 1 <= clients <= concurrency:
+        raise TaasError(f"need 1 <= clients <= concurrency, got clients={clients} "
+                        f"concurrency={concurrency}")
+    return asyncio.run(_load(url, model, events, concurrency, max_requests, max_seconds,
+                             clients, timeout_s, resolve(security)))
 
 
 def sweep(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]],

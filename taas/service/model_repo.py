@@ -4,16 +4,18 @@ Layout (relocatable: nothing refers outside the directory)::
 
     OUT/detector.parquet                 the geometry every model loads, once per instance
     OUT/clustering_cpu/config.pbtxt      one Python-backend model per (stage, backend)
-    OUT/clustering_cpu/1/model.py        the same thin adapter everywhere
+    OUT/clustering_cpu/1/model.py        the same thin adapter everywhere, per version
     OUT/pipeline_<name>/...              a whole pipeline in one model (the fast "custom backend")
     OUT/ensemble_<name>/config.pbtxt     the same pipeline as an ensemble of the stage models
-    OUT/<model>/files/<stage>.<field>/   files a stage config names (e.g. GNN checkpoints);
-                                         inside the model (Triton takes every top-level
-                                         directory for a model)
+    OUT/<model>/<N>/files/<stage>.<field>/  files a stage config names (e.g. GNN checkpoints);
+                                         inside the version (Triton takes every top-level
+                                         directory for a model), so they leave with it
 
 Stage configurations (the pipelines' ``stage_configs`` plus any overrides) are written into each
-model's ``config.pbtxt`` as the JSON parameter ``taas.stage_configs``, so a served model runs
-exactly what the direct pipeline runs.
+model's ``config.pbtxt`` as the JSON parameter ``taas.v<N>.stage_configs`` of its version N, so a
+served model runs exactly what the direct pipeline runs; ``taas.v<N>.identity`` records what the
+version computes (``taas.service.versions``), and the ``version_policy`` which versions Triton
+serves.
 
 The models import ``taas`` at load time, so the server's Python must have taas installed
 (see docs/triton.md for NVIDIA's container).
@@ -34,13 +36,22 @@ from taas.service import pbtxt
 from taas.service.graph import PipelineGraph, model_name
 from taas.service.python_model import (
     DEVICE_SPEC,
-    PARAM_CONFIGS,
     PARAM_DETECTOR,
     PARAM_KIND,
     PARAM_MAX_ROWS,
     PARAM_PIPELINE,
     PARAM_STEPS,
     format_steps,
+)
+from taas.service.versions import (
+    CONFIGS_KEY,
+    IDENTITY_KEY,
+    ModelIdentity,
+    VersionPolicy,
+    format_identity,
+    pipeline_identity,
+    version_key,
+    versioned_parameters,
 )
 from taas.stages import registry
 from taas.stages.configs import PATH_FIELDS, merge_configs
@@ -77,15 +88,23 @@ def build_model_repository(
     max_rows: int = DEFAULT_MAX_ROWS,
     ensembles: bool = True,
     stage_configs: Mapping[str, Mapping[str, object]] | None = None,
+    add_version: bool = False,
+    policy: VersionPolicy | None = None,
 ) -> Path:
     """Write a model repository to ``out_dir`` and return it.
 
     ``stages`` defaults to every registered (stage, backend); ``pipelines`` to every servable
     pipeline of ``PIPELINES`` (names or ``PipelineSpec`` objects). Stage models needed by an
     ensemble are added even when ``stages`` leaves them out. Existing model directories of the
-    same names are replaced; other files in ``out_dir`` are left alone. ``stage_configs``
+    same names are replaced (unless ``add_version``); other files in ``out_dir`` are left
+    alone. ``stage_configs``
     overrides fields of the pipelines' stage configs (``{stage: {field: value}}``); a stage
     model shared by two pipelines must get the same config from both.
+
+    ``add_version``: keep the existing models and write each as a new version beside them when
+    what it computes changed (its ``ModelIdentity``, see ``taas.service.versions``), keeping
+    the versions ``policy`` serves (default: the newest one); an unchanged model keeps its
+    latest version number. Without it, every model is written afresh as version 1.
     """
     out = Path(out_dir)
     detector_path = Path(detector_path)
@@ -103,29 +122,19 @@ def build_model_repository(
     shutil.copyfile(detector_path, out / detector_name)
     limits = {PARAM_DETECTOR: detector_name, PARAM_MAX_ROWS: str(max_rows)}
     stage_models = _stage_model_configs(wanted, specs, stage_configs)
+    writer = _ModelWriter(out, add_version=add_version, policy=policy or VersionPolicy(),
+                          instances=instances, kind=kind)
 
     for stage, backend in wanted:
-        graph = PipelineGraph.from_steps([(stage, backend)])
-        _clear(out / model_name(stage, backend))
-        configs = _copy_files(out, model_name(stage, backend), stage_models[(stage, backend)])
-        _write_python_model(out / model_name(stage, backend), graph, {
-            PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits,
-            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)},
-            instances=instances, kind=kind)
+        writer.python_model(model_name(stage, backend), [(stage, backend)], {
+            PARAM_KIND: "stage", PARAM_STEPS: format_steps([(stage, backend)]), **limits},
+            stage_models[(stage, backend)])
     for spec in specs:
-        graph = PipelineGraph.from_steps(spec.steps)
-        _clear(out / pipeline_model_name(spec.name))
-        configs = _copy_files(out, pipeline_model_name(spec.name), spec.stage_configs)
-        _write_python_model(out / pipeline_model_name(spec.name), graph, {
+        identity = writer.python_model(pipeline_model_name(spec.name), spec.steps, {
             PARAM_KIND: "pipeline", PARAM_PIPELINE: spec.name,
-            PARAM_STEPS: format_steps(spec.steps), **limits,
-            PARAM_CONFIGS: json.dumps(configs, sort_keys=True)},
-            instances=instances, kind=kind)
+            PARAM_STEPS: format_steps(spec.steps), **limits}, spec.stage_configs)
         if ensembles:
-            name = ensemble_model_name(spec.name)
-            _write(out / name / "config.pbtxt", pbtxt.ensemble_config(
-                name, graph.inputs, graph.outputs, graph.ensemble_steps()))
-            (out / name / "1").mkdir(exist_ok=True)  # Triton wants a version directory
+            writer.ensemble(ensemble_model_name(spec.name), spec.steps, identity)
     log.info("model repository %s: %d stage models, %d pipelines", out, len(wanted), len(specs))
     return out
 
@@ -184,18 +193,90 @@ def _pipeline(name: str) -> PipelineSpec:
     return get_pipeline(name)
 
 
-def _write_python_model(model_dir: Path, graph: PipelineGraph, parameters: dict[str, str], *,
-                        instances: int, kind: str) -> None:
-    config = pbtxt.python_model_config(model_dir.name, graph.inputs,
-                                       (*graph.outputs, DEVICE_SPEC),
-                                       parameters=parameters, instances=instances, kind=kind)
-    _write(model_dir / "config.pbtxt", config)
-    adapter = resources.files("taas.service").joinpath("templates/model.py").read_text()
-    _write(model_dir / "1" / "model.py", adapter)
+class _ModelWriter:
+    """Writes models as new versions beside the existing ones (``add_version``) or afresh.
+
+    A new version is added only when what the model computes changed (its identity differs
+    from the latest version's), so rebuilding an unchanged repository is idempotent; versions
+    the policy no longer serves are removed with their files.
+    """
+
+    def __init__(self, out: Path, *, add_version: bool, policy: VersionPolicy, instances: int,
+                 kind: str) -> None:
+        self.out, self.add_version, self.policy = out, add_version, policy
+        self.instances, self.kind = instances, kind
+
+    def python_model(self, name: str, steps: Sequence[tuple[str, str]],
+                     shared: dict[str, str], configs: Mapping[str, Mapping[str, object]]
+                     ) -> tuple[ModelIdentity, ...]:
+        """Write a version of one Python-backend model; return its identity."""
+        graph = PipelineGraph.from_steps(steps)
+        identity = pipeline_identity(steps, configs)
+        version, kept = self._plan(name, shared, identity, self.policy)
+        copied = _copy_files(self.out, f"{name}/{version}", configs)
+        kept[version] = {IDENTITY_KEY: format_identity(identity),
+                         CONFIGS_KEY: json.dumps(copied, sort_keys=True)}
+        config = pbtxt.python_model_config(
+            name, graph.inputs, (*graph.outputs, DEVICE_SPEC),
+            parameters={**shared, **_flatten(kept)}, instances=self.instances, kind=self.kind,
+            policy=self.policy)
+        _write(self.out / name / "config.pbtxt", config)
+        adapter = resources.files("taas.service").joinpath("templates/model.py").read_text()
+        _write(self.out / name / str(version) / "model.py", adapter)
+        return identity
+
+    def ensemble(self, name: str, steps: Sequence[tuple[str, str]],
+                 identity: tuple[ModelIdentity, ...]) -> None:
+        """An ensemble calls the latest version of each step's model, so it serves only its
+        own latest version (one identity: the steps' latest ones)."""
+        graph = PipelineGraph.from_steps(steps)
+        policy = VersionPolicy()
+        version, kept = self._plan(name, {PARAM_KIND: "ensemble"}, identity, policy)
+        kept[version] = {IDENTITY_KEY: format_identity(identity)}
+        _write(self.out / name / "config.pbtxt", pbtxt.ensemble_config(
+            name, graph.inputs, graph.outputs, graph.ensemble_steps(),
+            parameters={PARAM_KIND: "ensemble", **_flatten(kept)}, policy=policy))
+        (self.out / name / str(version)).mkdir(exist_ok=True)  # Triton wants the directory
+
+    def _plan(self, name: str, shared: Mapping[str, str], identity: tuple[ModelIdentity, ...],
+              policy: VersionPolicy) -> tuple[int, dict[int, dict[str, str]]]:
+        """The version to write (its directory emptied) and the per-version parameters of the
+        earlier versions that stay."""
+        model_dir = self.out / name
+        config = model_dir / "config.pbtxt"
+        if not self.add_version or not config.is_file():
+            _clear(model_dir)
+            return 1, {}
+        old = pbtxt.read_parameters(config.read_text())
+        for key in (PARAM_KIND, PARAM_STEPS, PARAM_PIPELINE):
+            if old.get(key, "") != shared.get(key, ""):
+                raise TaasError(f"model {name}: {key} was {old.get(key, '')!r}, now "
+                                f"{shared.get(key, '')!r}; all versions of a model share its "
+                                f"tensors, so a changed model needs a new name")
+        kept = versioned_parameters(old)
+        latest = max(kept, default=0)
+        same = latest and kept[latest].get(IDENTITY_KEY) == format_identity(identity)
+        version = latest if same else latest + 1
+        served = policy.served([*kept, version])
+        if version not in served:
+            raise TaasError(f"model {name}: the new version {version} would not be served by "
+                            f"its version policy {policy}")
+        for dropped in set(kept) - served:
+            del kept[dropped]
+            _clear(model_dir / str(dropped))
+        _clear(model_dir / str(version))
+        log.info("model %s: version %d (%s), keeping versions %s", name, version,
+                 "unchanged" if same else "new", sorted(kept))
+        return version, kept
+
+
+def _flatten(per_version: Mapping[int, Mapping[str, str]]) -> dict[str, str]:
+    return {version_key(v, key): value for v in sorted(per_version)
+            for key, value in per_version[v].items()}
 
 
 def _clear(model_dir: Path) -> None:
-    """Remove a model directory of an earlier build (its files may be stale)."""
+    """Remove a model or version directory of an earlier build (its files may be stale)."""
     if model_dir.exists():
         shutil.rmtree(model_dir)
 

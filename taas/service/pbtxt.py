@@ -7,6 +7,7 @@ The dtype table is shared with the client so both sides always agree on the wire
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -16,6 +17,7 @@ import numpy as np
 
 from taas.edm.table import TensorSpec
 from taas.errors import TaasError
+from taas.service.versions import VersionPolicy
 
 #: numpy dtype -> Triton wire type (config.pbtxt says ``TYPE_`` + this; the client says this).
 TRITON_DTYPES: dict[np.dtype, str] = {
@@ -33,8 +35,13 @@ _TENSOR = Template('  { name: "$name" data_type: TYPE_$dtype dims: [ $dims ] }')
 _PARAMETER = Template('  { key: "$key" value: { string_value: "$value" } }')
 _PYTHON_BODY = Template('backend: "python"\n'
                         'instance_group [ { count: $count kind: $kind } ]\n'
+                        '$policy\n'
                         'parameters [\n$parameters\n]')
-_ENSEMBLE_BODY = Template('platform: "ensemble"\nensemble_scheduling {\n  step [\n$steps\n  ]\n}')
+_ENSEMBLE_BODY = Template('platform: "ensemble"\n$policy\nparameters [\n$parameters\n]\n'
+                          'ensemble_scheduling {\n  step [\n$steps\n  ]\n}')
+#: One string parameter as ``_PARAMETER`` writes it (quotes and backslashes escaped).
+_PARAMETER_READ = re.compile(r'key: "((?:[^"\\]|\\.)*)" value: \{ string_value: '
+                             r'"((?:[^"\\]|\\.)*)" \}')
 _STEP = Template('    {\n      model_name: "$model"\n      model_version: -1\n'
                  '      input_map [\n$inputs\n      ]\n'
                  '      output_map [\n$outputs\n      ]\n    }')
@@ -69,18 +76,40 @@ def _render(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpe
                                outputs=_tensor_entries(outputs), body=body)
 
 
+def _parameters(parameters: Mapping[str, str]) -> str:
+    return ",\n".join(_PARAMETER.substitute(key=_quote(k), value=_quote(v))
+                      for k, v in parameters.items())
+
+
+def read_parameters(config_text: str) -> dict[str, str]:
+    """The string ``parameters`` of a config.pbtxt this module wrote (unescaped): the builder
+    reads back what older versions of a model recorded."""
+    def unquote(text: str) -> str:
+        return re.sub(r"\\(.)", r"\1", text)
+
+    return {unquote(k): unquote(v) for k, v in _PARAMETER_READ.findall(config_text)}
+
+
+def version_policy(policy: VersionPolicy) -> str:
+    """Triton's ``version_policy`` entry: the newest ``num_versions``, or ``specific`` ones."""
+    if policy.versions:
+        listed = ", ".join(str(v) for v in sorted(policy.versions))
+        return f"version_policy: {{ specific: {{ versions: [ {listed} ] }} }}"
+    return f"version_policy: {{ latest: {{ num_versions: {policy.num_versions} }} }}"
+
+
 def python_model_config(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
                         *, parameters: Mapping[str, str], instances: int = 1,
-                        kind: str = "KIND_CPU") -> str:
+                        kind: str = "KIND_CPU", policy: VersionPolicy | None = None) -> str:
     """config.pbtxt of one Python-backend model; ``parameters`` tell the generic model.py what
     to run, so one adapter file serves every stage and pipeline."""
     if kind not in INSTANCE_KINDS:
         raise TaasError(f"unknown instance kind {kind!r}; choose from {INSTANCE_KINDS}")
     if instances < 1:
         raise TaasError(f"instances must be >= 1, got {instances}")
-    params = ",\n".join(_PARAMETER.substitute(key=_quote(k), value=_quote(v))
-                        for k, v in parameters.items())
-    body = _PYTHON_BODY.substitute(count=instances, kind=kind, parameters=params)
+    body = _PYTHON_BODY.substitute(count=instances, kind=kind,
+                                   policy=version_policy(policy or VersionPolicy()),
+                                   parameters=_parameters(parameters))
     return _render(name, inputs, outputs, body)
 
 
@@ -94,8 +123,10 @@ class EnsembleStep:
 
 
 def ensemble_config(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                    steps: Sequence[EnsembleStep]) -> str:
-    """config.pbtxt of an ensemble chaining other models of the same repository."""
+                    steps: Sequence[EnsembleStep], *, parameters: Mapping[str, str],
+                    policy: VersionPolicy | None = None) -> str:
+    """config.pbtxt of an ensemble chaining the latest versions of other models of the same
+    repository; ``parameters`` only describe it (Triton passes them to no code)."""
     rendered = ",\n".join(
         _STEP.substitute(
             model=_quote(step.model),
@@ -104,4 +135,6 @@ def ensemble_config(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[T
             outputs=",\n".join(_MAP_ENTRY.substitute(key=_quote(k), value=_quote(v))
                                for k, v in step.output_map.items()))
         for step in steps)
-    return _render(name, inputs, outputs, _ENSEMBLE_BODY.substitute(steps=rendered))
+    body = _ENSEMBLE_BODY.substitute(policy=version_policy(policy or VersionPolicy()),
+                                     parameters=_parameters(parameters), steps=rendered)
+    return _render(name, inputs, outputs, body)

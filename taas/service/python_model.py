@@ -27,6 +27,7 @@ import numpy as np
 
 from taas.edm.table import TensorSpec
 from taas.errors import InputError, TaasError
+from taas.service.versions import CONFIGS_KEY, version_key
 from taas.stages.configs import resolve_paths
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ PARAM_STEPS = "taas.steps"        # "clustering/cpu,spacepoints/cpu"
 PARAM_DETECTOR = "taas.detector"  # path relative to the repository root
 PARAM_MAX_ROWS = "taas.max_rows"  # reject events whose tensors have more rows than this
 PARAM_PIPELINE = "taas.pipeline"  # pipeline name (pipeline models only)
-PARAM_CONFIGS = "taas.stage_configs"  # JSON {stage: {field: value}}; paths relative to the root
+# Per version (``taas.versions.version_key``): ``taas.v<N>.stage_configs``, JSON
+# {stage: {field: value}} with paths relative to the root, and ``taas.v<N>.identity``.
 
 #: Extra output of every generated Python model: the device its stages actually ran on, as
 #: UTF-8 bytes. Triton's instance kind says where the server placed the model, not where the
@@ -66,7 +68,7 @@ def parse_steps(text: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """What one generated model runs, read from its config.pbtxt parameters."""
+    """What one version of a generated model runs, read from its config.pbtxt parameters."""
 
     kind: str
     steps: tuple[tuple[str, str], ...]
@@ -76,7 +78,8 @@ class ModelSettings:
     stage_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], model_dir: Path) -> ModelSettings:
+    def from_config(cls, config: Mapping[str, Any], model_dir: Path,
+                    version: int = 1) -> ModelSettings:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         missing = [k for k in (PARAM_KIND, PARAM_STEPS, PARAM_DETECTOR) if k not in params]
         if missing:
@@ -89,10 +92,15 @@ class ModelSettings:
         detector = Path(params[PARAM_DETECTOR])
         if not detector.is_absolute():  # relocatable: relative to the repository root
             detector = root / detector
+        configs_key = version_key(version, CONFIGS_KEY)
+        if configs_key not in params and "taas.stage_configs" in params:
+            raise TaasError(f"model {config.get('name')!r}: config.pbtxt is from before model "
+                            f"versions (taas.stage_configs, no {configs_key}); regenerate it "
+                            f"with `taas model-repo build`")
         try:
-            configs = json.loads(params.get(PARAM_CONFIGS) or "{}")
+            configs = json.loads(params.get(configs_key) or "{}")
         except json.JSONDecodeError as exc:
-            raise TaasError(f"model {config.get('name')!r}: {PARAM_CONFIGS} is not JSON: "
+            raise TaasError(f"model {config.get('name')!r}: {configs_key} is not JSON: "
                             f"{exc}") from None
         return cls(kind, parse_steps(params[PARAM_STEPS]), detector,
                    int(params.get(PARAM_MAX_ROWS, "0") or 0), params.get(PARAM_PIPELINE, ""),
@@ -185,15 +193,18 @@ class TritonAdapter:
         """Load the detector and build the stage or pipeline once per model instance."""
         config = json.loads(args["model_config"])
         self.name = args["model_name"]
-        self.settings = ModelSettings.from_config(config, Path(args["model_repository"]))
+        self.version = int(args.get("model_version") or 1)
+        self.settings = ModelSettings.from_config(config, Path(args["model_repository"]),
+                                                  self.version)
         self.input_names = [t["name"] for t in config.get("input", [])]
         self.output_names = [t["name"] for t in config.get("output", [])]
         t0 = time.perf_counter()
         self.runner, self.device = build_runner(self.settings)
         threads = threads_per_instance(config)
         limit_threads(threads)
-        self._log("info", f"{self.name}: {self.settings.kind} {format_steps(self.settings.steps)}"
-                          f" on {self.device}, {threads} thread(s) "
+        self._log("info", f"{self.name} v{self.version}: {self.settings.kind} "
+                          f"{format_steps(self.settings.steps)} on {self.device}, "
+                          f"{threads} thread(s) "
                           f"(instance {args.get('model_instance_name')}, "
                           f"{args.get('model_instance_kind')}) ready in "
                           f"{time.perf_counter() - t0:.1f} s")

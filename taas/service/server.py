@@ -25,11 +25,14 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from taas.errors import TaasError
+from taas.service.security import ServerSecurity
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port free right now on ``host`` (the server binds it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 _prctl: Callable[..., int] | None
@@ -134,7 +137,7 @@ class TritonServer:
         metrics_port: int | None = None,
         log_path: str | Path | None = None,
         ready_timeout: float = 120.0,
-        tls: tuple[str | Path, str | Path] | None = None,
+        security: ServerSecurity | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
@@ -147,7 +150,7 @@ class TritonServer:
         self.metrics_port = metrics_port or free_port(host)
         self._log_path = Path(log_path) if log_path is not None else None
         self.ready_timeout = ready_timeout
-        self.tls = tls
+        self.security = security or ServerSecurity()
         self.extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -169,11 +172,7 @@ class TritonServer:
                 f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                 f"--http-address={self.host}", f"--http-port={self.http_port}",
                 f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}"]
-        if self.tls is not None:
-            cert, key = self.tls
-            args += ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}",
-                     f"--grpc-server-key={key}"]
-        return args + list(self.extra_args)
+        return args + self.security.server_args() + list(self.extra_args)
 
     def start(self) -> TritonServer:
         """Launch and block until every model is ready; ``ServerError`` with the log otherwise."""
@@ -197,24 +196,35 @@ class TritonServer:
             raise
         return self
 
-    def _wait_ready(self) -> None:
-        import tritonclient.grpc as grpcclient
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        """Triton's HTTP readiness endpoint, as a probe sees it.
 
-        client = grpcclient.InferenceServerClient(self.url)
-        deadline = time.monotonic() + self.ready_timeout
+        HTTP, not gRPC: the health group stays open whatever ``security`` says, so this works
+        without the token and without a client certificate, like a Kubernetes or load-balancer
+        probe; Triton starts its gRPC service before its HTTP one, so HTTP ready means both.
+        """
+        url = f"http://{self.host}:{self.http_port}/v2/health/ready"
         try:
-            while time.monotonic() < deadline:
-                if self._process is None or self._process.poll() is not None:
-                    code = None if self._process is None else self._process.returncode
-                    raise ServerError(f"tritonserver exited with code {code} before it was "
-                                      f"ready:\n{self.log_tail()}")
-                with contextlib.suppress(Exception):
-                    if client.is_server_ready(client_timeout=2.0):
-                        log.info("tritonserver ready on %s", self.url)
-                        return
-                time.sleep(0.2)
-        finally:
-            client.close()
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError as exc:  # 400: up, but not ready yet
+            exc.close()
+            return False
+        except OSError:  # refused, reset: not up
+            return False
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                code = None if self._process is None else self._process.returncode
+                raise ServerError(f"tritonserver exited with code {code} before it was "
+                                  f"ready:\n{self.log_tail()}")
+            if self.is_ready():
+                log.info("tritonserver ready on %s%s", self.url,
+                         " (TLS)" if self.security.tls else "")
+                return
+            time.sleep(0.2)
         raise ServerError(f"tritonserver not ready on {self.url} after {self.ready_timeout:.0f} "
                           f"s:\n{self.log_tail()}")
 
@@ -243,9 +253,23 @@ class TritonServer:
             self._workdir.cleanup()
             self._workdir = None
 
+    def kill(self) -> None:
+        """SIGKILL, no shutdown: what clients see when a node crashes (fault tests)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (for signals from outside: fault tests, operators)."""
+        if self._process is None:
+            raise ServerError("server not started")
+        return self._process.pid
 
     def __enter__(self) -> TritonServer:
         return self.start()

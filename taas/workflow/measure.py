@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from taas.events.dataset import open_dataset
-from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from taas.service.study import StudySettings
 
 log = logging.getLogger(__name__)
 
@@ -38,58 +39,36 @@ def load_events(events: str | Path, n_events: int | None = None,
     return dataset.detector, [dataset.read(i).cells.to_tensors() for i in ids]
 
 
-def differing_outputs(served: Mapping[str, np.ndarray], direct: Mapping[str, np.ndarray],
-                      ) -> list[str]:
-    """Names of the tensors both runs produced whose shapes or values differ."""
-    return [name for name, want in direct.items() if name in served and (
-        served[name].shape != want.shape or not np.array_equal(
-            served[name], want, equal_nan=want.dtype.kind == "f"))]
-
-
 def served_vs_direct(events: str | Path, spec: PipelineSpec, url: str, *, repeats: int = 2,
                      n_events: int | None = None) -> dict[str, Any]:
     """Time per event of the pipeline in-process and as one served model, same events.
 
-    Both run warm (one untimed event each first) and alternate event by event, swapping which
-    goes first on every pass, so drifting machine load hits both alike. The served call is the
-    whole-pipeline model over shared memory (the local fast path); its outputs are compared with
-    the direct ones.
+    The service-option study restricted to direct (S0) and the whole-pipeline model (custom):
+    both warm, alternating event by event, outputs compared (``taas.service.study``).
     """
-    from taas.service.client import RemotePipeline
+    from taas.service.study import StudySettings, served_vs_direct_view
+
+    return served_vs_direct_view(service_options(
+        events, spec, url, n_events=n_events,
+        settings=StudySettings(repeats=repeats, concurrency=(), options=("S0", "custom"))))
+
+
+def service_options(events: str | Path, spec: PipelineSpec, url: str, *,
+                    settings: StudySettings, metrics_url: str = "",
+                    skip_reasons: Mapping[str, str] | None = None,
+                    n_events: int | None = None) -> dict[str, Any]:
+    """The service-option study (``taas.service.study``) on the dataset's first events."""
+    from taas.service.study import run_study
 
     detector, tensors = load_events(events, n_events)
-    direct = Pipeline(spec, detector)
-    served = RemotePipeline(spec.name, url)
     state_before = machine_state()
-    try:
-        differing = differing_outputs(served.run(tensors[0]).tensors,
-                                      direct.run(tensors[0]).tensors)
-        times: dict[str, list[float]] = {"direct": [], "served": []}
-        for r in range(repeats):
-            for event in tensors:
-                order = (("direct", direct), ("served", served))
-                for label, runner in (order if r % 2 == 0 else order[::-1]):
-                    t0 = time.perf_counter()
-                    runner.run(event)
-                    times[label].append(time.perf_counter() - t0)
-    finally:
-        served.close()
-    direct_s, served_s = float(np.mean(times["direct"])), float(np.mean(times["served"]))
-    result = {
-        "pipeline": spec.name, "steps": [list(s) for s in spec.steps], "model": served.model,
-        "transport": "shared memory" if served.client.shared_memory else "gRPC",
-        "events": len(tensors), "repeats": repeats,
-        "cells_per_event": [len(t["cells.ch0"]) for t in tensors],
-        "direct_s_per_event": direct_s, "served_s_per_event": served_s,
-        "direct_median_s": float(np.median(times["direct"])),
-        "served_median_s": float(np.median(times["served"])),
-        "ratio": served_s / direct_s if direct_s > 0 else None,
-        "outputs_identical": not differing,
-        "differing_outputs": differing,
-        "machine_before": state_before, "machine_after": machine_state(),
-    }
-    log.info("%s: direct %.4f s/event, served %.4f s/event, ratio %.3f", spec.name, direct_s,
-             served_s, result["ratio"] or float("nan"))
+    result = run_study(spec, detector, tensors, url, settings=settings, metrics_url=metrics_url,
+                       skip_reasons=skip_reasons)
+    result |= {"machine_before": state_before, "machine_after": machine_state()}
+    for row in result["options"]:
+        log.info("%s %s (%s): %.4f s/event, %.3f x direct, %.0f bytes/event", spec.name,
+                 row["key"], row["name"], row["median_s"], row["overhead_vs_direct"] or 0,
+                 row["bytes_per_event"])
     return result
 
 

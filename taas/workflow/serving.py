@@ -25,18 +25,39 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def server_url_for(repo: str | Path | None, url: str = "", *,
                    log_path: str | Path | None = None,
-                   ready_timeout: float = 300.0) -> Iterator[str]:
+                   ready_timeout: float = 300.0, replicas: int = 1) -> Iterator[str]:
     """``url`` if given, else the URL of a local server on ``repo`` that stops on exit."""
+    with server_endpoints(repo, url, log_path=log_path, ready_timeout=ready_timeout,
+                          replicas=replicas) as (grpc_url, _):
+        yield grpc_url
+
+
+@contextlib.contextmanager
+def server_endpoints(repo: str | Path | None, url: str = "", metrics_url: str = "", *,
+                     log_path: str | Path | None = None, ready_timeout: float = 300.0,
+                     replicas: int = 1) -> Iterator[tuple[str, str]]:
+    """(gRPC URL, Prometheus metrics URL): the given ones, else those of a local server on
+    ``repo`` that stops on exit. A given server's metrics URL is ``metrics_url`` ("" when
+    unknown: its port is not discoverable over gRPC). ``replicas`` > 1 starts that many servers
+    behind an nginx load balancer (``taas.service.cluster``) and yields its address; its
+    metrics URL is "" (each replica has its own)."""
     if url:
         log.info("using the Triton server at %s", url)
-        yield url
+        yield url, metrics_url
         return
     if repo is None:
         raise ValueError("need a model repository to start a server")
+    if replicas > 1:
+        from taas.service.cluster import TritonCluster
+
+        log_dir = None if log_path is None else Path(f"{log_path}.cluster")
+        with TritonCluster(repo, replicas, log_dir=log_dir, ready_timeout=ready_timeout) as cluster:
+            yield cluster.url, ""
+        return
     from taas.service.server import TritonServer
 
     with TritonServer(repo, log_path=log_path, ready_timeout=ready_timeout) as server:
-        yield server.url
+        yield server.url, f"http://{server.host}:{server.metrics_port}/metrics"
 
 
 def spec_from_steps(name: str, steps: str, stage_configs: str | Path | None = None

@@ -32,8 +32,10 @@ CHAINS = (
     CPU,
     ACORN,
     ACORN.with_accel("cpu"),
-    CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu", "track_fit": "gpu"}),
+    CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu", "ckf": "gpu",
+                      "track_fit": "gpu"}),
     ACORN_TRACCC.with_accel("cpu"),
+    ACORN_TRACCC.with_accel("cpu").with_routing({"prototrack_ckf": "gpu"}),
     FPGA,
 )
 
@@ -181,5 +183,7 @@ def test_taas_reconstruct_through_a_server(full_server, tiny_sim_dir: Path, tmp_
                      "--out", str(tmp_path / name), *extra]) == 0
     assert_same(load_reco(tmp_path / "served", 0), load_reco(tmp_path / "direct", 0))
     run = json.loads((tmp_path / "served" / "run.json").read_text())
-    assert run["server_url"] == full_server.url
+    assert run["service"]["servers"] == [full_server.url]
+    assert set(run["service"]["served_by"]) == {full_server.url}
+    assert run["service"]["status"] == "served"
     assert run["mode"] == ("served-pipeline" if served_as == "pipeline" else "served")

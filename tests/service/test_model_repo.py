@@ -111,6 +111,9 @@ def test_settings_read_back_what_the_generator_wrote(tmp_path: Path) -> None:
     assert settings.max_rows == 7
     with pytest.raises(TaasError, match="lacks parameters"):
         ModelSettings.from_config({"name": "x"}, tmp_path)
+    legacy = {**config["parameters"], "taas.stage_configs": {"string_value": "{}"}}
+    with pytest.raises(TaasError, match="before model versions"):  # never silently unconfigured
+        ModelSettings.from_config({"name": "x", "parameters": legacy}, tmp_path / "repo" / "x")
     with pytest.raises(TaasError, match="stage/backend"):
         parse_steps("clustering")
 
@@ -147,26 +150,28 @@ def test_stage_configs_travel_into_every_model_and_files_are_copied(
     spec = PipelineSpec("p", FRONT_END.steps, stage_configs={"seeding": {"min_pt": 800.0}})
     out = build_model_repository(
         tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet", pipelines=[spec],
-        stages=list(FRONT_END.steps), ensembles=False,
-        stage_configs={"clustering": {"checkpoint_dir": str(checkpoints)}})
+        stages=[*FRONT_END.steps, ("graph_construction", "cpu")], ensembles=False,
+        stage_configs={"graph_construction": {"checkpoint_dir": str(checkpoints)}})
     # Triton loads every top-level directory as a model: copied files must live inside models
     assert all((d / "config.pbtxt").is_file() for d in out.iterdir() if d.is_dir())
-    for model in ("pipeline_p", "clustering_cpu", "seeding_cpu"):
+    for model in ("pipeline_p", "graph_construction_cpu", "seeding_cpu"):
         text = (out / model / "config.pbtxt").read_text()
         assert 'name: "taas.device" data_type: TYPE_UINT8' in text
-        configs = json.loads(_parameters(text)["taas.stage_configs"])
+        configs = json.loads(_parameters(text)["taas.v1.stage_configs"])
         if model in ("pipeline_p", "seeding_cpu"):
             assert configs["seeding"] == {"min_pt": 800.0}
-        if model in ("pipeline_p", "clustering_cpu"):
-            relative = configs["clustering"]["checkpoint_dir"]
+        if model == "graph_construction_cpu":
+            relative = configs["graph_construction"]["checkpoint_dir"]
             assert not Path(relative).is_absolute()  # the repository stays relocatable
+            assert Path(relative).parts[:2] == (model, "1")  # the files belong to version 1
             assert (out / relative / "gnn.pt").read_bytes() == b"weights"
         settings = ModelSettings.from_config(
             {"name": model, "parameters": {k: {"string_value": v}
                                            for k, v in _parameters(text).items()}},
             out / model)
-        if "clustering" in settings.stage_configs:
-            assert Path(settings.stage_configs["clustering"]["checkpoint_dir"]).is_absolute()
+        if "graph_construction" in settings.stage_configs:
+            assert Path(settings.stage_configs["graph_construction"]["checkpoint_dir"]
+                        ).is_absolute()
 
 
 def test_conflicting_stage_configs_of_a_shared_stage_model_are_refused(
@@ -178,8 +183,12 @@ def test_conflicting_stage_configs_of_a_shared_stage_model_are_refused(
                                pipelines=[a, b])
     with pytest.raises(TaasError, match="does not exist"):
         build_model_repository(tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet",
-                               pipelines=[b], stage_configs={"seeding": {
+                               pipelines=[b], stages=[("graph_construction", "cpu")],
+                               stage_configs={"graph_construction": {
                                    "checkpoint_dir": str(tmp_path / "nowhere")}})
+    with pytest.raises(TaasError, match="unknown config key"):  # caught at build, not at load
+        build_model_repository(tmp_path / "repo", detector_path=tiny_sim_dir / "detector.parquet",
+                               pipelines=[b], stage_configs={"seeding": {"min_ptt": 1.0}})
 
 
 def test_instances_share_the_cores() -> None:

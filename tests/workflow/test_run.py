@@ -90,16 +90,27 @@ def test_report_has_every_section(direct_run: Path):
     assert set(data["events"]["mean_sizes"]) >= {"cells", "measurements", "spacepoints"}
     assert data["versions"]["tritonserver"] != "unknown"
     assert data["config"]["accel"] == "cpu"
+    studies = {s["pipeline"]: s for s in data["service_options"]["pipelines"]}
+    assert list(studies) == PIPELINES
+    assert [r["key"] for r in studies["cpu"]["options"]] == ["S0", "S3", "S4", "custom"]
+    assert [r["key"] for r in studies["acorn"]["options"]] == [
+        "S0", "S1", "S2", "S3", "S4", "custom"]
+    assert {s["key"] for s in studies["fpga"]["skipped"]} == {"S1", "S2"}
+    assert all(r["outputs_equal"] for s in studies.values() for r in s["options"])
+    assert {p["concurrency"] for r in studies["acorn"]["options"] for p in r["throughput"]} == {
+        1, 2, 4}
+    assert studies["acorn"]["prometheus"]["rows"]
     md = (report / "report.md").read_text()
     page = (report / "report.html").read_text()
     for title in (*TITLES, "FPGA hardware model (modelled, not measured)"):
         assert f"## {title}" in md
         assert f">{title}</h2>" in page
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 7
     assert "src=\"http" not in page
     assert "<script" not in page
     for name in ("stage_breakdown", "throughput_vs_concurrency", "throughput_vs_instances",
-                 "efficiency_vs_pt", "efficiency_vs_eta"):
+                 "efficiency_vs_pt", "efficiency_vs_eta", "service_options_overhead",
+                 "service_options_throughput"):
         assert (report / "plots" / f"{name}.png").stat().st_size > 5000
 
 

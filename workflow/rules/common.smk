@@ -7,8 +7,10 @@ def steps_of(wildcards):
 
 
 def repo_dir(pipeline, instances):
-    """The whole-pipeline model with ``instances`` instances (or ``"stages"``: per-stage models)."""
-    variant = "stages" if instances == "stages" else f"i{instances}"
+    """The whole-pipeline model with ``instances`` instances (or ``"stages"``: per-stage models;
+    ``"options"``: stage models, pipeline model and ensemble, for the service-option study).
+    """
+    variant = instances if instances in ("stages", "options") else f"i{instances}"
     return RESULTS / "model_repo" / EVENTS_NAME / pipeline / variant
 
 
@@ -26,6 +28,8 @@ def repo_options(wildcards):
     """``taas.workflow.cli model-repo`` options of a repository variant (i<N> or stages)."""
     if wildcards.variant == "stages":
         return "--stage-models --instances 1"
+    if wildcards.variant == "options":
+        return "--service-options --instances 1"
     return f"--instances {wildcards.variant[1:]}"
 
 
@@ -56,10 +60,14 @@ def all_cores():
 
 # With server_url the jobs use that server and need no repository of their own.
 INSTANCES = ["server"] if SERVER_URL else config["instances"]
+# How a job reaches Triton: server_url, or `replicas` servers of its own (nginx in front if > 1).
+SERVER_ARGS = (
+    f"--server-url {SERVER_URL}" if SERVER_URL else f"--replicas {config['replicas']}"
+)
 PLAN_JSON = json.dumps({name: plan.as_dict() for name, plan in PLAN.items()})
 
 
 wildcard_constraints:
     pipeline="|".join(PLAN),
     instances=r"\d+|server",
-    variant=r"i\d+|stages",
+    variant=r"i\d+|stages|options",

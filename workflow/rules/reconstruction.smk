@@ -43,12 +43,14 @@ rule reconstruct:
         wf=WF,
         steps=steps_of,
         mode=config["mode"],
-        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        fallback=config["fallback"],
+        server=SERVER_ARGS,
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
     shell:
         "{params.wf} reconstruct --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} --mode {params.mode} {params.repo}"
+        " --fallback {params.fallback}"
         " {params.server}"
         " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
 

@@ -7,6 +7,8 @@ PLOT_NAMES = [
     "throughput_vs_instances",
     "efficiency_vs_pt",
     "efficiency_vs_eta",
+    "service_options_overhead",
+    "service_options_throughput",
 ]
 REPORT_DIR = RESULTS / "report"
 REPORT_FILES = [REPORT_DIR / f"report.{ext}" for ext in ("html", "md", "json")]
@@ -30,17 +32,24 @@ rule report:
             pipeline=PLAN,
             instances=INSTANCES,
         ),
+        service_options=expand(
+            RESULTS / "service_options" / EVENTS_NAME / "{pipeline}.json",
+            pipeline=PLAN,
+        ),
         models=[models_dir(pipeline) for pipeline in PLAN],
-        # per-stage scaling slopes for the capacity plan's extrapolation
+        # per-stage scaling slopes for the capacity plan's extrapolation; local(): files of the
+        # repository, never in a remote storage (profiles/kubernetes sets a default storage)
         scaling=[
-            Path(workflow.basedir) / "benchmarks" / "results" / name
+            local(Path(workflow.basedir) / "benchmarks" / "results" / name)
             for name in ("cpu_chain_scaling.json", "gnn_scaling.json")
         ],
         # the modelled FPGA hardware figures, shown beside the emulated fpga pipeline
-        fpga_model=Path(workflow.basedir)
-        / "benchmarks"
-        / "results"
-        / "fpga_hardware_model.json",
+        fpga_model=local(
+            Path(workflow.basedir)
+            / "benchmarks"
+            / "results"
+            / "fpga_hardware_model.json"
+        ),
     output:
         html=report(
             REPORT_DIR / "report.html",
@@ -70,5 +79,6 @@ rule report:
         " --summary {input.summary} --info {input.info} --reco {input.reco}"
         " --metrics {input.metrics} --compare {input.compare}"
         " --throughput {input.throughput} --models {input.models}"
+        " --service-options {input.service_options}"
         " --scaling {input.scaling} --fpga-model {input.fpga_model}"
         " --out $(dirname {output.html}) > {log} 2>&1"

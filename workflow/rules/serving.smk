@@ -1,8 +1,10 @@
 # The service: model repositories per pipeline (i<N>: the whole-pipeline model with N instances,
-# for the measurements; stages: one model per stage, for mode=served), served vs direct on the same
-# events, and the throughput sweep. Each measuring job starts tritonserver itself (or uses
-# server_url) and stops it: no service() group jobs, which sum their members' resources and start
-# them all at once (too much for --cores 2; docs/architecture.md, "The workflow").
+# for the throughput sweep; stages: one model per stage, for mode=served; options: stage models,
+# pipeline model and ensemble), served vs direct on the same events as part of the service-option
+# study (S0 direct ... S4 ensemble and the pipeline model, one job and one server:
+# taas.service.study), and the throughput sweep. Each measuring job starts tritonserver itself
+# (or uses server_url) and stops it: no service() group jobs, which sum their members' resources
+# and start them all at once (too much for --cores 2; docs/architecture.md, "The workflow").
 
 
 rule model_repository:
@@ -30,9 +32,10 @@ rule served_vs_direct:
     input:
         events=EVENTS,
         models=models_dir("{pipeline}"),
-        repo=[] if SERVER_URL else repo_dir("{pipeline}", 1),
+        repo=[] if SERVER_URL else repo_dir("{pipeline}", "options"),
     output:
-        RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
+        compare=RESULTS / "served_vs_direct" / EVENTS_NAME / "{pipeline}.json",
+        options=RESULTS / "service_options" / EVENTS_NAME / "{pipeline}.json",
     log:
         RESULTS / "logs" / f"served_vs_direct-{EVENTS_NAME}-{{pipeline}}.log",
     conda:
@@ -47,14 +50,24 @@ rule served_vs_direct:
             if emulated(wildcards.pipeline)
             else ""
         ),
-        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        server=SERVER_ARGS,
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
+        # the study's throughput sweep (emulated pipelines: none, see `emulated`)
+        study=lambda wildcards: (
+            "--emulated"
+            if emulated(wildcards.pipeline)
+            else "--concurrency "
+            + " ".join(str(c) for c in config["service_options"]["concurrency"])
+            + f" --requests {config['service_options']['requests']}"
+            + f" --seconds {config['max_seconds']}"
+        ),
     shell:
         "{params.wf} compare --events {input.events} --pipeline {wildcards.pipeline}"
         " --steps {params.steps} {params.configs} {params.repo} {params.server}"
-        " --repeats {params.repeats} {params.n_events}"
-        " --server-log {log}.tritonserver --out {output} > {log} 2>&1"
+        " --repeats {params.repeats} {params.n_events} {params.study}"
+        " --server-log {log}.tritonserver --out {output.compare}"
+        " --options-out {output.options} > {log} 2>&1"
 
 
 rule throughput:
@@ -80,7 +93,7 @@ rule throughput:
         requests=budget("requests"),
         seconds=config["max_seconds"],
         instances=lambda wildcards: 0 if SERVER_URL else wildcards.instances,
-        server=f"--server-url {SERVER_URL}" if SERVER_URL else "",
+        server=SERVER_ARGS,
         repo=lambda wildcards, input: f"--repo {input.repo}" if input.repo else "",
         configs=stage_configs_arg,
     shell:

@@ -22,8 +22,17 @@ with a margin (``GNNTraining.sectors``), so a step costs what a ``small`` event 
 graphs have the density of the events they will see. The shipped recipe
 (``reproduce_shipped``, ``SHIPPED_DATA``, ``shipped_config``) does exactly that.
 
-Everything is seeded (torch, numpy) and runs with deterministic algorithms, so the same data and
-config give the same weights on the same device. Defaults train on two CPU cores in minutes from
+The steps run in PyTorch Lightning (``taas.gnn.training.lightning``: one ``StageModule`` base,
+``EmbeddingModule`` and ``EdgeClassifierModule`` for filter and GNN, ``StageData`` for their
+steps): ``TrainingConfig.devices`` > 1 trains data-parallel (DDP: gloo on CPUs, NCCL on GPUs),
+``amp`` trains in bf16 on CUDA, and Lightning draws the progress bars. The checkpoints are taas'
+own (``taas.gnn.checkpoint``: config, working points, validation metrics), so inference never
+imports Lightning; their metrics add ``val_loss_history`` and ``data_parallel`` (the process
+count and a digest of every process's final weights, which DDP keeps identical).
+
+Everything is seeded (torch, numpy, the samplers; per-step draws from ``(seed, rank, step)``)
+and runs with deterministic algorithms, so the same data, config and process count give the same
+weights on the same device. Defaults train on two CPU cores in minutes from
 a few dozen ``small`` events; ``TrainingConfig.gpu_size()`` gives ACORN-size models and longer
 schedules for a GPU (there, with a few hundred ``medium`` events, ``sectors`` and ``max_edges``
 can stay at whole events).
@@ -46,10 +55,18 @@ from taas.gnn.training.config import (
 from taas.gnn.training.graphs import (
     GraphCounts,
     TrainingGraph,
-    graph_steps,
     pair_keys,
     phi_sectors,
     to_graph,
+)
+from taas.gnn.training.lightning import (
+    EdgeChunks,
+    EdgeClassifierModule,
+    EmbeddingModule,
+    StageData,
+    StageModule,
+    StepDataset,
+    parameter_digest,
 )
 from taas.gnn.training.loops import (
     choose_working_point,
@@ -59,34 +76,31 @@ from taas.gnn.training.loops import (
     working_point,
 )
 from taas.gnn.training.recipes import reproduce_shipped, simulate_once, train_all, train_edge_models
-from taas.gnn.training.runtime import (
-    autocast,
-    cosine_schedule,
-    deterministic,
-    progress_bar,
-    resolve_device,
-)
+from taas.gnn.training.runtime import autocast, resolve_device
 from taas.gnn.training.scoring import edge_scores, embed, evaluate, score_event
 
 __all__ = [
     "SHIPPED_DATA",
+    "EdgeChunks",
+    "EdgeClassifierModule",
+    "EmbeddingModule",
     "EmbeddingTraining",
     "FilterTraining",
     "GNNTraining",
     "GraphCounts",
+    "StageData",
+    "StageModule",
+    "StepDataset",
     "TrainingConfig",
     "TrainingGraph",
     "autocast",
     "choose_working_point",
-    "cosine_schedule",
-    "deterministic",
     "edge_scores",
     "embed",
     "evaluate",
-    "graph_steps",
     "pair_keys",
+    "parameter_digest",
     "phi_sectors",
-    "progress_bar",
     "reproduce_shipped",
     "resolve_device",
     "score_event",

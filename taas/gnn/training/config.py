@@ -80,10 +80,15 @@ class GNNTraining:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Everything ``train_all`` needs besides the data. ``device="auto"``: CUDA when present."""
+    """Everything ``train_all`` needs besides the data. ``device="auto"``: CUDA when present.
+
+    ``devices``: data-parallel processes (DDP; gloo on CPUs, NCCL on GPUs: one GPU each), 1
+    for none. ``amp``: bf16 mixed precision, on CUDA only (CPUs train in float32).
+    """
 
     seed: int = 0
     device: str = "auto"
+    devices: int = 1
     amp: bool = False
     target_pt: float = 1.0
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
@@ -92,6 +97,13 @@ class TrainingConfig:
     embedding_training: EmbeddingTraining = field(default_factory=EmbeddingTraining)
     filter_training: FilterTraining = field(default_factory=FilterTraining)
     gnn_training: GNNTraining = field(default_factory=GNNTraining)
+
+    def __post_init__(self) -> None:
+        if self.devices < 1:
+            raise ValueError(f"TrainingConfig.devices must be >= 1, got {self.devices}")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"TrainingConfig.device must be 'auto', 'cpu' or 'cuda[:N]', "
+                             f"got {self.device!r}")
 
     @classmethod
     def gpu_size(cls) -> TrainingConfig:

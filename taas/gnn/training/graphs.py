@@ -102,15 +102,3 @@ def phi_sectors(g: TrainingGraph, sectors: int, margin: float) -> list[TrainingG
         out.append(TrainingGraph(g.x[inside], new_id[g.src[edge]], new_id[g.dst[edge]],
                                  g.attr[edge], g.y[edge], core.float()))
     return out
-
-
-def graph_steps(g: TrainingGraph, max_edges: int | None, rng: np.random.Generator
-                ) -> list[TrainingGraph]:
-    """``g`` as one step, or (more than ``max_edges`` edges) random edge chunks, one each."""
-    n = len(g.src)
-    if max_edges is None or n <= max_edges:
-        return [g]
-    perm = torch.from_numpy(rng.permutation(n)).to(g.src.device)
-    return [TrainingGraph(g.x, g.src[sel], g.dst[sel], g.attr[sel], g.y[sel],
-                   None if g.mask is None else g.mask[sel])
-            for sel in perm.split(max_edges)]

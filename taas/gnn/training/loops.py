@@ -1,5 +1,7 @@
-"""The training loops: metric learning with its working point, the edge filter, the interaction
-GNN, each trained on the output of the one before.
+"""The three trainings, each on the output of the one before: metric learning with its working
+point, the edge filter with its cut, the interaction GNN. The steps run in Lightning
+(``taas.gnn.training.lightning``); what is chosen on validation events after training (the
+working point, the filter cut, the validation metrics the checkpoints carry) lives here.
 """
 
 from __future__ import annotations
@@ -8,11 +10,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from taas.gnn.data import GraphSample, knn_pairs, radius_graph
+from taas.gnn.data import GraphSample, radius_graph
 from taas.gnn.models import (
     EdgeFilter,
     EmbeddingMLP,
@@ -23,56 +27,25 @@ from taas.gnn.training.config import EmbeddingTraining, TrainingConfig
 from taas.gnn.training.graphs import (
     GraphCounts,
     TrainingGraph,
-    graph_steps,
     pair_keys,
     phi_sectors,
     to_graph,
 )
-from taas.gnn.training.runtime import (
-    autocast,
-    cosine_schedule,
-    deterministic,
-    progress_bar,
-    resolve_device,
+from taas.gnn.training.lightning import (
+    EdgeChunks,
+    EdgeClassifierModule,
+    EmbeddingModule,
+    StageData,
+    StepDataset,
+    fit,
 )
+from taas.gnn.training.runtime import resolve_device
 from taas.gnn.training.scoring import edge_scores, embed
 
 log = logging.getLogger(__name__)
 
 
-# --- helpers --------------------------------------------------------------------------------
-def _hinge_loss(emb: torch.Tensor, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
-                margin: float, positive_weight: float) -> torch.Tensor:
-    """ACORN's pair loss on squared distances: mean d^2 of positive pairs (times
-    ``positive_weight``) + mean of ``relu(margin^2 - d^2)`` of negative pairs, averaged
-    separately so that the rare positives are not drowned by the negatives."""
-    d2 = ((emb[a] - emb[b]) ** 2).sum(-1)
-    pos = y > 0.5
-    zero = d2.sum() * 0.0
-    loss_pos = d2[pos].mean() if bool(pos.any()) else zero
-    loss_neg = torch.relu(margin**2 - d2[~pos]).mean() if bool((~pos).any()) else zero
-    return positive_weight * loss_pos + loss_neg
-
-
-def _embedding_pairs(sample: GraphSample, emb: np.ndarray, cfg: EmbeddingTraining,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Truth pairs (attract), random pairs and current hard neighbours (labelled by truth)."""
-    n = sample.n_nodes
-    ra = np.repeat(np.arange(n), cfg.n_random)
-    rb = rng.integers(0, n, len(ra))
-    query = np.flatnonzero(rng.random(n) < cfg.query_fraction)
-    qa, qb = knn_pairs(emb, cfg.margin, cfg.knn)
-    keep = np.isin(qa, query)
-    a = np.concatenate([sample.truth_src, ra, qa[keep]])
-    b = np.concatenate([sample.truth_dst, rb, qb[keep]])
-    y = sample.labels(a, b)
-    # hits of one particle that are not consecutive (a skipped layer) are neither pulled nor
-    # pushed: pushing them apart fights the pull of the truth pairs between them
-    same = (sample.particle[a] == sample.particle[b]) & (sample.particle[a] != 0)
-    ok = (a != b) & (y | ~same)
-    return a[ok], b[ok], y[ok].astype(np.float32)
-
-
+# --- stage 1: metric learning ---------------------------------------------------------------
 def _graph_scan(samples: Sequence[GraphSample], embeddings: Sequence[np.ndarray],
                 cfg: EmbeddingTraining) -> dict[tuple[float, int], tuple[int, int, int]]:
     """(r, k) -> (found truth pairs, truth pairs, edges), summed over events, for the grid."""
@@ -121,41 +94,19 @@ def choose_working_point(scan: dict[tuple[float, int], tuple[int, int, int]],
 def train_embedding(train: Sequence[GraphSample], val: Sequence[GraphSample],
                     config: TrainingConfig, *, progress: bool = True
                     ) -> tuple[EmbeddingMLP, dict[str, Any]]:
-    """Train the metric-learning model; choose ``(r, k)``; return the model and its metrics."""
+    """Train the metric-learning model (``EmbeddingModule``, one event or phi sector per
+    step); choose ``(r, k)`` on ``val``; return the model and its metrics."""
     cfg = config.embedding_training
-    device = resolve_device(config.device)
-    with deterministic(config.seed) as rng:
-        model = EmbeddingMLP(config.embedding).to(device)
-        train = [part for s in train for part in s.phi_sectors(cfg.sectors, cfg.sector_margin)]
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        sched = cosine_schedule(opt, cfg.epochs * len(train))
-        history = []
-        bar = progress_bar(range(cfg.epochs), "metric learning", progress, unit="epoch")
-        for _ in bar:
-            model.train()
-            total = 0.0
-            for i in rng.permutation(len(train)):
-                s = train[i]
-                x = torch.from_numpy(s.x).to(device)
-                with torch.no_grad():
-                    current = model(x).cpu().numpy()
-                a, b, y = _embedding_pairs(s, current, cfg, rng)
-                with autocast(device, config.amp):
-                    emb = model(x)
-                loss = _hinge_loss(emb, torch.from_numpy(a).to(device),
-                                   torch.from_numpy(b).to(device), torch.from_numpy(y).to(device),
-                                   cfg.margin, cfg.positive_weight)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item()
-            history.append(total / len(train))
-            bar.set_postfix(loss=f"{history[-1]:.4g}")
-    metrics = {"loss_history": history, **working_point(model, val, config)}
+    pl.seed_everything(config.seed, verbose=False)
+    model = EmbeddingMLP(config.embedding)
+    module = EmbeddingModule(model, cfg, seed=config.seed, processes=config.devices)
+    steps = [part for s in train for part in s.phi_sectors(cfg.sectors, cfg.sector_margin)]
+    data = StageData(StepDataset(steps), StepDataset(val), seed=config.seed)
+    history = fit(module, data, config, epochs=cfg.epochs, clip=None, progress=progress)
+    metrics = {**history, **working_point(model, val, config)}
     log.info("metric learning: r=%.3f k=%d %s", metrics["r"], metrics["k"],
              metrics["validation"])
-    return model.cpu(), metrics
+    return model, metrics
 
 
 def working_point(model: EmbeddingMLP, val: Sequence[GraphSample], config: TrainingConfig
@@ -179,62 +130,41 @@ def working_point(model: EmbeddingMLP, val: Sequence[GraphSample], config: Train
 
 
 # --- stages 2 and 3: edge classifiers -------------------------------------------------------
-def _train_classifier(model: nn.Module, graphs: Sequence[TrainingGraph], *, epochs: int, lr: float,
-                      pos_weight: float, max_edges: int | None, config: TrainingConfig,
-                      rng: np.random.Generator, desc: str, progress: bool) -> list[float]:
-    """Steps of weighted BCE over ``graphs`` (whole graphs, sectors, or edge chunks of at most
-    ``max_edges``, see ``graph_steps``), shuffled each epoch; returns the mean loss of each
-    epoch."""
-    device = resolve_device(config.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    n_steps = sum(-(-len(g.src) // max_edges) if max_edges else 1 for g in graphs)
-    sched = cosine_schedule(opt, epochs * n_steps)
-    pw = torch.tensor(pos_weight, device=device)
-    history = []
-    bar = progress_bar(range(epochs), desc, progress, unit="epoch")
-    for _ in bar:
-        model.train()
-        total, count = 0.0, 0
-        for i in rng.permutation(len(graphs)):
-            for g in graph_steps(graphs[i], max_edges, rng):
-                with autocast(device, config.amp):
-                    logits = model(g.x, g.src, g.dst, g.attr)
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    logits.float(), g.y, pos_weight=pw, reduction="none")
-                loss = (loss.mean() if g.mask is None
-                        else (loss * g.mask).sum() / g.mask.sum().clamp(min=1.0))
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                total += loss.item()
-                count += 1
-        history.append(total / max(count, 1))
-        bar.set_postfix(loss=f"{history[-1]:.4g}")
-    return history
+def _graphs(samples: Sequence[GraphSample], edges: Sequence[tuple[np.ndarray, np.ndarray]]
+            ) -> list[TrainingGraph]:
+    """Training graphs on the CPU: the trainer moves each step to its process's device."""
+    cpu = torch.device("cpu")
+    return [to_graph(s, src, dst, cpu) for s, (src, dst) in zip(samples, edges, strict=True)]
 
 
-def _graphs(samples: Sequence[GraphSample], edges: Sequence[tuple[np.ndarray, np.ndarray]],
-            device: torch.device) -> list[TrainingGraph]:
-    return [to_graph(s, src, dst, device) for s, (src, dst) in zip(samples, edges, strict=True)]
+def _train_classifier(model: nn.Module, train: Dataset[TrainingGraph],
+                      val: Dataset[TrainingGraph], *, epochs: int, lr: float, pos_weight: float,
+                      seed: int, config: TrainingConfig, progress: bool) -> dict[str, Any]:
+    """Weighted BCE over the steps of ``train`` (``EdgeClassifierModule``), gradients clipped
+    at norm 1; returns the loss histories and the data-parallel record."""
+    module = EdgeClassifierModule(model, lr=lr, epochs=epochs, pos_weight=pos_weight, seed=seed,
+                                  processes=config.devices)
+    return fit(module, StageData(train, val, seed=seed), config, epochs=epochs, clip=1.0,
+               progress=progress)
 
 
 def train_filter(train: Sequence[GraphSample], val: Sequence[GraphSample],
                  train_edges: Sequence[tuple[np.ndarray, np.ndarray]],
                  val_edges: Sequence[tuple[np.ndarray, np.ndarray]], config: TrainingConfig,
                  *, progress: bool = True) -> tuple[EdgeFilter, dict[str, Any]]:
-    """Train the edge filter on radius-graph edges; choose its cut on the validation graphs."""
+    """Train the edge filter on radius-graph edges (random chunks of at most
+    ``max_edges``, one step each); choose its cut on the validation graphs."""
     cfg = config.filter_training
+    seed = config.seed + 1
+    pl.seed_everything(seed, verbose=False)
+    model = EdgeFilter(config.filter)
+    history = _train_classifier(
+        model, EdgeChunks(_graphs(train, train_edges), cfg.max_edges, seed),
+        EdgeChunks(_graphs(val, val_edges), cfg.max_edges, seed), epochs=cfg.epochs, lr=cfg.lr,
+        pos_weight=cfg.pos_weight, seed=seed, config=config, progress=progress)
     device = resolve_device(config.device)
-    with deterministic(config.seed + 1) as rng:
-        model = EdgeFilter(config.filter).to(device)
-        history = _train_classifier(model, _graphs(train, train_edges, device), epochs=cfg.epochs,
-                                    lr=cfg.lr, pos_weight=cfg.pos_weight,
-                                    max_edges=cfg.max_edges, config=config, rng=rng,
-                                    desc="edge filter", progress=progress)
-    scores = [edge_scores(model, s.x, src, dst, device) for s, (src, dst) in zip(val, val_edges,
-                                                                             strict=True)]
+    scores = [edge_scores(model.to(device), s.x, src, dst, device)
+              for s, (src, dst) in zip(val, val_edges, strict=True)]
     labels = [s.labels(src, dst) for s, (src, dst) in zip(val, val_edges, strict=True)]
     true_scores = np.concatenate([sc[lab] for sc, lab in zip(scores, labels, strict=True)])
     cut = float(np.quantile(true_scores, 1.0 - cfg.target_efficiency)) if len(true_scores) \
@@ -243,7 +173,7 @@ def train_filter(train: Sequence[GraphSample], val: Sequence[GraphSample],
     for s, (src, dst), sc in zip(val, val_edges, scores, strict=True):
         keep = sc > cut
         counts.add(s, src[keep], dst[keep], config.target_pt)
-    metrics = {"loss_history": history, "cut": cut, "validation": counts.result(),
+    metrics = {**history, "cut": cut, "validation": counts.result(),
                "n_parameters": n_parameters(model)}
     log.info("edge filter: cut=%.4f %s", cut, metrics["validation"])
     return model.cpu(), metrics
@@ -253,17 +183,19 @@ def train_gnn(train: Sequence[GraphSample], val: Sequence[GraphSample],
               train_edges: Sequence[tuple[np.ndarray, np.ndarray]],
               val_edges: Sequence[tuple[np.ndarray, np.ndarray]], config: TrainingConfig,
               *, progress: bool = True) -> tuple[InteractionGNN, dict[str, Any]]:
-    """Train the interaction GNN on filtered graphs; validate at ``score_cut``."""
+    """Train the interaction GNN on filtered graphs (``sectors`` phi sectors of each, one
+    step each); validate at ``score_cut``."""
     cfg = config.gnn_training
+    seed = config.seed + 2
+    pl.seed_everything(seed, verbose=False)
+    model = InteractionGNN(config.gnn)
+    sectors = [part for g in _graphs(train, train_edges)
+               for part in phi_sectors(g, cfg.sectors, cfg.sector_margin)]
+    history = _train_classifier(model, StepDataset(sectors), StepDataset(_graphs(val, val_edges)),
+                                epochs=cfg.epochs, lr=cfg.lr, pos_weight=cfg.pos_weight,
+                                seed=seed, config=config, progress=progress)
     device = resolve_device(config.device)
-    with deterministic(config.seed + 2) as rng:
-        model = InteractionGNN(config.gnn).to(device)
-        graphs = [part for g in _graphs(train, train_edges, device)
-                  for part in phi_sectors(g, cfg.sectors, cfg.sector_margin)]
-        history = _train_classifier(model, graphs, epochs=cfg.epochs,
-                                    lr=cfg.lr, pos_weight=cfg.pos_weight, max_edges=None,
-                                    config=config, rng=rng, desc="interaction GNN",
-                                    progress=progress)
+    model.to(device)
     counts = GraphCounts()
     stage_true = stage_kept = 0
     for s, (src, dst) in zip(val, val_edges, strict=True):
@@ -272,7 +204,7 @@ def train_gnn(train: Sequence[GraphSample], val: Sequence[GraphSample],
         stage_true += int(lab.sum())
         stage_kept += int((lab & keep).sum())
         counts.add(s, src[keep], dst[keep], config.target_pt)
-    metrics = {"loss_history": history, "cut": cfg.score_cut, "validation": counts.result(),
+    metrics = {**history, "cut": cfg.score_cut, "validation": counts.result(),
                "stage_efficiency": stage_kept / max(stage_true, 1),
                "n_parameters": n_parameters(model)}
     log.info("interaction GNN: %s", metrics["validation"])

@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -220,29 +221,41 @@ def train_edge_models(out_dir: str | Path, train: Sequence[GraphSample],
 
 
 def reproduce_shipped(out_dir: str | Path, *, install: bool = False, progress: bool = True,
-                      num_threads: int | None = 1) -> dict[str, Any]:
+                      num_threads: int | None = 1, devices: int = 1) -> dict[str, Any]:
     """Retrain the shipped checkpoints with the shipped settings (``SHIPPED_DATA``).
 
     Simulates the same events (same seeds); trains the embedding with ``TrainingConfig()`` on
     the ``small`` events (``out_dir/embedding``), then chooses its working point and trains
-    filter and GNN with ``shipped_config()`` on the ``medium`` events (``out_dir``). With
-    ``install=True`` copies ``embedding.pt``, ``filter.pt``, ``gnn.pt`` over the shipped ones.
-    Same device, same library versions -> same weights (the shipped ones: CPU, one thread,
-    about 31 minutes on a two-core machine with both cores busy: embedding 2, filter 4.5,
-    GNN 24; the embedding is bit-identical to the one ``train_all``'s ``small`` defaults give,
-    and ``metrics.json`` records the time of each stage). On a GPU, ``TrainingConfig.gpu_size()``
-    with more ``medium`` events and epochs is the way to bigger models.
+    filter and GNN with ``shipped_config()`` on the ``medium`` events (``out_dir``). Writes only
+    under ``out_dir``; ``install=True`` then copies ``embedding.pt``, ``filter.pt``, ``gnn.pt``
+    over the shipped ones. ``devices`` > 1 trains data-parallel on that many CPU processes:
+    ``devices`` graphs per step and 1/``devices`` of the steps per epoch, so the recipe at
+    another batch size (1, the default, is the shipped one).
+
+    Same events, seeds, hyperparameters and schedules as the shipped files; same device,
+    process count and library versions -> same weights run to run. The shipped files were
+    written by the hand-written loops this package had before Lightning; Lightning draws the
+    shuffles, edge chunks and embedding pairs from other (seeded) streams, so a rerun gives
+    other weights of the same recipe, whose validation metrics (``metrics.json``) are to be
+    compared with the ones the shipped checkpoints carry. The shipped run took about 31
+    minutes on a two-core machine with both cores busy (embedding 2, filter 4.5, GNN 24); on
+    Lightning, ``benchmarks/results/lightning_ddp.json`` estimates filter 15 and GNN 105 minutes
+    on this machine under load (7 and 51 minutes of CPU time), from its measured time per
+    training edge on ``small`` events. On a GPU, ``TrainingConfig.gpu_size()`` with more
+    ``medium`` events and epochs is the way to bigger models.
     """
     d, e = SHIPPED_DATA, SHIPPED_DATA["embedding"]
     out = Path(out_dir)
     t0 = time.perf_counter()
     first = train_all(out / "embedding", preset=str(e["preset"]),
                       train_events=int(e["train_events"]), val_events=int(e["val_events"]),
-                      seed=int(e["train_seed"]), config=TrainingConfig(device="cpu"),
+                      seed=int(e["train_seed"]),
+                      config=TrainingConfig(device="cpu", devices=devices),
                       only_embedding=True, num_threads=num_threads, progress=progress)
     metrics = train_all(out, preset=str(d["preset"]), train_events=int(d["train_events"]),
                         val_events=int(d["val_events"]), seed=int(d["train_seed"]),
-                        config=shipped_config(), embedding=out / "embedding" / "embedding.pt",
+                        config=replace(shipped_config(), devices=devices),
+                        embedding=out / "embedding" / "embedding.pt",
                         num_threads=num_threads, progress=progress)
     metrics["timing"]["embedding_training_s"] = first["timing"]["embedding_s"]
     metrics["timing"]["reproduce_total_s"] = time.perf_counter() - t0
