@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any
 
 from taas.errors import TaasError
+from taas.service.security import ServerSecurity
 from taas.service.server import TritonServer, _die_with_parent, free_port
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,10 @@ class TritonCluster:
 
     ``url`` is the balanced gRPC address; ``replica_urls`` the servers' own. ``models``: serve
     only these models of the repository (default: all of them). Other keywords are
-    ``LoadBalancerConfig`` fields (``tries``, ``max_fails``, ...). Replicas start one
+    ``LoadBalancerConfig`` fields (``tries``, ``max_fails``, ...). ``security``: the replicas'
+    token (``ServerSecurity`` without certificates: TLS is the balancer's, ``tls``; the replicas
+    stay plain gRPC on loopback behind it, and nginx passes the client's token header through
+    to them untouched). Replicas start one
     after the other from the calling thread (their ``PDEATHSIG`` is bound to it), so a crash or
     Ctrl-C takes every server and nginx down with this process.
     """
@@ -282,9 +286,13 @@ class TritonCluster:
                  tls: tuple[str | Path, str | Path] | None = None,
                  models: Sequence[str] = (), log_dir: str | Path | None = None,
                  ready_timeout: float = 300.0, nginx: str | Path | None = None,
-                 **balancer: Any) -> None:
+                 security: ServerSecurity | None = None, **balancer: Any) -> None:
         if replicas < 1:
             raise ValueError(f"replicas: need at least 1, got {replicas}")
+        if security is not None and security.tls:
+            raise ValueError("security: the replicas take only the token; TLS goes on the "
+                             "balancer (tls=(certificate, key))")
+        self.security = security
         if tls is not None and not all(tls):
             raise ValueError("tls: give the certificate and its key")
         self.model_repository = Path(model_repository)
@@ -338,7 +346,7 @@ class TritonCluster:
                 log_path = None if self.log_dir is None else self.log_dir / f"replica{i}.log"
                 server = TritonServer(self.model_repository, log_path=log_path,
                                       ready_timeout=self.ready_timeout,
-                                      extra_args=self._model_args())
+                                      security=self.security, extra_args=self._model_args())
                 self.servers.append(server)
                 server.start()
             prefix = Path(self._workdir.name) / "nginx"

@@ -13,7 +13,11 @@ import threading
 from pathlib import Path
 
 from taas.errors import TaasError
-from taas.service.security import add_client_security_args, add_server_security_args
+from taas.service.security import (
+    TOKEN_ENV,
+    add_client_security_args,
+    add_server_security_args,
+)
 
 
 def _step(text: str) -> tuple[str, str]:
@@ -60,10 +64,13 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_cluster(args: argparse.Namespace) -> None:
     from taas.service.cluster import TritonCluster
+    from taas.service.security import server_security_from_sources
 
     tls = (args.tls_cert, args.tls_key) if args.tls_cert or args.tls_key else None
+    token = server_security_from_sources(token_file=args.token_file)  # else $TAAS_TOKEN
     cluster = TritonCluster(args.model_repository, args.replicas, host=args.host, port=args.port,
-                            tls=tls, log_dir=args.log_dir, ready_timeout=args.ready_timeout)
+                            tls=tls, log_dir=args.log_dir, ready_timeout=args.ready_timeout,
+                            security=token if token.token else None)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with cluster:
@@ -136,6 +143,9 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--port", type=int, default=8001, help="the balanced gRPC port")
     p.add_argument("--tls-cert", type=Path, default=None, help="serve the balancer over TLS")
     p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument("--token-file", type=Path, default=None,
+                   help=f"replicas require this token for inference (default: ${TOKEN_ENV} if "
+                        "set); nginx passes the clients' token header through")
     p.add_argument("--log-dir", type=Path, default=None,
                    help="replica logs and nginx's prefix (config, logs) go here")
     p.add_argument("--ready-timeout", type=float, default=300.0)

@@ -178,6 +178,34 @@ def test_tls_listener_end_to_end(cluster: TritonCluster, tmp_path: Path,
         balancer.stop()
 
 
+def test_tls_and_token_through_the_balancer(nginx: Path, served_repo: Path, tmp_path: Path,
+                                            tiny_event: dict[str, np.ndarray],
+                                            direct_result: dict[str, np.ndarray]) -> None:
+    """TLS ends at nginx and the replicas require a token: nginx passes the client's token
+    header through; no token or a wrong one is refused with the token error, the right one is
+    served, and readiness (a probe's call) needs no token."""
+    from taas.service.client import TokenRejectedError
+    from taas.service.security import ClientSecurity, ServerSecurity
+    from tests.service.certs import have_openssl, make_test_ca
+
+    if not have_openssl():
+        pytest.skip("no openssl command for the throwaway CA")
+    ca = make_test_ca(tmp_path / "ca")
+    token = "taas-lb-test-token"
+    with TritonCluster(served_repo, replicas=1, models=[MODEL], ready_timeout=180,
+                       tls=(ca.server_cert, ca.server_key),
+                       security=ServerSecurity(token=token)) as running:
+        with ModelClient(MODEL, running.url, shared_memory=False, retries=0,
+                         security=ClientSecurity(root_cert=ca.ca, token=token)) as client:
+            assert client._client.is_server_ready()
+            assert_same({**tiny_event, **client.infer(tiny_event)}, direct_result)
+        for wrong in (None, "not-the-token"):
+            with ModelClient(MODEL, running.url, shared_memory=False, retries=0,
+                             security=ClientSecurity(root_cert=ca.ca, token=wrong)) as client, \
+                    pytest.raises(TokenRejectedError, match=running.url):
+                client.infer(tiny_event)
+
+
 def test_cluster_command_line() -> None:
     from taas.cli import build_parser
 
