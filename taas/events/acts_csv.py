@@ -36,7 +36,7 @@ from taas.events.checks import check_cells
 from taas.events.event import Event, event_stem
 from taas.io.atomic import atomic_write
 from taas.io.csv_table import csv_header, read_csv_columns, write_csv_columns
-from taas.io.paths import find_csv
+from taas.io.paths import find_csv, has_csv
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +142,12 @@ def read_acts_event(directory: str | Path, event_id: int, detector: Detector) ->
     carry the generator's kinematics), else from ``particles``.
     """
     directory = Path(directory)
-    cells_path = _event_file(directory, event_id, "cells")
     meas_path = _event_file(directory, event_id, "measurements")
     map_path = _event_file(directory, event_id, "measurement-simhit-map")
     hits_path = _event_file(directory, event_id, "hits")
     particles_path = _particle_file(directory, event_id)
 
-    c = read_csv_columns(cells_path, {"geometry_id": _U8, "measurement_id": _I8,
-                                      "channel0": _I4, "channel1": _I4, "timestamp": _F4,
-                                      "value": _F4})
-    check_cells(detector, c["geometry_id"], c["channel0"], c["channel1"], path=cells_path,
-                key_column="geometry_id", channel_columns=("channel0", "channel1"))
-    cells = Cells(module_key=c["geometry_id"], ch0=c["channel0"], ch1=c["channel1"],
-                  value=c["value"], timestamp=c["timestamp"], hit_id=c["measurement_id"])
+    cells = _read_cells(directory, event_id, detector)
 
     m = read_csv_columns(meas_path, {"measurement_id": _I8, "geometry_id": _U8,
                                      "local0": _F8, "local1": _F8})
@@ -173,6 +166,20 @@ def read_acts_event(directory: str | Path, event_id: int, detector: Detector) ->
     particles = _read_particles(particles_path, hits["particle_id"])
     return Event(event_id, cells=cells, hits=hits, particles=particles, detector=detector,
                  source="acts-csv")
+
+
+def _read_cells(directory: Path, event_id: int, detector: Detector) -> Cells:
+    """The event's cells; none when it has no cells file (an event given as space points:
+    the measurements, which the pipelines then start from, ``taas.reco.hit_spacepoints``)."""
+    if not has_csv(directory, f"{event_stem(event_id)}-cells"):
+        return Cells.empty()
+    path = _event_file(directory, event_id, "cells")
+    c = read_csv_columns(path, {"geometry_id": _U8, "measurement_id": _I8, "channel0": _I4,
+                                "channel1": _I4, "timestamp": _F4, "value": _F4})
+    check_cells(detector, c["geometry_id"], c["channel0"], c["channel1"], path=path,
+                key_column="geometry_id", channel_columns=("channel0", "channel1"))
+    return Cells(module_key=c["geometry_id"], ch0=c["channel0"], ch1=c["channel1"],
+                 value=c["value"], timestamp=c["timestamp"], hit_id=c["measurement_id"])
 
 
 def _gather(values: np.ndarray, index: np.ndarray, fill: float | int) -> np.ndarray:

@@ -14,7 +14,7 @@ from taas.errors import InputError
 from taas.events.checks import check_cells
 from taas.events.event import Event, event_stem
 from taas.io.csv_table import csv_header, read_csv_columns
-from taas.io.paths import find_csv
+from taas.io.paths import find_csv, has_csv
 
 HIT_COLUMNS = {"hit_id": "i8", "x": "f8", "y": "f8", "z": "f8",
                "volume_id": "i4", "layer_id": "i4", "module_id": "i4"}
@@ -48,14 +48,20 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
 
     Cells take their module from their hit; hits.csv positions become the reference local
     (u, v) against which clustering is validated; the module of every hit must be a detector
-    module and every cell channel must lie in its module's readout grid.
+    module and every cell channel must lie in its module's readout grid. Without a cells file
+    the event has no cells: it is then given as space points (hits.csv positions), which the
+    pipelines start from (``taas.reco.hit_spacepoints``).
     """
     directory = Path(directory)
     stem = event_stem(event_id)
     paths = {name: find_csv(directory, f"{stem}-{name}")
-             for name in ("hits", "cells", "particles", "truth")}
+             for name in ("hits", "particles", "truth")}
     hits = read_csv_columns(paths["hits"], HIT_COLUMNS)
-    cells = read_csv_columns(paths["cells"], CELL_COLUMNS)
+    if has_csv(directory, f"{stem}-cells"):
+        paths["cells"] = find_csv(directory, f"{stem}-cells")
+        cells = read_csv_columns(paths["cells"], CELL_COLUMNS)
+    else:
+        cells = {name: np.zeros(0, dtype) for name, dtype in CELL_COLUMNS.items()}
     # particle_type is absent from some TrackML releases (the training set has it)
     particle_columns = dict(PARTICLE_COLUMNS)
     if "particle_type" in csv_header(paths["particles"]):
@@ -68,11 +74,12 @@ def read_trackml_event(directory: str | Path, event_id: int, detector: Detector)
 
     truth_pos = _rows_of(truth["hit_id"], hits["hit_id"], path=paths["truth"], column="hit_id",
                          what="hits")
-    cell_pos = _rows_of(cells["hit_id"], hits["hit_id"], path=paths["cells"], column="hit_id",
-                        what="hits")
-
-    check_cells(detector, hit_keys[cell_pos], cells["ch0"], cells["ch1"], path=paths["cells"],
-                key_column="hit_id")
+    cell_pos = np.zeros(0, np.int64)
+    if "cells" in paths:
+        cell_pos = _rows_of(cells["hit_id"], hits["hit_id"], path=paths["cells"],
+                            column="hit_id", what="hits")
+        check_cells(detector, hit_keys[cell_pos], cells["ch0"], cells["ch1"],
+                    path=paths["cells"], key_column="hit_id")
 
     noise = truth["particle_id"] == 0
     _rows_of(truth["particle_id"][~noise], particles["particle_id"], path=paths["truth"],

@@ -4,8 +4,9 @@ A sample is what every training stage needs and nothing more: node features, the
 of each space point and the truth edges (``taas.metrics.graph.truth_edges``, the one truth
 definition every metric in taas uses), plus the particle table needed to recompute them. It is
 built with the same CPU front end the pipelines run (clustering -> space points on
-``event.cells``), so the models see exactly the inputs they will meet in reconstruction, and it
-is cached as one ``.npz`` per event: the front end then runs once per event, not once per epoch.
+``event.cells``; for an event without cells, its hits' space points), so the models see
+exactly the inputs they will meet in reconstruction, and it is cached as one ``.npz`` per
+event: the front end then runs once per event, not once per epoch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from taas.io.atomic import atomic_write
 from taas.metrics.graph import edge_truth, truth_edges
 from taas.metrics.truth_link import measurement_particles
 from taas.reco.cluster_features import SpacepointFeatures
+from taas.reco.hit_spacepoints import has_cells, spacepoint_inputs, truth_cell_hit_ids
 from taas.stages.registry import resolve
 
 log = logging.getLogger(__name__)
@@ -117,20 +119,30 @@ class GraphSample:
 
 def front_end(event: Event) -> dict[str, np.ndarray]:
     """Clustering + space points on the CPU backend (through the registry, as pipelines do):
-    all tensors both stages produce."""
+    all tensors both stages produce. An event without cells is given as space points: its
+    tensors come from its hits (``taas.reco.hit_spacepoints``), as in the pipelines."""
+    if not has_cells(event):
+        return spacepoint_inputs(event)
     clustered = resolve("clustering", "cpu")(event.detector).run(event.cells.to_tensors())
     return {**clustered, **resolve("spacepoints", "cpu")(event.detector).run(clustered)}
 
 
-def build_sample(event: Event, tensors: dict[str, np.ndarray] | None = None) -> GraphSample:
-    """The sample of ``event``; ``tensors`` are the front end's outputs if already computed."""
+def build_sample(event: Event, tensors: dict[str, np.ndarray] | None = None, *,
+                 feature_set: str | None = None) -> GraphSample:
+    """The sample of ``event``; ``tensors`` are the front end's outputs if already computed.
+
+    ``feature_set`` (``taas.gnn.features.FEATURE_SETS``): None takes ``"cells"`` for an event
+    with cells and ``"positions"`` for one given as space points, so training on events without
+    cells trains the positions-only models."""
     t = front_end(event) if tensors is None else tensors
+    if feature_set is None:
+        feature_set = "cells" if has_cells(event) else "positions"
     meas = Measurements.from_tensors(t)
     clusters = Clusters.from_tensors(t)
     sp = Spacepoints.from_tensors(t)
     feats = SpacepointFeatures.from_tensors(t)
-    meas_particle = measurement_particles(event.cells.hit_id, clusters.cluster_id, len(meas),
-                                          event.hits)
+    meas_particle = measurement_particles(truth_cell_hit_ids(event), clusters.cluster_id,
+                                          len(meas), event.hits)
     particle = meas_particle[sp.measurement_index]
     xyz = np.stack([sp.x, sp.y, sp.z], axis=1)
     module = meas.module_key[sp.measurement_index]
@@ -138,7 +150,8 @@ def build_sample(event: Event, tensors: dict[str, np.ndarray] | None = None) -> 
     vertex = np.stack([parts.vx, parts.vy, parts.vz], axis=1)
     t_src, t_dst, t_part = truth_edges(particle, xyz, module, parts.particle_id, vertex)
     return GraphSample(
-        event_id=int(event.event_id), x=node_features(sp.columns(), feats.columns()), xyz=xyz,
+        event_id=int(event.event_id),
+        x=node_features(sp.columns(), feats.columns(), feature_set=feature_set), xyz=xyz,
         module=module, particle=particle, truth_src=t_src, truth_dst=t_dst,
         truth_particle=t_part, particle_ids=np.asarray(parts.particle_id, np.uint64),
         particle_vertex=vertex, particle_pt=np.asarray(parts.pt, np.float64))

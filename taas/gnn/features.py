@@ -11,6 +11,12 @@ carry a (sign-ambiguous) track direction and let graph building reject fake pair
 column is scaled to roughly [-2, 2] so that fixed-point arithmetic (hls4ml ``ap_fixed<16,6>``)
 keeps its precision and no input saturates.
 
+Two *feature sets* exist: ``"cells"`` (all of ``NODE_FEATURES``, the default) and
+``"positions"`` (the columns computed from the space point's position alone, for events given
+as space points without cells, as ExaTrkX-as-a-service's and Athena's clients send them). A
+checkpoint records the set it was trained on (``taas.gnn.checkpoint``), and the stages compute
+that set. Both sets start with ``r, phi, z, eta``: the edge features read only those four.
+
 Edge features are ACORN's ``dr, dphi, dz, deta, phislope, rphislope``, computed from the node
 features of the two endpoints. They are glue, not learned: on an FPGA they are a few subtractions
 in the gather kernel, and they fix what a plain MLP on node features handles badly, the wrap of
@@ -20,7 +26,7 @@ in the gather kernel, and they fix what a plain MLP on node features handles bad
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -49,6 +55,33 @@ NODE_FEATURES: tuple[tuple[str, str], ...] = (
 NODE_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in NODE_FEATURES)
 N_NODE_FEATURES = len(NODE_FEATURES)
 
+#: The node feature sets by name: the columns of ``NODE_FEATURES`` each computes, in order.
+#: ``"positions"`` needs no cluster (``SpacepointFeatures``) column at all.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "cells": NODE_FEATURE_NAMES,
+    "positions": ("r", "phi", "z", "eta", "cos_phi", "sin_phi"),
+}
+DEFAULT_FEATURE_SET = "cells"
+
+
+def feature_names(feature_set: str) -> tuple[str, ...]:
+    """The node feature columns of ``feature_set``; ``ValueError`` names the valid sets."""
+    try:
+        return FEATURE_SETS[feature_set]
+    except KeyError:
+        raise ValueError(f"unknown node feature set {feature_set!r}; valid: "
+                         f"{sorted(FEATURE_SETS)}") from None
+
+
+def feature_set_of_width(n_features: int) -> str:
+    """The feature set with ``n_features`` columns (the sets have distinct widths), so a model's
+    input width names the features it reads; ``ValueError`` when no set has that width."""
+    for name, names in FEATURE_SETS.items():
+        if len(names) == n_features:
+            return name
+    raise ValueError(f"no node feature set has {n_features} columns; sets: "
+                     f"{ {k: len(v) for k, v in FEATURE_SETS.items()} }")
+
 #: Edge feature columns, in order (all from scaled node features; ``dphi`` wrapped to [-1, 1)).
 EDGE_FEATURE_NAMES: tuple[str, ...] = ("dr", "dphi", "dz", "deta", "phislope", "rphislope")
 N_EDGE_FEATURES = len(EDGE_FEATURE_NAMES)
@@ -69,9 +102,11 @@ def _column(table: Mapping[str, np.ndarray], name: str, prefix: str) -> np.ndarr
 
 def node_feature_tensor(spacepoints: Mapping[str, np.ndarray],
                         features: Mapping[str, np.ndarray],
-                        device: torch.device | str = "cpu") -> torch.Tensor:
-    """Node features ``(n, N_NODE_FEATURES)`` float32 on ``device``, in the order of
-    ``NODE_FEATURES``, computed there in float64 (on a GPU machine the host is the slow part:
+                        device: torch.device | str = "cpu", *,
+                        feature_set: str = DEFAULT_FEATURE_SET) -> torch.Tensor:
+    """Node features ``(n, len(FEATURE_SETS[feature_set]))`` float32 on ``device``, in the order
+    of ``NODE_FEATURES`` (``"positions"``: its columns only; ``features`` is then not read and
+    may be empty), computed there in float64 (on a GPU machine the host is the slow part:
     14 columns of a ``large`` event took 90 ms of numpy on the H100 machine's CPU).
 
     ``spacepoints`` holds the ``Spacepoints`` columns, ``features`` the ``SpacepointFeatures``
@@ -88,30 +123,32 @@ def node_feature_tensor(spacepoints: Mapping[str, np.ndarray],
             device, torch.float64)
 
     phi = sp("phi")
-    cols = [
-        sp("r") / 1000.0,
-        phi / math.pi,
-        sp("z") / 3000.0,
-        torch.clamp(sp("eta") / 3.0, -2.0, 2.0),
-        torch.log1p(cf("n_cells")) / 3.0,
-        cf("charge"),
-        cf("extent_u") * 4.0,
-        cf("extent_v") / 10.0,
-        cf("local_angle") / (math.pi / 2),
-        torch.clamp(cf("local_eta") / 2.0, -2.0, 2.0),
-        torch.clamp(cf("global_eta") / 3.0, -2.0, 2.0),
-        cf("global_phi") / math.pi,
-        torch.cos(phi),
-        torch.sin(phi),
-    ]
-    out = torch.stack(cols, dim=1)
+    # one callable per column, so a feature set computes (and reads) only its own columns
+    columns: dict[str, Callable[[], torch.Tensor]] = {
+        "r": lambda: sp("r") / 1000.0,
+        "phi": lambda: phi / math.pi,
+        "z": lambda: sp("z") / 3000.0,
+        "eta": lambda: torch.clamp(sp("eta") / 3.0, -2.0, 2.0),
+        "n_cells": lambda: torch.log1p(cf("n_cells")) / 3.0,
+        "charge": lambda: cf("charge"),
+        "extent_u": lambda: cf("extent_u") * 4.0,
+        "extent_v": lambda: cf("extent_v") / 10.0,
+        "local_angle": lambda: cf("local_angle") / (math.pi / 2),
+        "local_eta": lambda: torch.clamp(cf("local_eta") / 2.0, -2.0, 2.0),
+        "global_eta": lambda: torch.clamp(cf("global_eta") / 3.0, -2.0, 2.0),
+        "global_phi": lambda: cf("global_phi") / math.pi,
+        "cos_phi": lambda: torch.cos(phi),
+        "sin_phi": lambda: torch.sin(phi),
+    }
+    out = torch.stack([columns[name]() for name in feature_names(feature_set)], dim=1)
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).float()
 
 
 def node_features(spacepoints: Mapping[str, np.ndarray],
-                  features: Mapping[str, np.ndarray]) -> np.ndarray:
+                  features: Mapping[str, np.ndarray], *,
+                  feature_set: str = DEFAULT_FEATURE_SET) -> np.ndarray:
     """:func:`node_feature_tensor` on the CPU, as a numpy array (training and evaluation)."""
-    return node_feature_tensor(spacepoints, features).numpy()
+    return node_feature_tensor(spacepoints, features, feature_set=feature_set).numpy()
 
 
 def edge_features(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:

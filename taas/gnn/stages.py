@@ -20,9 +20,12 @@ models, where the time goes. Against the fp32 CPU stages, the CUDA stages (H200)
 (medium) and 99.92% (large) of the GNN decisions at cut 0.3, and 99.2-99.5% of the filtered
 edges (``benchmarks/gnn_scaling.py`` records it per preset).
 
-Models are loaded once, in the constructor, from the shipped checkpoints or from
+Models are loaded once, in the constructor, from the shipped checkpoints of ``model_set``
+(``"cells"``, or ``"positions"`` for events given as space points without cells) or from
 ``checkpoint_dir`` (``embedding.pt``, ``filter.pt``, ``gnn.pt`` as ``taas train`` writes them);
-the working points come from the checkpoints' metadata unless the config overrides them.
+the working points come from the checkpoints' metadata unless the config overrides them, and
+the node features computed are the set the checkpoints were trained on. A model that reads
+cluster-shape features refuses an event without them (``InputError`` naming the fix).
 Events with fewer than two space points, or no edge left after a cut, give empty edges.
 """
 
@@ -41,14 +44,24 @@ import torch
 
 from taas.detector.detector import Detector
 from taas.edm import Edges, Spacepoints
-from taas.gnn.checkpoint import Checkpoint, load_checkpoint, load_shipped, shipped_path
+from taas.errors import InputError
+from taas.gnn.checkpoint import (
+    DEFAULT_MODEL_SET,
+    MODEL_SETS,
+    Checkpoint,
+    check_model_set,
+    load_checkpoint,
+    load_shipped,
+    shipped_path,
+)
 from taas.gnn.data import unique_pairs
-from taas.gnn.features import edge_features, node_feature_tensor
+from taas.gnn.features import FEATURE_SETS, edge_features, node_feature_tensor
 from taas.gnn.frnn import frnn_cpu, frnn_torch
 from taas.gnn.frnn_kernel import MAX_K, kernel_works
 from taas.gnn.inference import GNN_CHUNK, embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.track_building import cuda_or_fallback
 from taas.reco.cluster_features import SpacepointFeatures
+from taas.reco.hit_spacepoints import has_cluster_shape
 from taas.stages.base import RowOrder, Stage
 from taas.stages.configs import coerce_config
 
@@ -59,16 +72,17 @@ class GnnStageConfig:
     """Configuration of both GNN stages (each reads the fields it needs).
 
     ``checkpoint_dir``: directory with ``embedding.pt``, ``filter.pt``, ``gnn.pt`` (None: the
-    shipped checkpoints). ``r``, ``k``, ``filter_cut``: override the checkpoints' working
-    points. ``amp``: bf16 autocast of the models on CUDA (ignored on the CPU device, where
-    bf16 is slower than fp32). ``allow_cpu_fallback``: GPU backend only, run on the CPU device
-    when CUDA is absent. ``filter_chunk``: edges per filter forward pass (None: the device's
-    default, ``taas.gnn.inference.filter_chunk``). ``gnn_chunk``: edges and nodes per chunk
-    of the GNN on the CPU device (0: the whole graph at once; on CUDA the whole graph always
-    runs at once).
+    shipped checkpoints of ``model_set``, ``taas.gnn.checkpoint.MODEL_SETS``). ``r``, ``k``,
+    ``filter_cut``: override the checkpoints' working points. ``amp``: bf16 autocast of the
+    models on CUDA (ignored on the CPU device, where bf16 is slower than fp32).
+    ``allow_cpu_fallback``: GPU backend only, run on the CPU device when CUDA is absent.
+    ``filter_chunk``: edges per filter forward pass (None: the device's default,
+    ``taas.gnn.inference.filter_chunk``). ``gnn_chunk``: edges and nodes per chunk of the GNN on
+    the CPU device (0: the whole graph at once; on CUDA the whole graph always runs at once).
     """
 
     checkpoint_dir: str | None = None
+    model_set: str = DEFAULT_MODEL_SET
     r: float | None = None
     k: int | None = None
     filter_cut: float | None = None
@@ -77,6 +91,12 @@ class GnnStageConfig:
     allow_cpu_fallback: bool = True
     filter_chunk: int | None = None
     gnn_chunk: int = GNN_CHUNK
+
+    def __post_init__(self) -> None:
+        try:
+            check_model_set(self.model_set)
+        except ValueError as exc:
+            raise ValueError(f"GnnStageConfig.model_set: {exc}") from None
 
     @classmethod
     def coerce(cls, config: Self | Mapping[str, Any] | None) -> Self:
@@ -87,7 +107,7 @@ class GnnStageConfig:
 def checkpoint_path(name: str, config: GnnStageConfig) -> Path:
     """File of checkpoint ``name``: in ``config.checkpoint_dir``, else the shipped one."""
     if config.checkpoint_dir is None:
-        return shipped_path(name)
+        return shipped_path(name, config.model_set)
     return Path(config.checkpoint_dir) / f"{name}.pt"
 
 
@@ -95,7 +115,7 @@ def load_model(name: str, config: GnnStageConfig, device: torch.device) -> Check
     """Checkpoint ``name`` from ``config.checkpoint_dir`` or the shipped ones, on ``device``
     (a missing shipped file says how to regenerate it)."""
     if config.checkpoint_dir is None:
-        return load_shipped(name, device=device)
+        return load_shipped(name, device=device, model_set=config.model_set)
     return load_checkpoint(checkpoint_path(name, config), device=device)
 
 
@@ -166,6 +186,22 @@ class GnnStage(Stage):
                                                                        self.torch_device)
             else:
                 self.models[name] = load_model(name, self.config, self.torch_device)
+        self.feature_set = self._feature_set()
+
+    def _feature_set(self) -> str:
+        """The node feature set every model of this stage was trained on (they must agree)."""
+        sets = {name: ckpt.feature_set for name, ckpt in self.models.items()}
+        if len(set(sets.values())) > 1:
+            raise ValueError(f"{self.qualified_name}: its checkpoints read different node "
+                             f"features {sets}; use one model set")
+        return next(iter(sets.values()))
+
+    @property
+    def model_description(self) -> str:
+        """Which models run, for reports: the shipped set's description, or the folder."""
+        if self.config.checkpoint_dir is None:
+            return MODEL_SETS[self.config.model_set][1]
+        return f"checkpoints in {self.config.checkpoint_dir} ({self.feature_set} features)"
 
     def select_device(self) -> tuple[torch.device, str]:
         """The torch device and a note on it (the one hook the backends override)."""
@@ -188,8 +224,17 @@ class GnnStage(Stage):
         return contextlib.nullcontext()
 
     def node_inputs(self, inputs: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node features and positions (float64) of the space points, on the stage's device."""
-        x = node_feature_tensor(inputs, inputs, self.torch_device)
+        """Node features (the checkpoints' feature set) and positions (float64) of the space
+        points, on the stage's device. ``InputError`` when the models read cluster shapes the
+        event does not have (space points given without cells)."""
+        if (set(FEATURE_SETS[self.feature_set]) - set(FEATURE_SETS["positions"])
+                and not has_cluster_shape(inputs["spacepoint_features.n_cells"])):
+            raise InputError(
+                f"{self.qualified_name}: this model needs cells (its node features "
+                f"{self.feature_set!r} include cluster shapes), but the event has space points "
+                "without cells; use the positions-only models: model_set='positions' "
+                "(taas reconstruct picks them for such events when no checkpoints are given)")
+        x = node_feature_tensor(inputs, inputs, self.torch_device, feature_set=self.feature_set)
         xyz = torch.stack([torch.as_tensor(inputs[f"spacepoints.{c}"]).to(self.torch_device)
                            for c in "xyz"], dim=1).double()
         return x, xyz

@@ -7,6 +7,11 @@ from pathlib import Path
 from taas.errors import InputError
 
 
+def has_csv(directory: str | Path, stem: str) -> bool:
+    """Whether ``directory/stem.csv`` or ``directory/stem.csv.gz`` exists (optional tables)."""
+    return any((Path(directory) / f"{stem}{suffix}").is_file() for suffix in (".csv", ".csv.gz"))
+
+
 def find_csv(directory: str | Path, stem: str) -> Path:
     """``directory/stem.csv`` or ``directory/stem.csv.gz``, whichever exists (plain first)."""
     directory = Path(directory)

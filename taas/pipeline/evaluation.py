@@ -14,6 +14,7 @@ from taas.metrics.track_pulls import matched_track_pulls, track_lists
 from taas.metrics.trackml_score import hit_track_labels, trackml_score
 from taas.metrics.truth_link import measurement_particles
 from taas.pipeline.reconstruct import load_reco, reco_path
+from taas.reco.hit_spacepoints import truth_cell_hit_ids
 
 
 def evaluate_run(events: str | Path, tracks: str | Path, out: str | Path,
@@ -34,12 +35,13 @@ def evaluate_run(events: str | Path, tracks: str | Path, out: str | Path,
         event = dataset.read(event_id)
         reco = load_reco(tracks, event_id)
         n_meas = len(reco["measurements.local_u"])
-        particle_of = measurement_particles(event.cells["hit_id"], reco["clusters.cluster_id"],
+        cell_hit_id = truth_cell_hit_ids(event)  # the hits', for events without cells
+        particle_of = measurement_particles(cell_hit_id, reco["clusters.cluster_id"],
                                             n_meas, event.hits)
         offsets, indices = track_lists(reco)
         score = None
         if event.source == "trackml":
-            labels = hit_track_labels(offsets, indices, n_meas, cell_hit_id=event.cells["hit_id"],
+            labels = hit_track_labels(offsets, indices, n_meas, cell_hit_id=cell_hit_id,
                                       cell_cluster_id=reco["clusters.cluster_id"],
                                       hits=event.hits)
             score = trackml_score(labels, event.hits["particle_id"], event.hits["weight"])

@@ -2,12 +2,18 @@
 
 Outputs per event: ``eventNNNNNNNNN-reco.npz`` with every tensor the stages produced (so that
 evaluation, plots and later stages need no rerun); per run: ``timings.csv`` (event, stage,
-backend, device, seconds) and ``run.json`` (pipeline, event sizes, versions).
+backend, device, seconds) and ``run.json`` (pipeline, event sizes, versions, what the input
+was and which stages and GNN models ran).
+
+Events without cells are given as space points (``taas.reco.hit_spacepoints``): the pipeline
+starts after its front end, and its GNN stages take the positions-only models unless the
+pipeline's stage configs name checkpoints (``for_spacepoint_input``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -26,6 +32,12 @@ from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import FILE_NAME as TIMINGS_FILE
 from taas.pipeline.timings import write_timings
+from taas.reco.hit_spacepoints import event_inputs, has_cells
+
+log = logging.getLogger(__name__)
+
+#: Stages that load GNN checkpoints (their configs take ``model_set`` / ``checkpoint_dir``).
+GNN_STAGES = ("graph_construction", "edge_classification")
 
 #: Tensors whose lengths describe an event's size in every figure we print.
 SIZE_TENSORS = {"cells": "cells.ch0", "measurements": "measurements.local_u",
@@ -57,6 +69,15 @@ def event_sizes(tensors: dict[str, np.ndarray]) -> dict[str, int]:
     return {name: len(tensors[t]) for name, t in SIZE_TENSORS.items() if t in tensors}
 
 
+def for_spacepoint_input(spec: PipelineSpec) -> PipelineSpec:
+    """``spec`` for events given as space points: its GNN stages on the positions-only model
+    set, except where its stage configs already choose checkpoints or a model set."""
+    configs = {stage: {"model_set": "positions"} for stage, _ in spec.steps
+               if stage in GNN_STAGES
+               and not {"checkpoint_dir", "model_set"} & set(spec.stage_configs.get(stage, {}))}
+    return spec.with_configs(configs)
+
+
 def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
                 detector: str | Path | None = None, progress: bool = True,
                 warmup: bool = False, factory: PipelineFactory | None = None,
@@ -69,15 +90,25 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
     mode passes ``taas.service.client.make_pipeline``); ``info`` adds keys to run.json.
     """
     dataset = open_dataset(events, detector=detector)
+    first = dataset.read(dataset.event_ids[0]) if dataset.event_ids else None
+    given = "cells" if first is None or has_cells(first) else "spacepoints"
+    if given == "spacepoints":
+        spec = for_spacepoint_input(spec)
+        log.info("%s: events without cells; %s starts from their space points", events,
+                 spec.name)
     pipeline = (factory or Pipeline)(spec, dataset.detector)
-    if warmup and dataset.event_ids:
-        pipeline.run(dataset.read(dataset.event_ids[0]).cells.to_tensors())
+    if warmup and first is not None:
+        pipeline.run(event_inputs(first))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, sizes = [], {}
-    for event in tqdm(dataset, total=len(dataset), desc=f"reconstruct [{spec.name}]",
-                      unit="event", disable=not progress):
-        result = pipeline.run(event.cells.to_tensors())
+    rows, sizes, skipped = [], {}, set()
+    for event_id in tqdm(dataset.event_ids, desc=f"reconstruct [{spec.name}]", unit="event",
+                         disable=not progress):
+        # the first event was read to see what the input is: not read twice
+        event = first if first is not None and event_id == first.event_id else (
+            dataset.read(event_id))
+        result = pipeline.run(event_inputs(event))
+        skipped.update(result.skipped)
         atomic_write(reco_path(out, event.event_id), partial(_save_npz, tensors=result.tensors))
         sizes[event.event_id] = event_sizes(result.tensors)
         rows += [{"event_id": event.event_id, "stage": t.stage, "backend": t.backend,
@@ -87,10 +118,21 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
             "stage_configs": {k: dict(v) for k, v in spec.stage_configs.items()},
             "events": str(events), "format": dataset.format,
             "sizes": {str(k): v for k, v in sizes.items()}, "warmup": warmup,
+            "input": given, "skipped_stages": [s for s, _ in spec.steps if s in skipped],
+            "gnn_models": gnn_models(pipeline),
             "taas_version": __version__, "python": platform.python_version(),
             "machine": platform.platform(), **dict(info or {})}
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(info, indent=2)))
     return out
+
+
+def gnn_models(pipeline: EventRunner) -> str | None:
+    """Which GNN models the pipeline's stages loaded (None: no GNN stage, or a served pipeline,
+    whose models the model repository names)."""
+    described = {getattr(stage, "model_description", None)
+                 for stage in getattr(pipeline, "stages", [])}
+    described.discard(None)
+    return "; ".join(sorted(str(d) for d in described)) or None
 
 
 def _save_npz(path: Path, tensors: dict[str, np.ndarray]) -> None:

@@ -27,8 +27,12 @@ class StageTiming:
 
 @dataclass
 class PipelineResult:
+    """The tensor pool after the run, the timing of each stage that ran, and the stages
+    skipped because the input already carried their outputs (``Pipeline.run``)."""
+
     tensors: dict[str, np.ndarray]
     timings: list[StageTiming] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def total_seconds(self) -> float:
@@ -40,7 +44,9 @@ class Pipeline:
 
     Tensors flow through one pool: each stage takes the inputs it declares from the pool and adds
     its outputs, so a later stage can use any earlier output (the fit uses measurements from
-    clustering and tracks from the CKF).
+    clustering and tracks from the CKF). A stage whose outputs are all in the *input* is
+    skipped: an event given as space points (``taas.reco.hit_spacepoints``) brings the
+    front end's outputs, so clustering and space-point formation do not run.
 
     Stage configs: the spec's ``stage_configs``, then ``configs`` (per stage either a mapping
     of fields, merged over the spec's, or a ready config object, used as it is).
@@ -66,7 +72,11 @@ class Pipeline:
     def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult:
         pool = dict(inputs)
         result = PipelineResult(pool)
+        given = set(inputs)
         for stage in self.stages:
+            if all(s.name in given for s in stage.OUTPUTS):
+                result.skipped.append(stage.NAME)
+                continue
             t0 = time.perf_counter()
             out = stage.run({s.name: pool[s.name] for s in stage.INPUTS if s.name in pool})
             seconds = time.perf_counter() - t0
