@@ -1,7 +1,9 @@
 """Fixed-point precision of the FPGA GNN chain against its physics, and its emulation speed.
 
 Run: ``.venv/bin/python benchmarks/fpga_precision_scan.py [--preset small] [--events 1]
-[--precisions 14,6 16,6 18,8 20,8] [--threads 2] [--sim-dir DIR]``.
+[--precisions 14,6 16,6 18,8 20,8] [--threads 2] [--sim-dir DIR] [--out NAME.json]``;
+``--precisions`` with no value runs only the float rows and the sectioning check (minutes at
+``medium``, where each emulated precision takes hours on this CPU).
 
 For each data precision ``ap_fixed<W,I>`` (LayerNorm inputs keep ``W + 6`` bits with 6 integer
 bits, weights 16 bits; see ``backends.fpga.config``) the FPGA stages (hls4ml C simulation)
@@ -88,9 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--events", type=int, default=1)
-    parser.add_argument("--precisions", nargs="+", default=["14,6", "16,6", "18,8", "20,8"])
+    parser.add_argument("--precisions", nargs="*", default=["14,6", "16,6", "18,8", "20,8"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sim-dir", type=Path)
+    parser.add_argument("--out", default="fpga_precision_scan.json",
+                        help="result file name in benchmarks/results (the plot goes beside it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -147,9 +151,10 @@ def main() -> None:
               "float": float_rows, "sectioning_float": section_rows, "scan": scan,
               **end_record(record)}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "fpga_precision_scan.json"
+    out = RESULTS / args.out
     out.write_text(json.dumps(result, indent=1))
-    plot(result, RESULTS / "fpga_precision_scan.png")
+    if scan:
+        plot(result, out.with_suffix(".png"))
     print(f"wrote {out}")
 
 
