@@ -24,9 +24,12 @@ local position there by ~L theta0, which noise added on the module alone would m
 Mean ionisation energy loss (Bethe formula, PDG RPP 2024 eq. 34.5, with the high-energy density
 correction eq. 34.6, as ACTS ``computeEnergyLossBethe``) shifts |q/p| after every slab, and its
 straggling (Landau FWHM 4 xi as a Gaussian sigma, as ACTS ``computeEnergyLossLandauSigma``) adds
-q/p variance. A Generic-detector track loses ~5-10 MeV through its ~2-4 % X0 layer slabs: 1 % of
-a 1 GeV track's momentum, several times its q/p resolution. Electrons, whose bremsstrahlung
-this model would miss, are out of scope.
+q/p variance. Real silicon (electron density 1.16e-3 mol/mm^3) would take ~0.4 MeV per mm from
+a 1 GeV pion; the ACTS Generic detector, as pyacts stores its material (``molar_e_rho``
+1.16e-6 mol/mm^3, see ``taas.detector.material``), gives a thousandth of that. ACTS'
+KalmanFitter loses that little too (its q/p agrees with taas' to 0.01 sigma), and so does its
+Fatras simulation, judging by the unbiased q/p pulls against truth (mean < 0.01), so taas
+follows the table. Electrons, whose bremsstrahlung this model would miss, are out of scope.
 """
 
 from __future__ import annotations

@@ -46,8 +46,16 @@ def test_covariances_identical_without_material(comparison: ModuleType, tiny_inp
                                                 tmp_path: Path) -> None:
     result = _both(comparison, tiny_inputs, tmp_path, material=False)
     assert len(result["track"]) >= 0.9 * result["n"]
-    np.testing.assert_allclose(result["sigma_ratio"], 1.0, atol=5e-3)
-    assert np.median(np.abs(result["delta"])) < 0.02
+    ratio = result["sigma_ratio"]
+    np.testing.assert_allclose(ratio[:, [0, 2, 4]], 1.0, atol=5e-3)  # d0, phi, q/p
+    # z0, theta: without noise the smoothed theta variance on the first module is the loose
+    # prior's minus ~all of it (1e-11 of 2.5e-3); ACTS' smoother loses that cancellation for
+    # ~20% of tracks when the (identical) prior is handed over at the perigee, where it is
+    # strongly correlated: its theta sigma then shrinks between the second and the first module
+    # although nothing measures theta there, while taas' stays the filtered one of the last
+    # module, as a constant of motion must (benchmarks/acts_fit_comparison.py)
+    np.testing.assert_allclose(ratio[:, [1, 3]], 1.0, atol=0.05)
+    assert np.all(np.abs(result["delta"]) < comparison.AGREEMENT_SIGMAS)
 
 
 def test_parameters_and_covariances_agree_with_material(comparison: ModuleType,
@@ -58,6 +66,6 @@ def test_parameters_and_covariances_agree_with_material(comparison: ModuleType,
     delta, ratio = result["delta"], result["sigma_ratio"]
     np.testing.assert_allclose(np.median(ratio, axis=0), 1.0, atol=0.02)
     np.testing.assert_allclose(np.median(delta, axis=0), 0.0, atol=0.03)
-    # small events measure 91% of tracks within 0.1 sigma on all five (the target is 99%)
-    assert np.mean(np.all(np.abs(delta) < comparison.AGREEMENT_SIGMAS, axis=1)) > 0.75
-    assert np.mean(np.abs(delta[:, 4]) < comparison.AGREEMENT_SIGMAS) > 0.9  # q/p
+    # same measurements, start and prior: small events put 99.9% of tracks within 0.1 sigma on
+    # all five (benchmarks/results/acts_fit_comparison.json; the target is 99%)
+    assert np.mean(np.all(np.abs(delta) < comparison.AGREEMENT_SIGMAS, axis=1)) > 0.97
