@@ -1,45 +1,17 @@
-"""GPU ckf: ``taas.tracking.stages.CkfStage`` with the CKF's per-step arithmetic in torch.
-
-Propagation with the transport Jacobian and material noise, chi2 and Kalman updates run
-batched on CUDA (``taas.tracking.batched.ckf_kernels``, the numba kernels' formulas);
-navigation, branching and seed bookkeeping stay on the host, so every step copies its pairs
-to the device and its predictions back (``transfers`` counts them per event). Without CUDA
-it runs on the CPU device and ``device`` says so.
-"""
+"""GPU ckf: ``taas.tracking.stages.CkfStage`` with the CKF's per-step arithmetic in torch
+(``backends.gpu.torch_ckf``: what runs where, and the copies it counts)."""
 
 from __future__ import annotations
 
-import numpy as np
-
+from backends.gpu.torch_ckf import TorchCkf
 from taas.detector.detector import Detector
-from taas.gnn.track_building import cuda_or_fallback
-from taas.stages.base import Tolerance
-from taas.tracking.batched.ckf_kernels import TorchCkfKernels
 from taas.tracking.ckf import CkfConfig
 from taas.tracking.stages import CkfStage
 
 
-class GpuCkf(CkfStage):
+class GpuCkf(TorchCkf, CkfStage):
     """The ckf stage with its track arithmetic in torch (float64), on CUDA when present."""
-
-    BACKEND = "gpu"
-    #: float64 on both sides; the same tracks, states within ~1e-12 relative
-    CONFORMANCE_TOLERANCE = Tolerance(rtol=1e-7, atol=1e-12)
 
     def __init__(self, detector: Detector, config: CkfConfig | None = None) -> None:
         super().__init__(detector, config)
-        device, note = cuda_or_fallback(allow_cpu_fallback=True)
-        self.kernels = self.torch_kernels = TorchCkfKernels(detector, device, note=note)
-
-    @property
-    def device(self) -> str:
-        return self.torch_kernels.label
-
-    @property
-    def transfers(self) -> dict[str, int]:
-        """Host <-> device copies of the latest event (tensors and bytes each way)."""
-        return self.torch_kernels.transfers.summary()
-
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.torch_kernels.transfers.reset()
-        return super().compute(inputs)
+        self.use_torch_kernels(detector)
