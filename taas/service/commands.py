@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from taas.errors import TaasError
@@ -40,6 +41,21 @@ def _cmd_model_repo_build(args: argparse.Namespace) -> None:
     print(f"wrote {len(models)} models to {out}: {', '.join(models)}")
 
 
+def _serve_until_stopped(banner: str, running: Callable[[], bool],
+                         failure: Callable[[], str]) -> None:
+    """Print ``banner``, then wait for Ctrl-C or SIGTERM; ``TaasError(failure())`` as soon as
+    ``running()`` turns false (a server died under us)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(banner, flush=True)
+    try:
+        while not stop.wait(1.0):
+            if not running():
+                raise TaasError(failure())
+    except KeyboardInterrupt:
+        pass
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from taas.service.security import server_security_from_args
     from taas.service.server import TritonServer
@@ -48,18 +64,12 @@ def _cmd_serve(args: argparse.Namespace) -> None:
                           http_port=args.http_port, metrics_port=args.metrics_port,
                           log_path=args.log, ready_timeout=args.ready_timeout,
                           security=server_security_from_args(args))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:
-        print(f"serving {args.model_repository}: gRPC {server.url}, HTTP "
-              f"{server.host}:{server.http_port}, metrics {server.host}:{server.metrics_port}; "
-              f"log {server.log_path}; Ctrl-C stops", flush=True)
-        try:
-            while not stop.wait(1.0):
-                if not server.running:
-                    raise TaasError(f"tritonserver died:\n{server.log_tail()}")
-        except KeyboardInterrupt:
-            pass
+        _serve_until_stopped(
+            f"serving {args.model_repository}: gRPC {server.url}, HTTP {server.host}:"
+            f"{server.http_port}, metrics {server.host}:{server.metrics_port}; log "
+            f"{server.log_path}; Ctrl-C stops",
+            lambda: server.running, lambda: f"tritonserver died:\n{server.log_tail()}")
 
 
 def _cmd_cluster(args: argparse.Namespace) -> None:
@@ -71,18 +81,13 @@ def _cmd_cluster(args: argparse.Namespace) -> None:
     cluster = TritonCluster(args.model_repository, args.replicas, host=args.host, port=args.port,
                             tls=tls, log_dir=args.log_dir, ready_timeout=args.ready_timeout,
                             security=token if token.token else None)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with cluster:
-        print(f"serving {args.model_repository} on {args.replicas} replicas "
-              f"({', '.join(cluster.replica_urls)}) behind nginx: gRPC {cluster.url} "
-              f"(shared memory does not cross it: clients use gRPC); Ctrl-C stops", flush=True)
-        try:
-            while not stop.wait(1.0):
-                if not cluster.running:
-                    raise TaasError(f"the cluster behind {cluster.url} lost nginx or a replica")
-        except KeyboardInterrupt:
-            pass
+        _serve_until_stopped(
+            f"serving {args.model_repository} on {args.replicas} replicas "
+            f"({', '.join(cluster.replica_urls)}) behind nginx: gRPC {cluster.url} (shared "
+            "memory does not cross it: clients use gRPC); Ctrl-C stops",
+            lambda: cluster.running,
+            lambda: f"the cluster behind {cluster.url} lost nginx or a replica")
 
 
 def _cmd_loadgen(args: argparse.Namespace) -> None:
