@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,16 +32,25 @@ def served_repo(tmp_path_factory: pytest.TempPathFactory, tiny_sim_dir: Path) ->
                                   max_rows=MAX_ROWS)
 
 
-@pytest.fixture(scope="session")
-def triton(served_repo: Path) -> Iterator[object]:
+def start_server(repo: Path, **options: Any) -> Any:
+    """A started ``TritonServer`` on ``repo`` (the caller stops it); skips the test when no
+    tritonserver binary is installed."""
     from taas.service.server import ServerError, TritonServer, find_binary
 
     try:
         find_binary()
     except ServerError as exc:
         pytest.skip(f"no tritonserver: {exc}")
-    with TritonServer(served_repo, ready_timeout=180) as server:
+    return TritonServer(repo, ready_timeout=180, **options).start()
+
+
+@pytest.fixture(scope="session")
+def triton(served_repo: Path) -> Iterator[object]:
+    server = start_server(served_repo)
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

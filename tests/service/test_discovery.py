@@ -31,7 +31,7 @@ from taas.service.discovery import (
     served_runner,
 )
 from taas.service.server import free_port
-from tests.service.conftest import FRONT_END, assert_same
+from tests.service.conftest import FRONT_END, assert_same, start_server
 from tests.service.test_tls_token import ONLY_THE_PIPELINE
 
 #: Fewer in-client retries than the default: a dead server is detected in ~0.2 s, not 1.4 s.
@@ -108,13 +108,7 @@ def test_reconstruct_without_a_ready_server_stops_clearly(tiny_sim_dir, tmp_path
 @pytest.fixture(scope="module")
 def victim(served_repo: Path) -> Iterator[object]:
     """A server of our own, to kill."""
-    from taas.service.server import ServerError, TritonServer, find_binary
-
-    try:
-        find_binary()
-    except ServerError as exc:
-        pytest.skip(f"no tritonserver: {exc}")
-    server = TritonServer(served_repo, ready_timeout=180, extra_args=ONLY_THE_PIPELINE).start()
+    server = start_server(served_repo, extra_args=ONLY_THE_PIPELINE)
     try:
         yield server
     finally:

@@ -19,7 +19,7 @@ import pytest
 
 from taas.errors import TaasError
 from taas.service.client import RemotePipeline, ServiceError, ServiceUnavailableError
-from tests.service.conftest import FRONT_END
+from tests.service.conftest import FRONT_END, start_server
 
 pytestmark = pytest.mark.triton
 
@@ -28,13 +28,7 @@ TIMEOUT_S = 3.0
 
 @pytest.fixture(scope="module")
 def victim(served_repo: Path) -> Iterator[object]:
-    from taas.service.server import ServerError, TritonServer, find_binary
-
-    try:
-        find_binary()
-    except ServerError as exc:
-        pytest.skip(f"no tritonserver: {exc}")
-    server = TritonServer(served_repo, ready_timeout=180).start()
+    server = start_server(served_repo)
     try:
         yield server
     finally:
