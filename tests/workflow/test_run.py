@@ -23,11 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINES = ["cpu", "acorn", "acorn_traccc", "fpga"]
 TINY = ("preset=tiny", "n_events=1", "seed=3", "accel=cpu", "instances=1",
         "concurrency=[1,2]", "requests=4", "compare_repeats=1")
+#: nested keys cannot go through --config (Snakemake passes their items as strings)
+TINY_CONFIG_FILE = "service_options: {concurrency: [1, 2], requests: 2}\n"
 
 
 def _snakemake(results: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *TINY,
-           f"results={results}", *extra]
+    config_file = results.parent / f"{results.name}-tiny.yaml"
+    config_file.write_text(TINY_CONFIG_FILE)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config_file),
+           "--config", *TINY, f"results={results}", *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
 
 
@@ -98,7 +102,7 @@ def test_report_has_every_section(direct_run: Path):
     assert {s["key"] for s in studies["fpga"]["skipped"]} == {"S1", "S2"}
     assert all(r["outputs_equal"] for s in studies.values() for r in s["options"])
     assert {p["concurrency"] for r in studies["acorn"]["options"] for p in r["throughput"]} == {
-        1, 2, 4}
+        1, 2}
     assert studies["acorn"]["prometheus"]["rows"]
     md = (report / "report.md").read_text()
     page = (report / "report.html").read_text()
