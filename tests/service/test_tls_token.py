@@ -8,6 +8,7 @@ here with the openssl command line.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from taas.service.client import (
     TokenRejectedError,
 )
 from taas.service.discovery import FailoverRunner, is_ready
+from taas.service.graph import model_name
 from taas.service.loadgen import run_load
 from taas.service.model_repo import pipeline_model_name
 from taas.service.security import (
@@ -45,6 +47,9 @@ TOKEN = "taas-test-token-7d41"
 MODEL = pipeline_model_name(FRONT_END.name)
 #: The tests use the whole-pipeline model only: loading just it halves the server's start.
 ONLY_THE_PIPELINE = ("--model-control-mode=explicit", f"--load-model={MODEL}")
+#: ... and the workflow's served reconstruction, the per-stage models too.
+PIPELINE_AND_STAGES = (*ONLY_THE_PIPELINE,
+                       *(f"--load-model={model_name(*step)}" for step in FRONT_END.steps))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def secure(served_repo: Path, ca: ThrowawayCA) -> Iterator[object]:
     security = ServerSecurity(server_cert=ca.server_cert, server_key=ca.server_key,
                               token=TOKEN)
     with TritonServer(served_repo, security=security, ready_timeout=180,
-                      extra_args=ONLY_THE_PIPELINE) as server:
+                      extra_args=PIPELINE_AND_STAGES) as server:
         yield server
 
 
@@ -218,3 +223,41 @@ def test_load_generator_speaks_tls_and_token(secure, ca, tiny_event) -> None:
     with pytest.raises(TokenRejectedError, match="no token was sent"):
         run_load(secure.url, MODEL, [tiny_event], max_requests=1,
                  security=ClientSecurity(root_cert=ca.ca))
+
+
+def test_workflow_reconstruction_speaks_tls_and_token(secure, ca: ThrowawayCA, tiny_sim_dir: Path,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The workflow's served reconstruction job reaches a TLS + token server through the
+    environment the Snakefile exports (``client_environment``): the same outputs as direct;
+    without the token the job stops with the token error."""
+    from taas.events.dataset import open_dataset
+    from taas.pipeline.reconstruct import load_reco
+    from taas.service.security import client_environment
+    from taas.workflow.cli import main
+
+    steps = ",".join(f"{stage}/{backend}" for stage, backend in FRONT_END.steps)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    configs = tmp_path / "stage_configs.json"  # what the served repository was built with
+    configs.write_text(json.dumps(FRONT_END.stage_configs))
+
+    def reconstruct(out: Path, *served: str) -> int:
+        return main(["reconstruct", "--events", str(tiny_sim_dir), "--pipeline",
+                     FRONT_END.name, "--steps", steps, "--stage-configs", str(configs),
+                     "--out", str(out), *served])
+
+    assert reconstruct(tmp_path / "direct") == 0
+    for key, value in client_environment(ca=str(ca.ca), token_file=str(token_file)).items():
+        monkeypatch.setenv(key, value)
+    assert reconstruct(tmp_path / "served", "--mode", "served", "--server-url", secure.url) == 0
+    for event_id in open_dataset(tiny_sim_dir).event_ids:
+        assert_same(load_reco(tmp_path / "served", event_id),
+                    load_reco(tmp_path / "direct", event_id))
+    monkeypatch.delenv("TAAS_TOKEN_FILE")
+    monkeypatch.delenv("TAAS_TOKEN", raising=False)
+    caplog.clear()
+    assert reconstruct(tmp_path / "refused", "--mode", "served", "--server-url", secure.url) == 1
+    assert "no token" in caplog.text
+    assert secure.url in caplog.text
