@@ -41,7 +41,7 @@ from taas.service.security import (
     server_security_from_sources,
 )
 from tests.service.certs import ThrowawayCA, have_openssl, make_test_ca
-from tests.service.conftest import FRONT_END, assert_same
+from tests.service.conftest import FRONT_END, assert_same, start_server
 
 TOKEN = "taas-test-token-7d41"
 MODEL = pipeline_model_name(FRONT_END.name)
@@ -61,17 +61,13 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
 
 @pytest.fixture(scope="module")
 def secure(served_repo: Path, ca: ThrowawayCA) -> Iterator[object]:
-    from taas.service.server import ServerError, TritonServer, find_binary
-
-    try:
-        find_binary()
-    except ServerError as exc:
-        pytest.skip(f"no tritonserver: {exc}")
     security = ServerSecurity(server_cert=ca.server_cert, server_key=ca.server_key,
                               token=TOKEN)
-    with TritonServer(served_repo, security=security, ready_timeout=180,
-                      extra_args=PIPELINE_AND_STAGES) as server:
+    server = start_server(served_repo, security=security, extra_args=PIPELINE_AND_STAGES)
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
