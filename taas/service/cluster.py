@@ -34,7 +34,7 @@ from typing import Any
 
 from taas.errors import TaasError
 from taas.service.security import ServerSecurity
-from taas.service.server import TritonServer, _die_with_parent, free_port
+from taas.service.server import TritonServer, _die_with_parent, free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +258,7 @@ class NginxBalancer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("nginx did not stop in %.0f s; killing it", timeout)
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, timeout, "nginx")
 
 
 class TritonCluster:
@@ -276,9 +269,9 @@ class TritonCluster:
     ``LoadBalancerConfig`` fields (``tries``, ``max_fails``, ...). ``security``: the replicas'
     token (``ServerSecurity`` without certificates: TLS is the balancer's, ``tls``; the replicas
     stay plain gRPC on loopback behind it, and nginx passes the client's token header through
-    to them untouched). Replicas start one
-    after the other from the calling thread (their ``PDEATHSIG`` is bound to it), so a crash or
-    Ctrl-C takes every server and nginx down with this process.
+    to them untouched). Replicas start one after the other from the calling thread (their
+    ``PDEATHSIG`` is bound to it), so a crash or Ctrl-C takes every server and nginx down with
+    this process.
     """
 
     def __init__(self, model_repository: str | Path, replicas: int = 2, *,

@@ -109,6 +109,20 @@ except (OSError, AttributeError):  # not Linux: the context manager still stops 
     _prctl = None
 
 
+def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float, name: str) -> None:
+    """Send ``sig`` (the program's own graceful shutdown) to a running ``process``, wait up to
+    ``timeout`` seconds, then SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0f s; killing it", name, timeout)
+        process.kill()
+        process.wait()
+
+
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM the server when its parent dies.
 
@@ -240,14 +254,8 @@ class TritonServer:
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT (Triton's graceful shutdown), then SIGKILL if it lingers."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("tritonserver did not stop in %.0f s; killing it", timeout)
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, signal.SIGINT, timeout, "tritonserver")
         if self._workdir is not None:
             self._final_log = self.log_tail(200)  # the default log goes with the work dir
             self._workdir.cleanup()
