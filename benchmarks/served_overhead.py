@@ -17,13 +17,12 @@ import platform
 import tempfile
 from pathlib import Path
 
+from service_options import served_pipeline
+
 from taas.events.presets import PRESETS
 from taas.events.simulation import simulate
 from taas.pipeline.spec import PIPELINES
-from taas.service.model_repo import build_model_repository
-from taas.service.server import TritonServer
 from taas.workflow.measure import served_vs_direct
-from taas.workflow.models import prepare_models, with_models
 
 
 def main() -> None:
@@ -44,13 +43,7 @@ def main() -> None:
                           particles_per_vertex=preset.particles_per_vertex, seed=31,
                           progress=False)
         for name in args.pipelines:
-            spec = PIPELINES[name].with_accel("cpu")
-            prepare_models(spec, "shipped", work / f"models-{name}")
-            spec = with_models(spec, work / f"models-{name}")
-            repo = build_model_repository(work / f"repo-{name}", detector_path=Path(events)
-                                          / "detector.parquet", stages=[], pipelines=[spec],
-                                          ensembles=False)
-            with TritonServer(repo, log_path=work / f"{name}.log") as server:
+            with served_pipeline(name, Path(events), work, stage_models=False) as (spec, server):
                 results[name] = served_vs_direct(events, spec, server.url,
                                                  repeats=args.repeats)
             print(f"{name}: served / direct = {results[name]['ratio']:.3f} "

@@ -13,22 +13,40 @@ over client threads with the server's Prometheus counters scraped around it. Wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from taas.errors import TaasError
 from taas.events.presets import PRESETS
 from taas.events.simulation import simulate
-from taas.pipeline.spec import PIPELINES
+from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.service.model_repo import build_model_repository
 from taas.service.server import TritonServer
 from taas.service.study import StudySettings
 from taas.workflow.measure import service_options
 from taas.workflow.models import prepare_models, with_models
+
+
+@contextlib.contextmanager
+def served_pipeline(name: str, events: Path, work: Path, *, stage_models: bool,
+                    ready_timeout: float = 120.0) -> Iterator[tuple[PipelineSpec, TritonServer]]:
+    """Pipeline ``name`` with its accelerator stages on the cpu backend and the shipped models,
+    and a running tritonserver on a repository in ``work`` holding its whole-pipeline model
+    (and, with ``stage_models``, the stage models and the ensemble too)."""
+    spec = PIPELINES[name].with_accel("cpu")
+    prepare_models(spec, "shipped", work / f"models-{name}")
+    spec = with_models(spec, work / f"models-{name}")
+    repo = build_model_repository(work / f"repo-{name}", detector_path=events / "detector.parquet",
+                                  stages=list(spec.steps) if stage_models else [],
+                                  pipelines=[spec], ensembles=stage_models)
+    with TritonServer(repo, log_path=work / f"{name}.log", ready_timeout=ready_timeout) as server:
+        yield spec, server
 
 
 def main() -> None:
@@ -57,14 +75,9 @@ def main() -> None:
                           particles_per_vertex=preset.particles_per_vertex, seed=41,
                           progress=False)
         for name in args.pipelines:
-            spec = PIPELINES[name].with_accel("cpu")
-            prepare_models(spec, "shipped", work / f"models-{name}")
-            spec = with_models(spec, work / f"models-{name}")
-            repo = build_model_repository(work / f"repo-{name}", detector_path=Path(events)
-                                          / "detector.parquet", stages=list(spec.steps),
-                                          pipelines=[spec], ensembles=True)
             # seven Python-backend models, each importing torch: minutes on a loaded machine
-            with TritonServer(repo, log_path=work / f"{name}.log", ready_timeout=900) as server:
+            with served_pipeline(name, Path(events), work, stage_models=True,
+                                 ready_timeout=900) as (spec, server):
                 study = service_options(
                     events, spec, server.url, settings=settings,
                     metrics_url=f"http://{server.host}:{server.metrics_port}/metrics")
