@@ -20,7 +20,12 @@ front end, on what the truth of each shows:
   the shipped models unchanged, edge efficiency (pT > 1 GeV) after filter and GNN, and tracks;
 * ``cpu_lost``: the ``cpu`` chain's fiducial particles it does not reconstruct, each with pT,
   eta, measurements, whether a seed of only its space points exists, the longest track of only
-  its measurements, and the field where the particle leaves the tracker.
+  its measurements, and how far in |z| the particle reaches;
+* ``fitted_solenoid``: the solenoid (``taas.detector.field.SolenoidField``) fitted to the
+  sample's field samples, the source of ``TRACKML_SOLENOID``;
+* ``conditions``: cpu, acorn and acorn_traccc with the conditions taas attaches to TrackML
+  data (that solenoid, the Generic detector's material), and the cpu chain with the uniform
+  2 T field and/or bare silicon instead.
 
 Rates: two_way matching, pT > 1 GeV, Clopper-Pearson 68.3% errors (36 particles: one is 2.8
 points). Machine time is not measured here.
@@ -29,6 +34,7 @@ points). Machine time is not measured here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import tempfile
@@ -43,7 +49,7 @@ from taas.events.event import Event
 from taas.gnn.data import build_sample, front_end
 from taas.gnn.features import NODE_FEATURE_NAMES
 from taas.gnn.training import GraphCounts
-from taas.metrics.field_probe import field_samples
+from taas.metrics.field_probe import field_samples, fit_solenoid
 from taas.pipeline.evaluation import evaluate_reco
 from taas.pipeline.reconstruct import event_inputs
 from taas.pipeline.runner import Pipeline
@@ -213,6 +219,29 @@ def cpu_lost(event: Event) -> dict[str, Any]:
     return {**rates(result), "lost": lost}
 
 
+def conditions(path: Path) -> dict[str, Any]:
+    """The pipelines on the real event with the conditions taas attaches to TrackML data
+    (``TRACKML_SOLENOID``, the Generic material), and the cpu chain with each left out."""
+    from taas.detector.field import TRACKML_SOLENOID
+    from taas.detector.material import generic_material, silicon_only
+
+    out: dict[str, Any] = {}
+    runs = [("cpu", None, None), ("acorn", None, None), ("acorn_traccc", None, None),
+            ("cpu", "uniform_2T", None), ("cpu", None, "silicon_only"),
+            ("cpu", "uniform_2T", "silicon_only")]
+    for name, field_choice, material_choice in runs:
+        dataset = open_dataset(path)  # a fresh detector: conditions are cached on it
+        event = dataset.read(dataset.event_ids[0])
+        detector = event.detector
+        detector.field = None if field_choice else TRACKML_SOLENOID
+        detector.material = silicon_only(detector) if material_choice else generic_material()
+        reco = Pipeline(PIPELINES[name], detector).run(event_inputs(event)).tensors
+        label = "+".join([name, *(c for c in (field_choice, material_choice) if c)])
+        out[label] = rates(evaluate_reco(event, reco))
+        print(label, json.dumps(out[label]["efficiency"]), flush=True)
+    return out
+
+
 def field(event: Event) -> dict[str, Any]:
     samples = field_samples(event)
     return {"samples": len(samples), "median_bz": float(np.median(samples.bz)),
@@ -299,7 +328,9 @@ def main() -> None:
         sim = sim_set.read(sim_set.event_ids[0])
     result = {"benchmark": "trackml_real_data", "trackml": describe(real),
               "simulation": describe(sim), "acorn_remapped": acorn_remapped(real, sim),
-              "cpu": cpu_lost(real), "matching": "two_way, pT > 1 GeV"}
+              "cpu": cpu_lost(real), "conditions": conditions(args.trackml),
+              "fitted_solenoid": dataclasses.asdict(fit_solenoid(field_samples(real))),
+              "matching": "two_way, pT > 1 GeV"}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / args.out
     out.write_text(json.dumps(result, indent=1))

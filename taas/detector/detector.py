@@ -29,6 +29,9 @@ class Detector:
         self.name = name
         #: Material description (``taas.detector.material.MaterialTable``) when one is known.
         self.material: object | None = None
+        #: The field the data were simulated in (``taas.detector.field``) when it is not the
+        #: uniform field of the track math's configs.
+        self.field: object | None = None
 
     def __len__(self) -> int:
         return len(self.modules)

@@ -8,6 +8,7 @@ import numpy as np
 
 from taas.detector import geometry_id
 from taas.detector.detector import Detector
+from taas.detector.field import TRACKML_SOLENOID
 from taas.detector.modules import ROTATION_COLUMNS, Modules
 from taas.io.csv_table import read_csv_columns
 
@@ -27,7 +28,10 @@ def trackml_module_keys(volume: np.ndarray, layer: np.ndarray, module: np.ndarra
 
 
 def load_trackml_detector(path: str | Path) -> Detector:
-    """Read ``detectors.csv`` (plain or .gz, with or without a leading unnamed index column)."""
+    """Read ``detectors.csv`` (plain or .gz, with or without a leading unnamed index column).
+
+    The detector carries the field TrackML's events were simulated in
+    (``taas.detector.field.TRACKML_SOLENOID``), so tracks are propagated in it."""
     c = read_csv_columns(path, DETECTOR_COLUMNS)
     n_u = np.rint(2 * c["module_maxhu"] / c["pitch_u"]).astype(np.int32)
     n_v = np.rint(2 * c["module_hv"] / c["pitch_v"]).astype(np.int32)
@@ -39,4 +43,6 @@ def load_trackml_detector(path: str | Path) -> Detector:
         thickness=c["module_t"], min_hu=c["module_minhu"], max_hu=c["module_maxhu"],
         hv=c["module_hv"], pitch_u=c["pitch_u"], pitch_v=c["pitch_v"], n_u=n_u, n_v=n_v,
     )
-    return Detector(modules, name="trackml")
+    detector = Detector(modules, name="trackml")
+    detector.field = TRACKML_SOLENOID
+    return detector

@@ -22,17 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from taas.detector.field import SolenoidField
 from taas.events.event import Event
 from taas.tracking.helix import K_FIELD
 
 
 @dataclass(frozen=True)
 class FieldSamples:
-    """One Bz measurement per pair of consecutive truth hits: its midpoint ``r`` and ``z``
-    (mm) and ``bz`` (T)."""
+    """One field measurement per pair of consecutive truth hits: its midpoint ``r`` and ``z``
+    (mm), the particle's ``cot_theta`` (pz / pT) and ``bz`` (T), the field that turned the
+    transverse momentum there (``Bz - cot(theta) Br``: ``taas.tracking.field``)."""
 
     r: np.ndarray
     z: np.ndarray
+    cot_theta: np.ndarray
     bz: np.ndarray
 
     def __len__(self) -> int:
@@ -42,7 +45,7 @@ class FieldSamples:
     def concat(cls, parts: list[FieldSamples]) -> FieldSamples:
         """The samples of several events together."""
         return cls(*(np.concatenate([getattr(p, name) for p in parts] or [np.zeros(0)])
-                     for name in ("r", "z", "bz")))
+                     for name in ("r", "z", "cot_theta", "bz")))
 
     def binned(self, r_edges: np.ndarray, z_edges: np.ndarray,
                min_samples: int = 5) -> list[dict[str, float]]:
@@ -78,7 +81,7 @@ def field_samples(event: Event, *, min_pt: float = 0.8, min_step: float = 20.0) 
     rows = np.flatnonzero(keep)[order]
     if len(rows) == 0:
         empty = np.zeros(0)
-        return FieldSamples(empty, empty, empty)
+        return FieldSamples(empty, empty, empty, empty)
     ids = particles["particle_id"]
     by_id = np.argsort(ids)
     where = by_id[np.clip(np.searchsorted(ids[by_id], pid[rows]), 0, len(ids) - 1)]
@@ -90,7 +93,7 @@ def field_samples(event: Event, *, min_pt: float = 0.8, min_step: float = 20.0) 
     # within each particle, hits by distance from the vertex
     order = np.lexsort((distance, pid[rows]))
     rows, where, xyz = rows[order], where[order], xyz[order]
-    px, py = hits["tpx"][rows], hits["tpy"][rows]
+    px, py, pz = hits["tpx"][rows], hits["tpy"][rows], hits["tpz"][rows]
     pt = np.hypot(px, py)
     charge = particles["q"][where].astype(np.float64)
 
@@ -108,7 +111,9 @@ def field_samples(event: Event, *, min_pt: float = 0.8, min_step: float = 20.0) 
     with np.errstate(divide="ignore", invalid="ignore"):
         bz = -dphi * mean_pt / (charge[1:] * K_FIELD * arc)
     mid = 0.5 * (xyz[1:] + xyz[:-1])
-    return FieldSamples(r=np.hypot(mid[use, 0], mid[use, 1]), z=mid[use, 2], bz=bz[use])
+    cot = 0.5 * (pz[1:] / np.maximum(pt[1:], 1e-12) + pz[:-1] / np.maximum(pt[:-1], 1e-12))
+    return FieldSamples(r=np.hypot(mid[use, 0], mid[use, 1]), z=mid[use, 2],
+                        cot_theta=cot[use], bz=bz[use])
 
 
 #: Bins of the field check: the tracker's barrel and endcaps in |z|, all radii together.
@@ -125,3 +130,23 @@ def field_check(samples: FieldSamples, assumed_bz: float, tolerance: float = 0.0
     off = [row for row in rows if abs(row["bz_median"] / assumed_bz - 1.0) > tolerance]
     return {"assumed_bz": assumed_bz, "tolerance": tolerance, "samples": len(samples),
             "bins": rows, "agrees": not off}
+
+
+def fit_solenoid(samples: FieldSamples) -> SolenoidField:
+    """The ``SolenoidField`` (centre field, half length, fall-off) whose effective field
+    ``Bz - cot(theta) Br`` best matches the samples (robust least squares: scattering and
+    energy loss give the samples long tails)."""
+    from scipy.optimize import least_squares
+
+    if len(samples) < 10:
+        raise ValueError(f"fit_solenoid needs at least 10 samples, got {len(samples)}")
+    xyz = np.stack([samples.r, np.zeros(len(samples)), samples.z], axis=1)
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        field = SolenoidField(float(p[0]), float(p[1]), float(p[2]))
+        return field.effective_bz(xyz, samples.cot_theta) - samples.bz
+
+    start = [float(np.median(samples.bz[np.abs(samples.z) < 600])), 2000.0, 600.0]
+    fit = least_squares(residual, start, loss="soft_l1", f_scale=0.1,
+                        bounds=([0.1, 100.0, 10.0], [10.0, 10000.0, 5000.0]))
+    return SolenoidField(*(float(v) for v in fit.x))

@@ -79,6 +79,7 @@ from taas.edm.tracks import Seeds, Tracks
 from taas.errors import InputError
 from taas.tracking import helix
 from taas.tracking.estimation import estimate_parameters
+from taas.tracking.field import field_of, point_bz, step_bz
 from taas.tracking.fitter import check_measurements
 from taas.tracking.kalman import kalman_update
 from taas.tracking.material import X0_SILICON, add_scattering, material_model, slab_noise
@@ -226,8 +227,10 @@ class NumbaKernels:
                 *, passive: bool) -> Prediction:
         center, rotation = detector.center, detector.rotation
         src = rows[pair_c]
+        bz = step_bz(field_of(detector, config.bz), center[src], center[targets],
+                     params[pair_c, THETA])
         prop = propagate(params[pair_c], center[src], rotation[src], center[targets],
-                         rotation[targets], bz=config.bz, mass=config.mass)
+                         rotation[targets], bz=bz, mass=config.mass)
         noisy = _scatter(detector, params, cov, rows, config)
         jac = prop.transport
         pred_cov = jac @ noisy[pair_c] @ np.swapaxes(jac, 1, 2)
@@ -586,8 +589,10 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarra
         ok = np.all(np.isfinite(params), axis=1)
     else:
         params, cov, src = start
+        bz = step_bz(field_of(detector, config.bz), center[src], center[rows[:, 0]],
+                     params[:, THETA])
         prop = propagate(params, center[src], rotation[src], center[rows[:, 0]],
-                         rotation[rows[:, 0]], bz=config.bz, mass=config.mass)
+                         rotation[rows[:, 0]], bz=bz, mass=config.mass)
         params, cov = _reverse(prop.params, prop.transport @ cov @ np.swapaxes(prop.transport,
                                                                             1, 2))
         ok = prop.ok & np.all(np.isfinite(params), axis=1)
@@ -728,8 +733,9 @@ def _passive_noise(detector: Detector, params: np.ndarray, src: np.ndarray, dst:
         return 0.0
     center, rotation = detector.center, detector.rotation
     free = bound_to_free(params, center[src], rotation[src])
+    bz = step_bz(field_of(detector, config.bz), center[src], center[dst], params[:, THETA])
     return passive.noise_at(free, np.where(np.isfinite(path), path, 0.0), center[dst],
-                            rotation[dst], bz=config.bz, mass=config.mass)[0]
+                            rotation[dst], bz=bz, mass=config.mass)[0]
 
 
 def _run_batch(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
@@ -769,7 +775,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     if backward:
         tt2 = np.maximum(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24)
         s_max = np.maximum(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0)
-    layer, s = navigation.next_layer(free, live.s_min, live.layer, config.bz, s_max)
+    bz = point_bz(field_of(detector, config.bz), free)
+    layer, s = navigation.next_layer(free, live.s_min, live.layer, bz, s_max)
     forced: list[_Candidates] = []
     if seeds is not None:
         forced, live, free, layer, s = _split_seed_hits(detector, event, nodes, live, free,
@@ -781,7 +788,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
         return _Candidates.concat([live.take(moving), *forced]), finished[0]
     cand = live.take(moving)
     layer, s = layer[moving], s[moving]
-    at = helix.helix_at(free[moving], s, config.bz, config.mass)
+    at = helix.helix_at(free[moving], s, bz[moving] if isinstance(bz, np.ndarray) else bz,
+                        config.mass)
     offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS], at[:, helix.DIR],
                                                     config.bounds_tolerance)
     pair_c, modules, path, pred, pred_cov = _cross(detector, cand, at, offsets, modules,
@@ -872,7 +880,7 @@ def _line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules
     the other pairs, so this only saves their Newton solves (about four in five)."""
     u, v, margin, steep = _line_crossings(np.ascontiguousarray(at), pair_c, modules,
                                           detector.center, detector.rotation,
-                                          -helix.K_FIELD * config.bz)
+                                          -helix.K_FIELD * field_of(detector, config.bz).max_bz)
     return steep & ~detector.inside_bounds(modules, u, v, config.bounds_tolerance + margin)
 
 

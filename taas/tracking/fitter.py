@@ -37,6 +37,7 @@ from taas.edm.tracks import ProtoTracks, Tracks
 from taas.errors import InputError
 from taas.tracking import helix
 from taas.tracking.estimation import estimate_parameters, loose_covariance
+from taas.tracking.field import field_of, track_step_bz
 from taas.tracking.kalman import KalmanFit, Surfaces, kalman_fit
 from taas.tracking.material import (
     X0_SILICON,
@@ -54,6 +55,7 @@ from taas.tracking.measurement_errors import (
 from taas.tracking.parameters import (
     PHI,
     QOP,
+    THETA,
     bound_to_free,
     bound_to_perigee,
     free_to_bound,
@@ -212,8 +214,11 @@ def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.nda
                                        config.bz)
     ok = np.all(np.isfinite(start), axis=1)
     start[~ok] = np.nan
+    field = field_of(detector, config.bz)
     for _ in range(config.max_iterations):
-        result = kalman(start, prior, surfaces, uv, var, bz=config.bz,
+        # each step's field at the theta the fit starts from (constant along a helix)
+        bz = track_step_bz(field, surfaces.center, start[:, THETA])
+        result = kalman(start, prior, surfaces, uv, var, bz=bz,
                         multiple_scattering=config.multiple_scattering, x0=config.x0,
                         mass=config.mass, module_slab=slabs, passive=passive)
         first, first_cov = result.params[:, 0], result.cov[:, 0]

@@ -57,29 +57,37 @@ cylinder_path = _formulas.cylinder_path
 state_at = _formulas.free_state_at
 
 
-def turning_rate(qop: np.ndarray, bz: float) -> np.ndarray:
+def turning_rate(qop: np.ndarray, bz: float | np.ndarray) -> np.ndarray:
     """Change of the direction's azimuth per mm of path, ``h = -K Bz q/p`` (rad/mm)."""
     return -K_FIELD * bz * np.asarray(qop, float)
 
 
-def helix_at(free: np.ndarray, s: np.ndarray, bz: float, mass: float = PION_MASS) -> np.ndarray:
-    """Free parameters after a path length ``s`` (mm, may be negative) along the helix.
+def h_per_qop_rows(bz: float | np.ndarray, n: int) -> np.ndarray:
+    """``-K Bz`` per row (n,): the turning rate per unit q/p of each row's field (``bz`` one
+    field for all rows or one per row, ``taas.tracking.field``)."""
+    return np.ascontiguousarray(np.broadcast_to(-K_FIELD * np.asarray(bz, float), (n,)))
+
+
+def helix_at(free: np.ndarray, s: np.ndarray, bz: float | np.ndarray,
+             mass: float = PION_MASS) -> np.ndarray:
+    """Free parameters after a path length ``s`` (mm, may be negative) along the helix in the
+    field ``bz`` (T; one for all rows or one per row).
 
     A numba loop per row: the CKF and the fitter call this on a few thousand rows at a time,
     where a dozen numpy temporaries per call cost more than the arithmetic."""
     free = np.ascontiguousarray(free, dtype=float)
     s = np.broadcast_to(np.asarray(s, float), (len(free),))
     out = np.empty_like(free)
-    _helix_rows(free, np.ascontiguousarray(s), -K_FIELD * bz, mass, out)
+    _helix_rows(free, np.ascontiguousarray(s), h_per_qop_rows(bz, len(free)), mass, out)
     return out
 
 
 @numba.njit(cache=True)
-def _helix_rows(free: np.ndarray, s: np.ndarray, h_per_qop: float, mass: float,
+def _helix_rows(free: np.ndarray, s: np.ndarray, h_per_qop: np.ndarray, mass: float,
                 out: np.ndarray) -> None:
     """``helix_at`` row by row into ``out``."""
     for i in range(len(free)):
-        state_at(free[i], s[i], h_per_qop, mass, out[i])
+        state_at(free[i], s[i], h_per_qop[i], mass, out[i])
 
 
 def _newton_path(free: np.ndarray, bz: float, s0: np.ndarray,
@@ -110,7 +118,8 @@ def _newton_path(free: np.ndarray, bz: float, s0: np.ndarray,
     return s, ok
 
 
-def intersect_plane(free: np.ndarray, center: np.ndarray, normal: np.ndarray, bz: float, *,
+def intersect_plane(free: np.ndarray, center: np.ndarray, normal: np.ndarray,
+                    bz: float | np.ndarray, *,
                     tol: float = PLANE_TOL, max_iter: int = PLANE_MAX_ITER,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Path length from ``free`` to the plane through ``center`` with unit ``normal``.
@@ -132,18 +141,18 @@ def intersect_plane(free: np.ndarray, center: np.ndarray, normal: np.ndarray, bz
                          f"{len(normal)} normals")
     s = np.empty(n)
     ok = np.empty(n, np.bool_)
-    _intersect_plane_rows(free, center, normal, -K_FIELD * bz, tol, max_iter, s, ok)
+    _intersect_plane_rows(free, center, normal, h_per_qop_rows(bz, n), tol, max_iter, s, ok)
     return s, ok
 
 
 @numba.njit(cache=True)
 def _intersect_plane_rows(free: np.ndarray, center: np.ndarray, normal: np.ndarray,
-                          h_per_qop: float, tol: float, max_iter: int, s_out: np.ndarray,
+                          h_per_qop: np.ndarray, tol: float, max_iter: int, s_out: np.ndarray,
                           ok_out: np.ndarray) -> None:
     """``intersect_plane`` for every row: straight-line start, then Newton on the helix."""
     for i in range(len(free)):
         s_out[i], ok_out[i] = plane_path(free[i, 0], free[i, 1], free[i, 2], free[i, 4],
-                                         free[i, 5], free[i, 6], h_per_qop * free[i, QOP],
+                                         free[i, 5], free[i, 6], h_per_qop[i] * free[i, QOP],
                                          center[i, 0], center[i, 1], center[i, 2],
                                          normal[i, 0], normal[i, 1], normal[i, 2], tol, max_iter)
 

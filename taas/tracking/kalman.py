@@ -126,7 +126,7 @@ def _update_rows(params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.
 
 
 def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: np.ndarray,
-               var: np.ndarray, *, bz: float, multiple_scattering: bool = True,
+               var: np.ndarray, *, bz: float | np.ndarray, multiple_scattering: bool = True,
                x0: float = X0_SILICON, mass: float = helix.PION_MASS,
                module_slab: np.ndarray | None = None,
                passive: PassiveMaterial | None = None) -> KalmanResult:
@@ -137,6 +137,8 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
     ``multiple_scattering``): ``module_slab`` (N, n, 4) ``(thickness, x0, molar_e_rho, I)``
     per module adds scattering, straggling and mean energy loss; without it, scattering only in
     silicon of ``surfaces.thickness`` and ``x0``. ``passive`` adds the surfaces between modules.
+    ``bz``: the field (T), one for all, or (N, n) per track and step (entry k: the step from
+    module k-1 to k, ``taas.tracking.field.step_bz``).
     """
     meas, var = np.asarray(meas, float), np.asarray(var, float)
     n_tracks, n_meas = meas.shape[:2]
@@ -164,8 +166,9 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                         noisy = state_cov + q
                         state = state.copy()
                         state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
+                step = bz[:, k] if isinstance(bz, np.ndarray) else bz
                 prop = propagate(state, center[:, k - 1], rotation[:, k - 1], center[:, k],
-                                 rotation[:, k], bz=bz, mass=mass)
+                                 rotation[:, k], bz=step, mass=mass)
                 ok &= prop.ok
                 jac[:, k] = prop.jacobian
                 start = state
@@ -175,7 +178,7 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                     q, de = passive.noise_at(
                         bound_to_free(start, center[:, k - 1], rotation[:, k - 1]),
                         np.where(prop.ok, prop.path, 0.0), center[:, k], rotation[:, k],
-                        bz=bz, mass=mass)
+                        bz=step, mass=mass)
                     state_cov = _symmetric(state_cov + q)
                     state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
             pred[:, k], pred_cov[:, k] = state, state_cov

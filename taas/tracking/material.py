@@ -219,7 +219,7 @@ class PassiveMaterial:
     def __len__(self) -> int:
         return len(self.cyl_r) + len(self.disc_z)
 
-    def crossings(self, free: np.ndarray, s_end: np.ndarray, bz: float,
+    def crossings(self, free: np.ndarray, s_end: np.ndarray, bz: float | np.ndarray,
                   mass: float = helix.PION_MASS,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Crossings of the segments ``s`` in (0, s_end) (or (s_end, 0) backwards).
@@ -236,7 +236,8 @@ class PassiveMaterial:
         track = np.empty(limit, np.int64)
         surface = np.empty(limit, np.int64)
         at = np.empty((limit, 8))
-        n = _crossing_rows(free, s_end, -helix.K_FIELD * bz, mass, self.disc_z, self.disc_rmin,
+        h_per_qop = helix.h_per_qop_rows(bz, len(free))
+        n = _crossing_rows(free, s_end, h_per_qop, mass, self.disc_z, self.disc_rmin,
                            self.disc_rmax, self.cyl_r, self.cyl_zmin, self.cyl_zmax, track,
                            surface, at)
         track, surface, at = track[:n], surface[:n], at[:n]
@@ -249,7 +250,8 @@ class PassiveMaterial:
         return track, at, normal, slab
 
     def noise_at(self, free: np.ndarray, s_end: np.ndarray, dst_center: np.ndarray,
-                 dst_rotation: np.ndarray, *, bz: float, mass: float = helix.PION_MASS,
+                 dst_rotation: np.ndarray, *, bz: float | np.ndarray,
+                 mass: float = helix.PION_MASS,
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Noise (n, 6, 6) on the destination planes and mean energy loss (n,) GeV of segments.
 
@@ -266,14 +268,16 @@ class PassiveMaterial:
             return noise, loss
         noise_rows(t, at, normal, np.ascontiguousarray(slab, dtype=float),
                    np.ascontiguousarray(dst_center, dtype=float),
-                   np.ascontiguousarray(dst_rotation, dtype=float), -helix.K_FIELD * bz, mass,
+                   np.ascontiguousarray(dst_rotation, dtype=float),
+                   helix.h_per_qop_rows(bz, n), mass,
                    noise.reshape(n, 36), loss)
         return noise, loss
 
 
 @numba.njit(cache=True)
 def noise_rows(track: np.ndarray, at: np.ndarray, normal: np.ndarray, slab: np.ndarray,
-               dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: float, mass: float,
+               dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: np.ndarray,
+               mass: float,
                noise: np.ndarray, loss: np.ndarray) -> None:
     """``PassiveMaterial.noise_at``'s sums, one crossing at a time (``formulas.passive_noise``:
     the slab's scattering and straggling in the bound frame of the plane tangent to the surface
@@ -289,7 +293,7 @@ def noise_rows(track: np.ndarray, at: np.ndarray, normal: np.ndarray, slab: np.n
         t = track[k]
         loss[t] += _formulas.passive_noise(
             at[k], normal[k, 0], normal[k, 1], normal[k, 2], slab[k], dst_center[t],
-            dst_rotation[t], h_per_qop, mass, one, rot, center, params, out, jac, work8,
+            dst_rotation[t], h_per_qop[t], mass, one, rot, center, params, out, jac, work8,
             tangent, b2f, f2b, m1, proj, q, jq)
         for r in range(6):
             for c in range(6):
@@ -322,7 +326,7 @@ def _tangent_frames(normal: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
-def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: float,
+def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: np.ndarray, mass: float,
                    disc_z: np.ndarray, disc_rmin: np.ndarray, disc_rmax: np.ndarray,
                    cyl_r: np.ndarray, cyl_zmin: np.ndarray, cyl_zmax: np.ndarray,
                    track: np.ndarray, surface: np.ndarray, at: np.ndarray) -> int:
@@ -332,27 +336,27 @@ def _crossing_rows(free: np.ndarray, s_end: np.ndarray, h_per_qop: float, mass: 
     n = 0
     for i in range(len(free)):
         x, y, z, tx, ty, tz = free[i, 0], free[i, 1], free[i, 2], free[i, 4], free[i, 5], free[i, 6]
-        h = h_per_qop * free[i, helix.QOP]
+        h = h_per_qop[i] * free[i, helix.QOP]
         for d in range(len(disc_z)):
             s, inside = _formulas.disc_path(z, tz, s_end[i], disc_z[d])
             if not inside:
                 continue
             r = _formulas.transverse_radius_at(x, y, z, tx, ty, tz, h, s)
             if disc_rmin[d] <= r <= disc_rmax[d]:
-                helix.state_at(free[i], s, h_per_qop, mass, at[n])
+                helix.state_at(free[i], s, h_per_qop[i], mass, at[n])
                 track[n], surface[n] = i, d
                 n += 1
     for i in range(len(free)):
         x, y, z, tx, ty, tz = free[i, 0], free[i, 1], free[i, 2], free[i, 4], free[i, 5], free[i, 6]
-        h = h_per_qop * free[i, helix.QOP]
+        h = h_per_qop[i] * free[i, helix.QOP]
         start_r = np.hypot(x, y)
         end_r = _formulas.transverse_radius_at(x, y, z, tx, ty, tz, h, s_end[i])
         for c in range(len(cyl_r)):
             if not _formulas.radius_between(start_r, end_r, cyl_r[c]):
                 continue
-            s = _segment_cylinder_path(free[i], cyl_r[c], s_end[i], h_per_qop)
+            s = _segment_cylinder_path(free[i], cyl_r[c], s_end[i], h_per_qop[i])
             if np.isfinite(s) and cyl_zmin[c] <= z + s * tz <= cyl_zmax[c]:
-                helix.state_at(free[i], s, h_per_qop, mass, at[n])
+                helix.state_at(free[i], s, h_per_qop[i], mass, at[n])
                 track[n], surface[n] = i, len(disc_z) + c
                 n += 1
     return n

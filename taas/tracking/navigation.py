@@ -79,7 +79,7 @@ class Navigation:
         return np.flatnonzero(self.module_layer == layer)
 
     def next_layer(self, free: np.ndarray, s_min: np.ndarray, exclude: np.ndarray,
-                   bz: float, s_max: np.ndarray | float = np.inf,
+                   bz: float | np.ndarray, s_max: np.ndarray | float = np.inf,
                    ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest layer crossed beyond path ``s_min`` (mm) by each free state (n, 8).
 

@@ -40,7 +40,7 @@ class Propagation(NamedTuple):
 
 
 def propagate(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarray,
-              dst_center: np.ndarray, dst_rotation: np.ndarray, *, bz: float,
+              dst_center: np.ndarray, dst_rotation: np.ndarray, *, bz: float | np.ndarray,
               jacobian: bool = True, mass: float = helix.PION_MASS) -> Propagation:
     """Propagate bound parameters from planes A (src) to planes B (dst), one pair per row.
 
@@ -58,13 +58,14 @@ def propagate(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarr
     out = np.empty((n, 6))
     jac = np.empty((n if jacobian else 0, 6, 6))
     path, cos_inc, ok = np.empty(n), np.empty(n), np.empty(n, np.bool_)
-    propagate_rows(params, *arrays, -helix.K_FIELD * bz, mass, jac, out, path, cos_inc, ok)
+    propagate_rows(params, *arrays, helix.h_per_qop_rows(bz, n), mass, jac, out, path, cos_inc,
+                   ok)
     return Propagation(out, jac if jacobian else None, path, cos_inc, ok)
 
 
 @numba.njit(cache=True)
 def propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np.ndarray,
-                    dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: float,
+                    dst_center: np.ndarray, dst_rotation: np.ndarray, h_per_qop: np.ndarray,
                     mass: float, jac: np.ndarray, out: np.ndarray, path: np.ndarray,
                     cos_inc: np.ndarray, ok_out: np.ndarray) -> None:
     """``propagate`` row by row (``formulas.propagate_state``); ``jac`` has no rows when no
@@ -76,5 +77,5 @@ def propagate_rows(params: np.ndarray, src_center: np.ndarray, src_rotation: np.
     for i in range(len(params)):
         path[i], cos_inc[i], ok_out[i] = _formulas.propagate_state(
             params[i], src_center[i], src_rotation[i], dst_center[i], dst_rotation[i],
-            h_per_qop, mass, want_jac, out[i], jac[i] if want_jac else jac_row, work8, tangent,
+            h_per_qop[i], mass, want_jac, out[i], jac[i] if want_jac else jac_row, work8, tangent,
             b2f, f2b, m1, proj)

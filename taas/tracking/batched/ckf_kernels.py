@@ -9,56 +9,28 @@ CPU device it reproduces the numba CKF's tracks and on CUDA it is the CKF's GPU 
 
 Every call moves its inputs to the device and its results back: the host owns the candidates
 (traccc's GPU CKF keeps them on the device and navigates there; this one does not). The
-``TransferCounter`` counts those copies per event, so the chain's host <-> device traffic can
-be stated; on the CPU device they are the same crossings of the kernel interface, but
-``torch.as_tensor`` shares memory instead of copying.
+``TransferCounter`` (``taas.stages.transfers``, the one home of the chain's copy counting;
+re-exported here) counts those copies per event, so the chain's host <-> device traffic can be
+stated; on the CPU device they are the same crossings of the kernel interface, but
+``torch.as_tensor`` shares memory instead of copying (the pipeline's ledger calls them
+handovers).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from taas.detector.detector import Detector
+from taas.stages.transfers import TransferCounter
 from taas.tracking.batched import ckf_step
 from taas.tracking.ckf import CkfConfig, Prediction
+from taas.tracking.field import field_of, step_bz
+from taas.tracking.parameters import THETA
 
-
-@dataclass
-class TransferCounter:
-    """Host <-> device copies (tensors and bytes) since the last ``reset``."""
-
-    to_device: int = 0  #: tensors copied host -> device
-    to_device_bytes: int = 0
-    to_host: int = 0  #: tensors copied device -> host
-    to_host_bytes: int = 0
-
-    def reset(self) -> None:
-        self.to_device = self.to_device_bytes = self.to_host = self.to_host_bytes = 0
-
-    def summary(self) -> dict[str, int]:
-        return asdict(self)
-
-    def upload(self, array: np.ndarray, device: torch.device,
-               dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``array`` (K, ...) on ``device`` in the batched layout (..., K), counted once."""
-        host = np.ascontiguousarray(array)
-        self.to_device += 1
-        self.to_device_bytes += host.nbytes
-        tensor = torch.as_tensor(host, device=device, dtype=dtype)
-        return tensor.movedim(0, -1).contiguous() if tensor.dim() > 1 else tensor
-
-    def download(self, tensor: torch.Tensor) -> np.ndarray:
-        """``tensor`` (..., K) back on the host as (K, ...), counted once."""
-        if tensor.dim() > 1:
-            tensor = tensor.movedim(-1, 0)
-        tensor = tensor.contiguous()
-        self.to_host += 1
-        self.to_host_bytes += tensor.numel() * tensor.element_size()
-        return tensor.cpu().numpy()
+__all__ = ["TorchCkfKernels", "TransferCounter"]
 
 
 class TorchCkfKernels:
@@ -97,10 +69,22 @@ class TorchCkfKernels:
             self.modules, up(params, self.device, torch.float64),
             up(cov, self.device, torch.float64), up(rows, self.device, torch.int64),
             up(pair_c, self.device, torch.int64), up(targets, self.device, torch.int64),
-            bz=config.bz, mass=config.mass, x0=config.x0,
+            bz=self._pair_field(detector, params, rows, pair_c, targets, config),
+            mass=config.mass, x0=config.x0,
             multiple_scattering=config.multiple_scattering, bounds_tolerance=math.inf,
             passive=passive)
         return Prediction(down(pred.ok), down(pred.path), down(pred.params), down(pred.cov))
+
+    def _pair_field(self, detector: Detector, params: np.ndarray, rows: np.ndarray,
+                    pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
+                    ) -> float | torch.Tensor:
+        """Each pair's step field (``taas.tracking.field.step_bz``, computed on the host as
+        the numba kernels do, uploaded only when it is not one uniform value)."""
+        bz = step_bz(field_of(detector, config.bz), detector.center[rows[pair_c]],
+                     detector.center[targets], params[pair_c, THETA])
+        if isinstance(bz, np.ndarray):
+            return self.transfers.upload(bz, self.device, torch.float64)
+        return bz
 
     def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
              var: np.ndarray) -> np.ndarray:

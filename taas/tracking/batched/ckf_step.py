@@ -77,7 +77,8 @@ class Predictions(NamedTuple):
 
 def predict(modules: ModuleTensors, params: torch.Tensor, cov: torch.Tensor,
             rows: torch.Tensor, pair_c: torch.Tensor, pair_module: torch.Tensor, *,
-            bz: float = 2.0, mass: float = helix.PION_MASS, x0: float = X0_SILICON,
+            bz: float | torch.Tensor = 2.0, mass: float = helix.PION_MASS,
+            x0: float = X0_SILICON,
             multiple_scattering: bool = True, bounds_tolerance: float = 1.0,
             passive: bool = True) -> Predictions:
     """Predictions of candidates (``params`` (6, C), ``cov`` (6, 6, C) on modules ``rows``
@@ -87,7 +88,7 @@ def predict(modules: ModuleTensors, params: torch.Tensor, cov: torch.Tensor,
     intersection exists, lies ahead (path > 0) and within the module's bounds plus
     ``bounds_tolerance`` mm. States and covariances of pairs not inside are not to be used.
     ``passive``: add the passive surfaces' noise (the CKF leaves it out between two modules of
-    one layer).
+    one layer). ``bz``: the field (T), one for all or (P,) per pair (``taas.tracking.field``).
     """
     h_per_qop = -helix.K_FIELD * bz
     n_pairs = len(pair_c)

@@ -108,10 +108,11 @@ class PassiveSurfaces:
         self.n_discs = len(passive.disc_z)
 
     def noise(self, free: torch.Tensor, s_end: torch.Tensor, dst_center: torch.Tensor,
-              dst_rotation: torch.Tensor, h_per_qop: float, mass: float,
+              dst_rotation: torch.Tensor, h_per_qop: float | torch.Tensor, mass: float,
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise (6, 6, N) on the destination planes and mean energy loss (N,) of segments
-        starting at ``free`` (8, N) and running a path ``s_end`` (N,)."""
+        starting at ``free`` (8, N) and running a path ``s_end`` (N,); ``h_per_qop`` one for
+        all segments or (N,)."""
         n = free.shape[1]
         x, y, z, tx, ty, tz = free[0], free[1], free[2], free[4], free[5], free[6]
         h = h_per_qop * free[7]
@@ -140,7 +141,8 @@ class PassiveSurfaces:
         if len(track) == 0:
             return noise, loss
         at = torch.empty((8, len(track)), dtype=free.dtype, device=free.device)
-        F.free_state_at(free[:, track], s_at, h_per_qop, mass, at)
+        h_track = h_per_qop[track] if isinstance(h_per_qop, torch.Tensor) else h_per_qop
+        F.free_state_at(free[:, track], s_at, h_track, mass, at)
         disc = surface < self.n_discs
         radial = torch.hypot(at[0], at[1])
         nx = torch.where(disc, 0.0, at[0] / radial)
@@ -149,7 +151,7 @@ class PassiveSurfaces:
         one = torch.empty((6, 6, len(track)), dtype=free.dtype, device=free.device)
         scratch = Scratch(len(track), free)
         de = F.passive_noise(at, nx, ny, nz, self.slab[:, surface], dst_center[:, track],
-                             dst_rotation[:, :, track], h_per_qop, mass, one,
+                             dst_rotation[:, :, track], h_track, mass, one,
                              torch.empty_like(one[:3, :3]), torch.empty_like(one[:3, 0]),
                              torch.empty_like(one[:, 0]), *scratch.propagation(),
                              torch.empty_like(one), torch.empty_like(one))
@@ -185,7 +187,7 @@ def with_noise(cov: torch.Tensor, var_phi: torch.Tensor, var_theta: torch.Tensor
 
 
 def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
-                     meas: np.ndarray, var: np.ndarray, *, bz: float,
+                     meas: np.ndarray, var: np.ndarray, *, bz: float | np.ndarray,
                      multiple_scattering: bool = True, x0: float = X0_SILICON,
                      mass: float = helix.PION_MASS, module_slab: np.ndarray | None = None,
                      passive: PassiveMaterial | None = None,
@@ -207,7 +209,10 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     state, state_cov = put(params0, 1, 0), put(cov0, 1, 2, 0)
     surfaces_passive = (PassiveSurfaces(passive, state)
                         if multiple_scattering and passive is not None and len(passive) else None)
-    h_per_qop = -helix.K_FIELD * bz
+    # the field: one for all, or (N, n) per track and step (kalman_fit's ``bz``)
+    h_per_qop: float | torch.Tensor = (
+        -helix.K_FIELD * float(bz) if np.ndim(bz) == 0
+        else put(-helix.K_FIELD * np.asarray(bz), 1, 0))
     scratch = Scratch(n_tracks, state)
 
     filt = torch.empty((n_meas, 6, n_tracks), dtype=dtype, device=device)
@@ -226,8 +231,9 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                 if slabs is not None:
                     state = state.clone()
                     state[QOP] = F.apply_energy_loss(state[QOP], de, mass, 1.0)
+            h_step = h_per_qop[k] if isinstance(h_per_qop, torch.Tensor) else h_per_qop
             path, _, prop_ok = F.propagate_state(state, center[k - 1], rotation[k - 1],
-                                                 center[k], rotation[k], h_per_qop, mass, True,
+                                                 center[k], rotation[k], h_step, mass, True,
                                                  *scratch.propagation())
             ok &= prop_ok
             jac[k] = scratch.jac
@@ -237,7 +243,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
             if surfaces_passive is not None:
                 q, de = surfaces_passive.noise(
                     bound_to_free_torch(start, center[k - 1], rotation[k - 1]),
-                    torch.where(prop_ok, path, 0.0), center[k], rotation[k], h_per_qop, mass)
+                    torch.where(prop_ok, path, 0.0), center[k], rotation[k], h_step, mass)
                 state_cov = _symmetric(state_cov + q)
                 state[QOP] = F.apply_energy_loss(state[QOP], de, mass, 1.0)
         pred[k], pred_cov[k] = state, state_cov
