@@ -17,7 +17,7 @@ measurements form one contiguous range. This module builds both:
    origin rather than by r (as the fitter does): on endcap disks r barely grows along the
    track, the distance always does.
 3. ``triplet_starts``: bound parameters on the bottom space point's module from
-   ``taas.tracking.estimation.estimate_parameters`` (the helix estimate every taas seed uses)
+   ``taas.tracking.estimation.helix_parameters`` (the helix estimate every taas seed uses)
    with traccc's initial covariance (``traccc_covariance``); or ``fit_starts``: the Kalman fit
    of the whole proto-track (``taas.tracking.fitter.fit_prototracks``), its covariance
    inflated by traccc's ``covariance_inflation_factor`` so that the CKF, which collects the
@@ -35,13 +35,25 @@ proto-track length, so longer proto-tracks are searched first and the CKF's seed
 skips the fragments of a particle already found; supplementary seeds rank after all of them),
 ``SeedStarts`` and each seed's proto-track measurement list (for the CKF's ``constrained``
 mode; empty for supplementary seeds, which then see every measurement).
+
+Devices: the array work -- repeats dropped, the triplet choice over the CSR lists, the vertex
+line fit, the helix estimate and the covariance -- is written once against an array namespace
+(``ArrayOps``): numpy on the host (``HOST``, the cpu backend), torch on CUDA or torch's CPU
+device in the gpu backend (``backends.gpu.prototrack_seeding``), whose ``upload`` /
+``download`` count every host <-> device copy. On the host in either case, and said where they
+happen: the input checks, the module lookup (``Detector.index_of``) and (volume, layer) keys
+from the detector table, the surface sort (its inputs and outputs live on the host; a lexsort
+of the measurements), the ``fit`` method's Kalman fit (taas' CPU fitter) and the supplementary
+seeding (taas' CPU triplet seeding), whose triplets go up to the device for their estimate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
-import numba
 import numpy as np
 
 from taas.detector.detector import Detector
@@ -51,10 +63,86 @@ from taas.seeding.config import SeedingConfig
 from taas.seeding.shapes import spacepoint_shapes
 from taas.seeding.triplets import find_seeds
 from taas.tracking.ckf import SeedStarts
-from taas.tracking.estimation import estimate_parameters
+from taas.tracking.estimation import helix_parameters
 from taas.tracking.fitter import check_prototracks, fit_prototracks
 from taas.tracking.parameters import QOP, THETA
 from traccc_bridge.config import TracccSeedingConfig
+
+#: An array of ``ArrayOps.xp``: ``np.ndarray`` on the host, ``torch.Tensor`` on a device.
+Array = Any
+
+
+class ArrayOps:
+    """Where the bridge's array work runs: numpy on the host (this class, ``HOST``).
+
+    The formulas below are written once against ``xp`` with the functions numpy and torch
+    spell alike (``where``, ``diff``, ``cumsum(axis=0)``, ``bincount``, ``linalg.norm``,
+    creation with ``device=``); the methods are what they spell differently. ``upload`` and
+    ``download`` are the only ways across the host boundary: the identity here; the gpu
+    backend's torch subclass copies and counts.
+    """
+
+    xp: ModuleType = np
+    device: Any = "cpu"
+
+    def upload(self, array: np.ndarray) -> Array:
+        """A host array where the work runs."""
+        return array
+
+    def download(self, array: Array) -> np.ndarray:
+        """An array of this namespace back on the host."""
+        return np.asarray(array)
+
+    def geometry(self, detector: Detector) -> tuple[Array, Array]:
+        """The detector's module centres (n, 3) and rotations (n, 3, 3) where the work runs."""
+        return detector.center, detector.rotation
+
+    def stable_argsort(self, a: Array) -> Array:
+        """The sorting permutation of ``a``; equal entries keep their order."""
+        return np.argsort(a, kind="stable")
+
+    def repeat(self, values: Array, counts: Array) -> Array:
+        """``values[i]`` repeated ``counts[i]`` times, in order."""
+        return np.repeat(values, counts)
+
+    def segment_sum(self, values: Array, segment: Array, n: int) -> Array:
+        """Per segment 0..n-1, the sum of the float ``values`` in it."""
+        return np.bincount(segment, weights=values, minlength=n)
+
+    def full(self, shape: tuple[int, ...], value: float, dtype: Any) -> Array:
+        """A new array of ``value`` where the work runs."""
+        return self.xp.full(shape, value, dtype=dtype, device=self.device)
+
+    def arange(self, n: int) -> Array:
+        """0..n-1 (int64) where the work runs."""
+        return self.xp.arange(n, dtype=self.xp.int64, device=self.device)
+
+
+#: The host: numpy, no copies.
+HOST = ArrayOps()
+
+
+def _offsets(arrays: ArrayOps, counts: Array) -> Array:
+    """CSR offsets (n + 1) of lists with ``counts`` entries."""
+    xp = arrays.xp
+    return xp.concatenate([arrays.full((1,), 0, xp.int64), xp.cumsum(counts, axis=0)])
+
+
+def _list_of_entries(arrays: ArrayOps, offsets: Array) -> Array:
+    """Per CSR entry, the list it belongs to."""
+    return arrays.repeat(arrays.arange(len(offsets) - 1), arrays.xp.diff(offsets))
+
+
+def _first_occurrences(arrays: ArrayOps, key: Array) -> Array:
+    """Mask of the entries whose key no earlier entry has."""
+    xp = arrays.xp
+    by_key = arrays.stable_argsort(key)
+    ordered = key[by_key]
+    new = arrays.full((len(key),), True, xp.bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    first = arrays.full((len(key),), False, xp.bool)
+    first[by_key[new]] = True
+    return first
 
 
 def sort_by_surface(module_key: np.ndarray, local_u: np.ndarray, local_v: np.ndarray,
@@ -62,7 +150,8 @@ def sort_by_surface(module_key: np.ndarray, local_u: np.ndarray, local_v: np.nda
     """``(order, surfaces, offsets)``: measurement rows sorted by module key, the distinct
     module keys ascending, and ``offsets`` (n_surfaces + 1) such that surface i's measurements
     are ``order[offsets[i]:offsets[i + 1]]``. Within a surface, by local u then v: the order
-    then depends on the measurements, not on the rows they came in."""
+    then depends on the measurements, not on the rows they came in. On the host on every
+    backend: it reads and gives host arrays (the stage's inputs and outputs)."""
     module_key = np.asarray(module_key, np.uint64)
     order = np.lexsort((local_v, local_u, module_key))
     surfaces, counts = np.unique(module_key[order], return_counts=True)
@@ -71,18 +160,15 @@ def sort_by_surface(module_key: np.ndarray, local_u: np.ndarray, local_v: np.nda
     return order, surfaces, offsets
 
 
-def unique_lists(offsets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_lists(offsets: Array, indices: Array, arrays: ArrayOps = HOST,
+                 ) -> tuple[Array, Array]:
     """The CSR lists with repeated entries of a list dropped (first occurrence kept, order
     otherwise unchanged)."""
-    n = len(offsets) - 1
-    track = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    track = _list_of_entries(arrays, offsets)
     span = int(indices.max()) + 1 if len(indices) else 1
-    _, first = np.unique(track * span + indices, return_index=True)
-    keep = np.zeros(len(indices), bool)
-    keep[first] = True
-    new_offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(track[keep], minlength=n), out=new_offsets[1:])
-    return new_offsets, indices[keep]
+    first = _first_occurrences(arrays, track * span + indices)
+    counts = arrays.xp.bincount(track[first], minlength=len(offsets) - 1)
+    return _offsets(arrays, counts), indices[first]
 
 
 def layer_keys(detector: Detector, rows: np.ndarray) -> np.ndarray:
@@ -92,11 +178,40 @@ def layer_keys(detector: Detector, rows: np.ndarray) -> np.ndarray:
     return volume * n_layers + detector.modules["layer_id"][rows]
 
 
-@numba.njit(cache=True)
-def _triplet_layers(k: int, n: int) -> tuple[int, int, int]:
-    """Positions (among a proto-track's n layers, in order) of its k-th seed triplet:
-    0 first / middle / last (ACTS); 1 the inner half's ends and middle; 2 the outer half's;
-    k >= 3 the (k - 2)-th layer from either end and the one midway."""
+@dataclass
+class SpacepointArrays:
+    """An event's space points where the bridge works (``upload``), with what it needs per
+    space point from the host's tables: ``rows`` (module row) and ``layer`` (``layer_keys``).
+    Two copies: the floats (x, y, z, r) and the integers (measurement, row, layer)."""
+
+    measurement_index: Array
+    xyz: Array  #: (n, 3)
+    r: Array
+    layer: Array
+    rows: Array
+    sp_of: Array  #: per measurement, its space point (-1: none)
+    n_layer_keys: int
+
+    @classmethod
+    def upload(cls, arrays: ArrayOps, spacepoints: Spacepoints, n_measurements: int,
+               layer: np.ndarray, rows: np.ndarray) -> SpacepointArrays:
+        floats = arrays.upload(np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"],
+                                         spacepoints["r"]], axis=1))
+        ints = arrays.upload(np.stack([spacepoints["measurement_index"],
+                                       np.asarray(rows, np.int64),
+                                       np.asarray(layer, np.int64)], axis=1))
+        measurement_index = ints[:, 0]
+        sp_of = arrays.full((n_measurements,), -1, arrays.xp.int64)
+        sp_of[measurement_index] = arrays.arange(len(spacepoints))
+        return cls(measurement_index, floats[:, :3], floats[:, 3], ints[:, 2], ints[:, 1], sp_of,
+                   int(layer.max()) + 1 if len(layer) else 1)
+
+
+def triplet_layers(k: int, n: Array) -> tuple[Array, Array, Array]:
+    """Positions (among a proto-track's n layers, in order; ``n`` an array over
+    proto-tracks) of its k-th seed triplet: 0 first / middle / last (ACTS); 1 the inner half's
+    ends and middle; 2 the outer half's; k >= 3 the (k - 2)-th layer from either end and the
+    one midway."""
     half = (n - 1) // 2
     if k == 0:
         return 0, n // 2, n - 1
@@ -108,45 +223,45 @@ def _triplet_layers(k: int, n: int) -> tuple[int, int, int]:
     return j, n // 2, n - 1 - j
 
 
-@numba.njit(cache=True)
-def _triplets(offsets: np.ndarray, sp_lists: np.ndarray, distance: np.ndarray,
-              layer: np.ndarray, r: np.ndarray, z: np.ndarray, min_layers: int,
-              n_triplets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per list: triplets of space points and the vertex z (``seed_triplets``)."""
+def choose_triplets(arrays: ArrayOps, offsets: Array, indices: Array, sp: SpacepointArrays,
+                    min_layers: int, n_triplets: int) -> tuple[Array, Array]:
+    """``seed_triplets`` on lists without repeats, where ``arrays`` works: the lists' space
+    points ordered along each list by distance (stable, then by list), the first of each
+    distinct layer, the triplets picked by ``triplet_layers``, and the vertex line fit, all as
+    whole-event sorts, gathers and segment sums over the CSR entries (no loop per list)."""
+    xp = arrays.xp
     n = len(offsets) - 1
-    out = np.full((n, n_triplets, 3), -1, np.int64)
-    z_vertex = np.full(n, np.nan)
-    for t in range(n):
-        sps = sp_lists[offsets[t]:offsets[t + 1]]
-        if len(sps) < min_layers:
-            continue
-        sps = sps[np.argsort(distance[sps], kind="mergesort")]
-        # the first space point of each distinct layer, in order along the track
-        firsts = np.empty(len(sps), np.int64)
-        n_layers = 0
-        for i in range(len(sps)):
-            seen = False
-            for j in range(n_layers):
-                if layer[firsts[j]] == layer[sps[i]]:
-                    seen = True
-                    break
-            if not seen:
-                firsts[n_layers] = sps[i]
-                n_layers += 1
-        if n_layers < min_layers:
-            continue
-        for k in range(n_triplets):
-            bottom, middle, top = _triplet_layers(k, n_layers)
-            if bottom < middle < top:
-                out[t, k, 0] = firsts[bottom]
-                out[t, k, 1] = firsts[middle]
-                out[t, k, 2] = firsts[top]
-        # vertex z: straight line z = z0 + b r through all space points
-        rm, zm = r[sps].mean(), z[sps].mean()
-        srr = ((r[sps] - rm) ** 2).sum()
-        slope = ((r[sps] - rm) * (z[sps] - zm)).sum() / srr if srr > 0 else 0.0
-        z_vertex[t] = zm - slope * rm
-    return out, z_vertex
+    sps = sp.sp_of[indices]
+    has = sps >= 0
+    sps, track = sps[has], _list_of_entries(arrays, offsets)[has]
+    # along each list by distance from the origin; the lists stay in order, so ``track``
+    # still labels the reordered entries
+    along = arrays.stable_argsort(xp.linalg.norm(sp.xyz[sps], axis=1))
+    along = along[arrays.stable_argsort(track[along])]
+    sps = sps[along]
+    # the first space point of each distinct layer, in order along the list
+    first = _first_occurrences(arrays, track * sp.n_layer_keys + sp.layer[sps])
+    n_layers = xp.bincount(track[first], minlength=n)
+    start = xp.cumsum(n_layers, axis=0) - n_layers
+    firsts = xp.concatenate([sps[first], arrays.full((1,), -1, xp.int64)])  # last: "none"
+    seeded = n_layers >= min_layers
+    triplets = arrays.full((n, n_triplets, 3), -1, xp.int64)
+    for k in range(n_triplets):
+        positions = triplet_layers(k, n_layers)
+        ok = seeded & (positions[0] < positions[1]) & (positions[1] < positions[2])
+        for slot, position in enumerate(positions):
+            triplets[:, k, slot] = firsts[xp.where(ok, start + position, len(firsts) - 1)]
+    # vertex z: straight line z = z0 + b r through all of a list's space points
+    count = xp.bincount(track, minlength=n)
+    count = xp.where(count > 0, count, 1)
+    r, z = sp.r[sps], sp.xyz[sps, 2]
+    r_mean = arrays.segment_sum(r, track, n) / count
+    z_mean = arrays.segment_sum(z, track, n) / count
+    dr, dz = r - r_mean[track], z - z_mean[track]
+    srr = arrays.segment_sum(dr * dr, track, n)
+    slope = xp.where(srr > 0, arrays.segment_sum(dr * dz, track, n)
+                     / xp.where(srr > 0, srr, 1.0), 0.0)
+    return triplets, xp.where(seeded, z_mean - slope * r_mean, math.nan)
 
 
 def seed_triplets(prototracks: ProtoTracks, spacepoints: Spacepoints,
@@ -163,68 +278,60 @@ def seed_triplets(prototracks: ProtoTracks, spacepoints: Spacepoints,
 
     ``measurement_layer``: each measurement's (volume, layer) key (``layer_keys``).
     Measurements without a space point are ignored; repeated measurements count once.
+    (The host's entry; ``choose_triplets`` works on any ``ArrayOps``.)
     """
-    n_measurements = len(measurement_layer)
     offsets = prototracks["offsets"] if len(prototracks) else np.zeros(1, np.int64)
-    sp_of = np.full(n_measurements, -1, np.int64)
-    sp_of[spacepoints["measurement_index"]] = np.arange(len(spacepoints))
     offsets, indices = unique_lists(offsets, prototracks["indices"])
-    sps = sp_of[indices]
-    has = sps >= 0
-    track = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    sp_offsets = np.zeros(len(offsets), np.int64)
-    np.cumsum(np.bincount(track[has], minlength=len(offsets) - 1), out=sp_offsets[1:])
-    xyz = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
-    layer = np.asarray(measurement_layer, np.int64)[spacepoints["measurement_index"]]
-    return _triplets(sp_offsets, sps[has], np.linalg.norm(xyz, axis=1), layer,
-                     np.asarray(spacepoints["r"], float), np.asarray(spacepoints["z"], float),
-                     min_layers, n_triplets)
+    sp_meas = spacepoints["measurement_index"]
+    no_rows = np.zeros_like(sp_meas)  # module rows: only start parameters need them
+    sp = SpacepointArrays.upload(HOST, spacepoints, len(measurement_layer),
+                                 np.asarray(measurement_layer)[sp_meas], no_rows)
+    triplets, z_vertex = choose_triplets(HOST, offsets, indices, sp, min_layers, n_triplets)
+    return np.asarray(triplets), np.asarray(z_vertex)
 
 
-def traccc_covariance(params: np.ndarray, config: TracccSeedingConfig) -> np.ndarray:
+def traccc_covariance(params: Array, config: TracccSeedingConfig, xp: ModuleType = np,
+                      ) -> Array:
     """traccc's (and ACTS' ``estimateTrackParamCovariance``) initial covariance (n, 6, 6).
 
     Diagonal: ``initial_sigma`` squared; q/p gets three terms, the q/pT resolution
     ``initial_sigma_qopt sin(theta)``, the theta error propagated into q/p
     ``sigma_theta q/p / tan(theta)``, and ``initial_sigma_pt_rel q/p``; each variance is then
-    multiplied by ``initial_inflation``.
+    multiplied by ``initial_inflation``. ``xp``: the namespace of ``params`` (numpy, torch).
     """
-    params = np.asarray(params, float)
-    sigma = np.asarray(config.initial_sigma, float)
-    var = np.broadcast_to(sigma**2, (len(params), 6)).copy()
+    params = xp.asarray(params, dtype=xp.float64)
+    device = params.device
+    sigma = xp.asarray(config.initial_sigma, dtype=xp.float64, device=device)
+    var = xp.zeros_like(params) + sigma**2
     qop, theta = params[:, QOP], params[:, THETA]
-    var[:, QOP] += ((config.initial_sigma_qopt * np.sin(theta)) ** 2
-                    + var[:, THETA] * (qop / np.tan(theta)) ** 2
+    var[:, QOP] += ((config.initial_sigma_qopt * xp.sin(theta)) ** 2
+                    + var[:, THETA] * (qop / xp.tan(theta)) ** 2
                     + (config.initial_sigma_pt_rel * qop) ** 2)
-    var *= np.asarray(config.initial_inflation, float)
-    cov = np.zeros((len(params), 6, 6))
-    cov[:, np.arange(6), np.arange(6)] = var
+    var *= xp.asarray(config.initial_inflation, dtype=xp.float64, device=device)
+    cov = xp.zeros((len(params), 6, 6), dtype=xp.float64, device=device)
+    diagonal = xp.arange(6, device=device)
+    cov[:, diagonal, diagonal] = var
     return cov
 
 
-def triplet_starts(detector: Detector, measurements: Measurements, spacepoints: Spacepoints,
-                   triplets: np.ndarray, config: TracccSeedingConfig,
-                   measurement_rows: np.ndarray | None = None) -> SeedStarts:
-    """Start parameters on each triplet's bottom module: the helix estimate through the three
-    space points, traccc's initial covariance. ``measurement_rows``: the measurements' module
-    rows, if known."""
-    xyz = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)[triplets]
-    bottom = spacepoints["measurement_index"][triplets[:, 0]]
-    keys = measurements["module_key"][bottom]
-    rows = (detector.index_of(keys) if measurement_rows is None
-            else measurement_rows[bottom])
-    if len(triplets) == 0:
-        return SeedStarts(keys, np.zeros((0, 6)), np.zeros((0, 6, 6)))
-    params, _ = estimate_parameters(xyz, detector.center[rows], detector.rotation[rows],
-                                    config.bz)
-    return SeedStarts(keys, params, traccc_covariance(params, config))
+def triplet_starts(arrays: ArrayOps, detector: Detector, sp: SpacepointArrays,
+                   triplets: Array, config: TracccSeedingConfig) -> tuple[Array, Array]:
+    """Start parameters (n, 6) and covariance (n, 6, 6) on each triplet's bottom module, where
+    ``arrays`` works: the helix estimate through the three space points, traccc's initial
+    covariance."""
+    center, rotation = arrays.geometry(detector)
+    rows = sp.rows[triplets[:, 0]]
+    params = helix_parameters(sp.xyz[triplets], center[rows], rotation[rows], config.bz,
+                              xp=arrays.xp)
+    return params, traccc_covariance(params, config, arrays.xp)
 
 
 def fit_starts(detector: Detector, measurements: Measurements, prototracks: ProtoTracks,
                config: TracccSeedingConfig) -> tuple[SeedStarts, np.ndarray]:
     """Start parameters from the Kalman fit of each proto-track (on its first measurement's
     module), covariance times ``covariance_inflation_factor``; with a mask of the
-    proto-tracks whose fit succeeded and passed the fitting config's momentum cuts."""
+    proto-tracks whose fit succeeded and passed the fitting config's momentum cuts. On the
+    host (taas' CPU fitter) on every backend."""
     fitting = config.fitting()
     tracks, fitted = fit_prototracks(detector, measurements, prototracks,
                                      fitting.track_fit_config())
@@ -242,7 +349,8 @@ def supplementary_seeds(detector: Detector, measurements: Measurements,
                         spacepoints: Spacepoints, covered: np.ndarray,
                         config: SeedingConfig) -> Seeds:
     """Triplet seeds among the space points not ``covered`` (mask); indices are rows of
-    ``spacepoints``; quality shifted below 0 (after every proto-track seed), order kept."""
+    ``spacepoints``; quality shifted below 0 (after every proto-track seed), order kept. On
+    the host (taas' CPU triplet seeding) on every backend."""
     rest = np.flatnonzero(~covered)
     subset = spacepoints.take(rest)
     shapes = (spacepoint_shapes(detector, measurements, subset)
@@ -290,59 +398,77 @@ class BridgeOutput:
 
 def seed_prototracks(detector: Detector, measurements: Measurements,
                      spacepoints: Spacepoints, prototracks: ProtoTracks,
-                     config: TracccSeedingConfig | None = None) -> BridgeOutput:
+                     config: TracccSeedingConfig | None = None, arrays: ArrayOps = HOST,
+                     ) -> BridgeOutput:
     """Proto-tracks -> up to ``seeds_per_prototrack`` seeds per proto-track with
     ``min_layers`` distinct layers (``seed_triplets``), then the supplementary seeds.
 
     With the ``fit`` method, every triplet of a proto-track starts from its fit, and a
     proto-track whose fit fails or misses the fitting momentum cuts gets no seed (its
     measurements do not form a track; the supplementary seeding may still find them).
+
+    ``arrays``: where the array work runs (module docstring). Its copies per event: up, the
+    proto-tracks (2), the space points (2), and with supplementary seeds their triplets (1)
+    (the ``fit`` method: its mask (1)); down, the seeds' proto-tracks, triplets, quality, vertex
+    z, measurement lists (2), start parameters and covariances (``fit``: also the uniqued
+    proto-tracks (2)).
     """
     config = config or TracccSeedingConfig()
+    xp = arrays.xp
     n_meas = len(measurements)
     check_prototracks(prototracks, n_meas)
     meas_rows = detector.index_of(measurements["module_key"])
     order, surfaces, surface_offsets = sort_by_surface(
         measurements["module_key"], measurements["local_u"], measurements["local_v"])
-    triplets, z_vertex = seed_triplets(
-        prototracks, spacepoints, layer_keys(detector, meas_rows),
-        config.min_layers, config.seeds_per_prototrack)
+    sp_rows = meas_rows[spacepoints["measurement_index"]]
+    sp = SpacepointArrays.upload(arrays, spacepoints, n_meas, layer_keys(detector, sp_rows),
+                                 sp_rows)
     offsets = prototracks["offsets"] if len(prototracks) else np.zeros(1, np.int64)
-    offsets, indices = unique_lists(offsets, prototracks["indices"])
-    lengths = np.diff(offsets)
+    offsets, indices = unique_lists(arrays.upload(offsets),
+                                    arrays.upload(prototracks["indices"]), arrays)
+    triplets, z_vertex = choose_triplets(arrays, offsets, indices, sp, config.min_layers,
+                                         config.seeds_per_prototrack)
+    lengths = xp.diff(offsets)
     usable = triplets[:, :, 0] >= 0
     if config.method == "fit":
-        fit, fitted = fit_starts(detector, measurements,
-                                 ProtoTracks(offsets=offsets, indices=indices), config)
-        usable &= fitted[:, None]
+        fit, fitted = fit_starts(detector, measurements, ProtoTracks(
+            offsets=arrays.download(offsets), indices=arrays.download(indices)), config)
+        usable &= arrays.upload(fitted)[:, None]
     # every proto-track's first triplet, then every second one...: (triplet k, proto-track)
-    rank, chosen = np.nonzero(usable.T)
+    rank, chosen = xp.where(usable.T)
     triplets = triplets[chosen, rank]
-    if config.method == "fit":
-        starts = SeedStarts(fit.module_key[chosen], fit.params[chosen], fit.covariance[chosen])
-    else:
-        starts = triplet_starts(detector, measurements, spacepoints, triplets, config,
-                                meas_rows)
-    quality = (config.seeds_per_prototrack - rank) * _TIER + lengths[chosen]
-    seeds = Seeds(spacepoints=triplets, quality=quality.astype(np.float32),
-                  z_vertex=z_vertex[chosen].astype(np.float32))
-    sel_offsets = np.zeros(len(chosen) + 1, np.int64)
-    np.cumsum(lengths[chosen], out=sel_offsets[1:])
-    first = np.repeat(offsets[chosen] - sel_offsets[:-1], lengths[chosen])
-    sel_indices = indices[first + np.arange(sel_offsets[-1])]
-    prototrack = chosen
+    quality = (xp.asarray(config.seeds_per_prototrack - rank, dtype=xp.float64) * _TIER
+               + lengths[chosen])
+    sel_offsets = _offsets(arrays, lengths[chosen])
+    first = arrays.repeat(offsets[chosen] - sel_offsets[:-1], lengths[chosen])
+    sel_indices = indices[first + arrays.arange(len(first))]
+    prototrack, seed_offsets, seed_indices, seed_spacepoints = (
+        arrays.download(a) for a in (chosen, sel_offsets, sel_indices, triplets))
+    seeds = Seeds(spacepoints=seed_spacepoints,
+                  quality=arrays.download(quality).astype(np.float32),
+                  z_vertex=arrays.download(z_vertex[chosen]).astype(np.float32))
+    # the starts to estimate: the proto-tracks' triplets (unless fitted), the supplementary
+    estimate = triplets if config.method == "triplet" else triplets[:0]
     if config.supplementary_seeding != "none":
         covered = np.zeros(n_meas, bool)
         if config.supplementary_seeding == "uncovered":
-            covered[sel_indices] = True
+            covered[seed_indices] = True
         extra = supplementary_seeds(detector, measurements, spacepoints,
                                     covered[spacepoints["measurement_index"]], SeedingConfig())
-        extra_starts = triplet_starts(detector, measurements, spacepoints,
-                                      extra["spacepoints"], config, meas_rows)
+        estimate = xp.concatenate([estimate, arrays.upload(extra["spacepoints"])])
         seeds = Seeds(**{k: np.concatenate([seeds[k], extra[k]]) for k in seeds.columns()})
-        starts = SeedStarts(*(np.concatenate([a, b]) for a, b in zip(starts, extra_starts,
-                                                                      strict=True)))
-        prototrack = np.r_[chosen, np.full(len(extra), -1, np.int64)]
-        sel_offsets = np.r_[sel_offsets, np.full(len(extra), sel_offsets[-1], np.int64)]
-    return BridgeOutput(seeds, starts, prototrack, sel_offsets, sel_indices, order, surfaces,
-                        surface_offsets)
+        prototrack = np.r_[prototrack, np.full(len(extra), -1, np.int64)]
+        seed_offsets = np.r_[seed_offsets, np.full(len(extra), seed_offsets[-1], np.int64)]
+    params, cov = (arrays.download(a) for a in triplet_starts(arrays, detector, sp, estimate,
+                                                              config))
+    if config.method == "fit":
+        proto_seeds = prototrack[prototrack >= 0]
+        params = np.concatenate([fit.params[proto_seeds], params])
+        cov = np.concatenate([fit.covariance[proto_seeds], cov])
+    # the bottom module of every seed: of its space point, or of the proto-track's fit
+    keys = measurements["module_key"][spacepoints["measurement_index"][
+        seeds["spacepoints"][:, 0]]] if len(seeds) else np.zeros(0, np.uint64)
+    if config.method == "fit":
+        keys[:len(proto_seeds)] = fit.module_key[proto_seeds]
+    return BridgeOutput(seeds, SeedStarts(keys, params, cov), prototrack, seed_offsets,
+                        seed_indices, order, surfaces, surface_offsets)

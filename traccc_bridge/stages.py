@@ -18,7 +18,7 @@ from taas.edm.tracks import ProtoTracks, Seeds, Tracks, take_lists
 from taas.stages.base import RowOrder, Stage
 from taas.tracking.ckf import NUMBA_KERNELS, CkfKernels, CkfStats, SeedStarts, find_tracks
 from taas.tracking.navigation import build_navigation
-from traccc_bridge.bridge import passes_momentum_cuts, seed_prototracks
+from traccc_bridge.bridge import HOST, ArrayOps, passes_momentum_cuts, seed_prototracks
 from traccc_bridge.config import TracccFindingConfig, TracccSeedingConfig
 
 #: Per seed, its proto-track's measurements (CSR), as ``ProtoTracks`` columns.
@@ -69,6 +69,9 @@ class PrototrackSeedingStage(Stage):
     fit starts the CKF; on a ``large`` event (16000 particles, 194k measurements) 0.9927 /
     0.07% fakes against 0.9857 / 0.13% (``free``). A fit pulled by the wrong hits a GNN
     proto-track carries starts the CKF worse than a clean triplet does, and costs more.
+
+    ``arrays`` is the device hook (``traccc_bridge.bridge.ArrayOps``): numpy on the host here,
+    torch in the gpu backend.
     """
 
     NAME = "prototrack_seeding"
@@ -83,11 +86,12 @@ class PrototrackSeedingStage(Stage):
     def __init__(self, detector: Detector, config: TracccSeedingConfig | None = None) -> None:
         super().__init__(detector)
         self.config = config or TracccSeedingConfig()
+        self.arrays: ArrayOps = HOST
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = seed_prototracks(self.detector, Measurements.from_tensors(inputs),
                                Spacepoints.from_tensors(inputs),
-                               ProtoTracks.from_tensors(inputs), self.config)
+                               ProtoTracks.from_tensors(inputs), self.config, self.arrays)
         seed_lists = ProtoTracks(offsets=out.seed_offsets, indices=out.seed_indices)
         order = SurfaceOrder(surfaces=out.surfaces, offsets=out.surface_offsets,
                              indices=out.surface_order)

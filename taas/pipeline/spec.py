@@ -88,10 +88,11 @@ ACORN_TRACCC = PipelineSpec(
      ("edge_classification", "gpu"), ("track_building", "gpu"), ("prototrack_seeding", "cpu"),
      ("prototrack_ckf", "cpu"), ("ambiguity", "cpu"), ("track_fit", "cpu")),
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
-    # the CKF's track arithmetic goes to the accelerator too (prototrack_ckf/gpu: torch
-    # kernels, host navigation); the bridge (prototrack_seeding) stays on the cpu
+    # the bridge and the CKF's track arithmetic go to the accelerator too
+    # (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
+    # supplementary seeding; prototrack_ckf/gpu: torch kernels, host navigation)
     accel_stages=("graph_construction", "edge_classification", "track_building",
-                  "prototrack_ckf"),
+                  "prototrack_seeding", "prototrack_ckf"),
     # Track building as acorn's, so that one model repository serves both pipelines with the
     # same track_building models (a stage model has one configuration). Keeping the short
     # proto-tracks ACORN drops (min_hits 3) for the CKF to complete gained little: two medium

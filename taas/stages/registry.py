@@ -63,6 +63,8 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
         "backends.gpu.track_building:GpuTrackBuilding", _GNN),
     ("prototrack_seeding", "cpu"): Implementation(
         "backends.cpu.prototrack_seeding:CpuPrototrackSeeding", _CPU),
+    ("prototrack_seeding", "gpu"): Implementation(
+        "backends.gpu.prototrack_seeding:GpuPrototrackSeeding", _GNN),
     ("prototrack_ckf", "cpu"): Implementation(
         "backends.cpu.prototrack_ckf:CpuPrototrackCkf", _CPU),
     ("prototrack_ckf", "gpu"): Implementation(

@@ -19,18 +19,22 @@ it is a prior for a fit, and must not pull the fit towards the estimate.
 
 from __future__ import annotations
 
+import math
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 
 from taas.tracking import helix
-from taas.tracking.parameters import LOC0, LOC1, PHI, QOP, THETA, TIME, wrap_phi
+from taas.tracking.parameters import LOC0, LOC1, PHI, QOP, THETA, TIME
 
 
-def _arcsin_ratio(x: np.ndarray) -> np.ndarray:
+def _arcsin_ratio(x: Any, xp: ModuleType = np) -> Any:
     """asin(x) / x, 1 at x = 0; x clipped to [-1, 1]."""
-    x = np.clip(x, -1.0, 1.0)
-    small = np.abs(x) < 1e-4
-    safe = np.where(small, 1.0, x)
-    return np.where(small, 1.0 + x * x / 6, np.arcsin(safe) / safe)
+    x = xp.clip(x, -1.0, 1.0)
+    small = xp.abs(x) < 1e-4
+    safe = xp.where(small, 1.0, x)
+    return xp.where(small, 1.0 + x * x / 6, xp.arcsin(safe) / safe)
 
 
 def loose_covariance(params: np.ndarray, sigma_loc: float = 1.0, sigma_angle: float = 0.05,
@@ -59,35 +63,45 @@ def estimate_parameters(xyz: np.ndarray, center: np.ndarray, rotation: np.ndarra
     time from the origin at the speed of light. Raises ``ValueError`` for ``bz == 0`` (no
     momentum from curvature).
     """
-    xyz = np.asarray(xyz, float)
+    params = helix_parameters(xyz, center, rotation, bz, time)
+    return params, loose_covariance(params)
+
+
+def helix_parameters(xyz: Any, center: Any, rotation: Any, bz: float,
+                     time: Any | float | None = None, *, xp: ModuleType = np) -> Any:
+    """``estimate_parameters``' bound parameters (N, 6), in the array namespace ``xp``: numpy,
+    or torch with tensors on any device (the GPU bridge, ``traccc_bridge.bridge``). Written
+    with the functions both spell alike, so one text serves both."""
+    xyz = xp.asarray(xyz, dtype=xp.float64)
     if xyz.ndim != 3 or xyz.shape[1] < 3 or xyz.shape[2] != 3:
-        raise ValueError(f"need (N, k >= 3, 3) points, got shape {xyz.shape}")
+        raise ValueError(f"need (N, k >= 3, 3) points, got shape {tuple(xyz.shape)}")
     if bz == 0:
         raise ValueError("momentum estimation needs a non-zero field")
     a, b, c = xyz[:, 0, :2], xyz[:, xyz.shape[1] // 2, :2], xyz[:, -1, :2]
     ab, bc, ac = b - a, c - b, c - a
     cross = ab[:, 0] * bc[:, 1] - ab[:, 1] * bc[:, 0]
-    norms = np.linalg.norm(ab, axis=1) * np.linalg.norm(bc, axis=1) * np.linalg.norm(ac, axis=1)
+    chord_ab = xp.linalg.norm(ab, axis=1)
+    norms = chord_ab * xp.linalg.norm(bc, axis=1) * xp.linalg.norm(ac, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = np.where(norms > 0, 2 * cross / norms, 0.0)
-    chord_ab = np.linalg.norm(ab, axis=1)
-    phi = np.arctan2(ab[:, 1], ab[:, 0]) - np.arcsin(np.clip(kappa * chord_ab / 2, -1, 1))
+        kappa = xp.where(norms > 0, 2 * cross / norms, 0.0)
+    phi = xp.arctan2(ab[:, 1], ab[:, 0]) - xp.arcsin(xp.clip(kappa * chord_ab / 2, -1, 1))
 
     # transverse arc length of every point from the first, then z = z_a + cot(theta) * s
-    chords = np.linalg.norm(xyz[:, :, :2] - a[:, None], axis=2)
-    arcs = chords * _arcsin_ratio(kappa[:, None] * chords / 2)
+    chords = xp.linalg.norm(xyz[:, :, :2] - a[:, None], axis=2)
+    arcs = chords * _arcsin_ratio(kappa[:, None] * chords / 2, xp)
     z = xyz[:, :, 2]
     s_c = arcs - arcs.mean(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cot = np.sum(s_c * (z - z.mean(axis=1, keepdims=True)), axis=1) / np.sum(s_c**2, axis=1)
-    theta = np.arctan2(1.0, cot)
+        cot = xp.sum(s_c * (z - z.mean(axis=1, keepdims=True)), axis=1) / xp.sum(s_c**2, axis=1)
+    theta = xp.arctan2(xp.ones_like(cot), cot)
 
-    params = np.empty((len(xyz), 6))
-    local = np.einsum("nji,nj->ni", rotation, xyz[:, 0] - center)
-    params[:, LOC0], params[:, LOC1] = local[:, 0], local[:, 1]
-    params[:, PHI] = wrap_phi(phi)
-    params[:, THETA] = theta
-    params[:, QOP] = -kappa * np.sin(theta) / (helix.K_FIELD * bz)
-    params[:, TIME] = (np.linalg.norm(xyz[:, 0], axis=1) / helix.C_MM_PER_NS
-                       if time is None else time)
-    return params, loose_covariance(params)
+    local = xp.einsum("nji,nj->ni", rotation, xyz[:, 0] - center)
+    columns = {
+        LOC0: local[:, 0], LOC1: local[:, 1],
+        PHI: (phi + math.pi) % (2 * math.pi) - math.pi,  # wrap_phi, namespace-free
+        THETA: theta,
+        QOP: -kappa * xp.sin(theta) / (helix.K_FIELD * bz),
+        TIME: (xp.linalg.norm(xyz[:, 0], axis=1) / helix.C_MM_PER_NS if time is None
+               else xp.zeros_like(theta) + time),
+    }
+    return xp.stack([columns[i] for i in range(6)], axis=1)

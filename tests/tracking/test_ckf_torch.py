@@ -169,4 +169,4 @@ def test_accel_gpu_routes_the_prototrack_ckf_to_gpu():
                           devices=lambda: Devices(cuda=1))["acorn_traccc"]
     steps = dict(plan.spec.steps)
     assert steps["prototrack_ckf"] == "gpu"
-    assert steps["prototrack_seeding"] == "cpu"  # the bridge stays on the host
+    assert steps["prototrack_seeding"] == "gpu"  # the bridge too (its host parts aside)
