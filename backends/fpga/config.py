@@ -16,7 +16,8 @@ Precision model (hls4ml's names, one type per role):
 * ``norm_input``: the result of a Linear layer that feeds a LayerNorm. LayerNorm divides by the
   row's standard deviation (0.2-1 in the shipped filter), which scales the rounding error of its
   input up: these results keep more fractional bits (on tiny-event inputs the filter logit's
-  largest error fell from 104 to 32 LSB of ``data`` with ``ap_fixed<24,6>``).
+  largest error fell from 104 to 32 LSB of ``data`` with ``ap_fixed<24,6>``; the default
+  ``ap_fixed<22,6>`` keeps 16 fractional bits, 6 more than ``data``).
 * ``layer_data``: per-layer overrides of ``data``, keyed ``"<block>.<index>"`` with the index
   of the layer in the block's ``nn.Sequential`` (e.g. ``"gnn.node_net.0"`` is the first Linear
   of the node network, whose result is the LayerNorm's input); a mapping is accepted.
@@ -113,8 +114,13 @@ class FpgaConfig:
     cache_dir()`` (``~/.cache/taas/fpga``; the ``TAAS_FPGA_CACHE`` variable overrides it).
     """
 
-    data: FixedPoint = FixedPoint(18, 8)
-    norm_input: FixedPoint = FixedPoint(24, 6)
+    #: The smallest scanned precision that keeps the issue's targets on a whole ``medium``
+    #: event (seed 11, 3,799 fiducial particles): 0.9800 efficiency / 0.33% fakes against
+    #: acorn's 0.9803 / 0.36% (``fpga_vs_acorn_medium_16_6.json``); ``ap_fixed<14,6>`` loses
+    #: 0.8 points on a medium phi wedge (``fpga_precision_medium_wedge.json``). Same LSB
+    #: (2^-10) as the earlier ``ap_fixed<18,8>``, range +-32: enough for the filter's logits.
+    data: FixedPoint = FixedPoint(16, 6)
+    norm_input: FixedPoint = FixedPoint(22, 6)
     weight_width: int = 16
     layer_data: tuple[tuple[str, FixedPoint], ...] = ()
     aggregation_guard_bits: int = 4

@@ -28,7 +28,7 @@ class FpgaEdgeClassification(FixedPointGnnStage, EdgeClassificationStage):
 
     BACKEND = "fpga"
     #: The same edges; scores within 0.02 of the float GNN's (measured on a tiny event: 0.012
-    #: at ap_fixed<18,8>, every decision at the 0.5 cut the same).
+    #: at ap_fixed<18,8>, every decision at the 0.5 cut the same; ap_fixed<16,6> has the same LSB).
     CONFORMANCE_TOLERANCE = Tolerance(rtol=0.0, atol=0.02)
 
     @property

@@ -26,7 +26,7 @@ from taas.gnn.models import aggregate
 pytestmark = pytest.mark.fpga
 log = logging.getLogger(__name__)
 
-#: Largest |emulated - float| per block at the default precision (ap_fixed<18,8>: LSB 2^-10
+#: Largest |emulated - float| per block at the default precision (ap_fixed<16,6>: LSB 2^-10
 #: ~ 0.001), in LSBs of the data type: rounding of the input, of each layer's result and of
 #: 16-bit weights adds up over two to four layers of 64-128 inputs (measured on 400 rows of
 #: the tiny event: 0.6-5 LSB, and 32 LSB on the 4-layer filter's logit, whose range is +-20).
