@@ -329,7 +329,8 @@ def event_model(workload: EventWorkload, blocks: list[MlpBlock],
 #: ap_fixed<14,7>, reuse factor 8, Xilinx VU9P.
 @dataclass(frozen=True)
 class PublishedDesign:
-    """What a published FPGA GNN design processed, and on what."""
+    """What a published FPGA GNN design processed, and on what; with the figures its authors
+    reported where we have them (``reported_*``, None otherwise)."""
 
     reference: str
     nodes: int
@@ -340,12 +341,34 @@ class PublishedDesign:
     device: str
     node_features: int
     edge_features: int
+    clock_mhz: float = 200.0
+    reported_latency_cycles: int | None = None
+    reported_interval_cycles: int | None = None
+    reported_dsp: int | None = None
+    reported_lut: int | None = None
 
 
 ELABD_2022 = PublishedDesign(
     reference="A. Elabd et al., Front. Big Data 5:828666 (2022), doi:10.3389/fdata.2022.828666",
     nodes=448, edges=896, precision="ap_fixed<14,7>", weight_bits=14, reuse_factor=8,
     device="vu9p", node_features=3, edge_features=4)
+
+#: A synthesized version of the same interaction network whose figures are public: the Vivado
+#: HLS 2019.2 C-synthesis report (``myproject_csynth.rpt``, solution12) that S.-Y. Huang (an
+#: author of Elabd et al. 2022 and of Huang et al., FPL 2023, doi:10.1109/FPL60245.2023.00050)
+#: committed with the hls4ml project it came from, github.com/SYH0568/manual_GNN_conversion,
+#: commit 41783dc ("lower latency and II and report-solution12"): 112 nodes / 204 edges
+#: (``defines.h``), 8 hidden neurons, ap_fixed<16,8>, reuse factor 1, xcvu9p at a 5 ns target
+#: clock; reported latency 151 cycles (0.755 us), interval 46 cycles, 5,120 DSPs, 795,651 LUTs.
+#: Every edge and node of the section is processed in parallel there (dataflow, arrays
+#: partitioned), where the model streams one edge or node per interval through one instance.
+HUANG_SYNTHESIZED = PublishedDesign(
+    reference="Vivado HLS 2019.2 csynth report of the hls4ml interaction network, "
+              "github.com/SYH0568/manual_GNN_conversion commit 41783dc (solution12); "
+              "S.-Y. Huang et al., FPL 2023, doi:10.1109/FPL60245.2023.00050",
+    nodes=112, edges=204, precision="ap_fixed<16,8>", weight_bits=16, reuse_factor=1,
+    device="vu9p", node_features=3, edge_features=4, reported_latency_cycles=151,
+    reported_interval_cycles=46, reported_dsp=5120, reported_lut=795_651)
 
 
 def interaction_network_blocks(hidden: int, node_features: int = 3, edge_features: int = 4
@@ -362,23 +385,35 @@ def interaction_network_blocks(hidden: int, node_features: int = 3, edge_feature
             mlp("R2", "edge", edge_in, 1)]
 
 
-def published_design_check(hidden: int = 8, clock_mhz: float = 200.0) -> dict[str, Any]:
-    """The model's figures for the published design's graph size and precision: one instance
+def published_design_check(design: PublishedDesign = ELABD_2022, hidden: int = 8
+                           ) -> dict[str, Any]:
+    """The model's figures for a published design's graph size and precision: one instance
     per block, the section streamed edge by edge through R1, node by node through O, edge by
-    edge through R2 (each one sample per R cycles)."""
-    design = ELABD_2022
-    a = ModelAssumptions(clock_mhz=clock_mhz, device=design.device,
+    edge through R2 (each one sample per R cycles). Where the design's own figures are known,
+    the ratios model / reported, and the DSP-cycles one graph occupies (DSPs x the interval
+    between graphs) -- the throughput per multiplier, which does not depend on how much of the
+    section the design processes in parallel, unlike its latency."""
+    a = ModelAssumptions(clock_mhz=design.clock_mhz, device=design.device,
                          reuse_factor=design.reuse_factor, weight_bits=design.weight_bits,
                          activation_bits=design.weight_bits)
     blocks = interaction_network_blocks(hidden, design.node_features, design.edge_features)
     estimates = [estimate_block(b, a) for b in blocks]
     n = {"edge": design.edges, "node": design.nodes}
     cycles = sum(n[e.per] * e.ii_cycles + e.latency_cycles for e in estimates)
-    return {
+    dsp = sum(e.dsp for e in estimates)
+    result: dict[str, Any] = {
         "published": asdict(design), "hidden": hidden, "assumptions": asdict(a),
         "blocks": [asdict(e) for e in estimates],
         "modelled_section_latency_cycles": cycles,
         "modelled_section_latency_us": cycles * a.ns_per_cycle / 1e3,
-        "modelled_dsp": sum(e.dsp for e in estimates),
+        "modelled_dsp": dsp,
         "modelled_lut": sum(e.lut for e in estimates),
     }
+    if design.reported_latency_cycles is not None:
+        result["latency_model_over_reported"] = cycles / design.reported_latency_cycles
+    if design.reported_dsp is not None and design.reported_interval_cycles is not None:
+        # the model streams: a new section every `cycles` (no overlap between sections)
+        reported = design.reported_dsp * design.reported_interval_cycles
+        result["dsp_cycles_per_graph"] = {"modelled": dsp * cycles, "reported": reported,
+                                          "model_over_reported": dsp * cycles / reported}
+    return result

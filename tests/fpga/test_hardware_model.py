@@ -14,6 +14,7 @@ import pytest
 
 from backends.fpga.hardware_model import (
     ELABD_2022,
+    HUANG_SYNTHESIZED,
     DenseLayer,
     EventWorkload,
     MlpBlock,
@@ -95,7 +96,7 @@ def test_a_chain_too_big_for_the_device_is_flagged():
 
 
 def test_published_design_check_uses_its_size_and_precision():
-    check = published_design_check(hidden=8)
+    check = published_design_check(ELABD_2022, hidden=8)
     assert check["assumptions"]["weight_bits"] == 14
     assert check["assumptions"]["reuse_factor"] == ELABD_2022.reuse_factor == 8
     r1, o, r2 = check["blocks"]
@@ -104,6 +105,24 @@ def test_published_design_check_uses_its_size_and_precision():
         "latency_cycles"]
     assert check["modelled_section_latency_cycles"] == cycles
     assert check["modelled_section_latency_us"] == pytest.approx(cycles * 5e-3)
+    assert "latency_model_over_reported" not in check  # nothing reported to compare with
+
+
+def test_model_against_a_synthesized_interaction_network():
+    """The synthesized design (Vivado HLS report: 151 cycles, interval 46, 5,120 DSPs for 112
+    nodes / 204 edges at ap_fixed<16,8>, reuse 1) processes the section in parallel; the model
+    streams it. Same order of latency, and the DSP-cycles one graph occupies within 30%."""
+    check = published_design_check(HUANG_SYNTHESIZED, hidden=8)
+    assert check["assumptions"]["reuse_factor"] == 1
+    assert check["assumptions"]["weight_bits"] == 16
+    cycles = check["modelled_section_latency_cycles"]
+    assert cycles > 204 + 112 + 204  # every edge twice and every node once, one per cycle
+    assert 1 <= check["latency_model_over_reported"] < 10
+    assert check["latency_model_over_reported"] == pytest.approx(cycles / 151)
+    per_graph = check["dsp_cycles_per_graph"]
+    assert per_graph["reported"] == 5120 * 46
+    assert per_graph["modelled"] == check["modelled_dsp"] * cycles
+    assert 0.7 < per_graph["model_over_reported"] < 1.3
 
 
 def test_layer_sizes_come_from_the_shipped_checkpoints():
