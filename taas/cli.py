@@ -31,6 +31,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         pt_range=(preset.pt_min, preset.pt_max),
         eta_max=preset.eta_max,
         progress=not args.quiet,
+        strip_readout=args.strip_readout,
     )
     print(f"wrote {args.events} events to {out}")
 
@@ -252,6 +253,8 @@ def _add_train_command(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         presets: Mapping[str, Any]) -> None:
+    from taas.detector.acts_generic import STRIP_READOUTS
+
     p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
                        "geometric digitization) into ACTS/traccc CSV")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -261,6 +264,9 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--vertices", type=int, help="vertices per event (overrides the preset)")
     p.add_argument("--particles-per-vertex", type=int, help="particles per vertex (overrides)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--strip-readout", choices=STRIP_READOUTS, default="analog",
+                   help="strip cells: analog path lengths, or binary (1.0 per fired strip, as "
+                   "TrackML and the ITk strips; default: analog)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
 

@@ -51,10 +51,11 @@ def labels_from_roots(root: np.ndarray) -> tuple[np.ndarray, int]:
 class GpuClustering(ClusteringStage):
     """Cells -> clusters -> measurements with OpenCL kernels; output identical to the CPU hook.
 
-    ``device`` names the OpenCL device used.
+    ``device`` names the OpenCL device used; the runtime counts every copy.
     """
 
     BACKEND = "gpu"
+    COUNTS_TRANSFERS = True
 
     def __init__(self, detector: Detector, config: ClusteringConfig | None = None,
                  opencl: OpenClConfig | None = None) -> None:
@@ -102,12 +103,12 @@ class GpuClustering(ClusteringStage):
                              parent.data)
         zero = np.zeros(1, np.int32)
         for rounds in range(1, MAX_ROUNDS + 1):
-            cl.enqueue_copy(queue, changed.data, zero)  # not .fill(): that builds a kernel
+            rt.write(changed, zero)  # not .fill(): that builds a kernel
             k["hook"](queue, *size, count, neighbour.data, parent.data, changed.data)
             k["compress"](queue, *size, count, parent.data)
-            if not changed.get()[0]:
+            if not rt.to_host(changed)[0]:
                 log.debug("%s: union-find converged in %d rounds", self.qualified_name, rounds)
-                return parent.get()
+                return rt.to_host(parent)
         raise TaasError(f"{self.qualified_name}: union-find did not converge in {MAX_ROUNDS} "
                         f"rounds on {self.device}")
 
@@ -124,4 +125,4 @@ class GpuClustering(ClusteringStage):
             np.int32(self.config.charge_weighted), rt.to_device(members.astype(np.int32)).data,
             rt.to_device(offsets).data, d_key.data, rt.to_device(value.astype(np.float32)).data,
             self._geometry.data, out_f.data, out_i.data)
-        return out_f.get().reshape(5, m), out_i.get().reshape(4, m)
+        return rt.to_host(out_f).reshape(5, m), rt.to_host(out_i).reshape(4, m)

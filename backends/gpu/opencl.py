@@ -6,6 +6,22 @@ really ran on, so the choice is explicit: a GPU device if there is one, else a C
 when the configuration allows it. Only devices with ``cl_khr_fp64`` qualify, because the kernels
 reproduce the CPU stages in float64. The context, queue and compiled programs are cached per
 process: a stage instance per event would otherwise pay the compile time on every event.
+
+Every copy between host arrays and device buffers made while a stage runs goes through
+``to_device`` / ``to_host`` / ``write``, which count and time it into the pipeline's ledger
+(``taas.stages.transfers``, kind ``copy``: even PoCL on the CPU copies between host memory and
+its buffers). Module tables uploaded once per stage instance are set-up, not per-event copies.
+
+The handover to torch: the OpenCL front end's space points reach the GNN stages through host
+memory -- ``to_host`` of the space-point block, then torch's upload of the columns the GNN
+reads. pyopencl exposes no DLPack and torch cannot wrap a ``cl_mem``; a zero-copy path would
+need the Khronos external-memory extensions (export from OpenCL, ``cudaImportExternalMemory``
+into CUDA), which neither pyopencl nor torch binds, and even where a driver offers them they
+share memory between APIs on one GPU, not between PoCL on the CPU and CUDA. What avoids the
+handover is running the front end in CUDA (numba CUDA or torch), so its outputs are torch
+tensors already; pinned host buffers would only speed the two copies up. Its cost on a
+``small`` event: ``benchmarks/opencl_torch_handover.py`` (results in
+``benchmarks/results/opencl_torch_handover.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ import pyopencl.array as cla
 import pyopencl.tools as cl_tools
 
 from taas.errors import TaasError
+from taas.stages.transfers import COPY, timed
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +246,26 @@ class OpenClRuntime:
             return self._programs[key]
 
     def to_device(self, array: np.ndarray) -> cla.Array:
-        return cla.to_device(self.queue, np.ascontiguousarray(array), allocator=self.allocator)
+        """``array`` in a new device buffer (a blocking copy, counted after the queue's
+        earlier work)."""
+        host = np.ascontiguousarray(array)
+        self.queue.finish()
+        with timed(COPY, True, host.nbytes):
+            return cla.to_device(self.queue, host, allocator=self.allocator)
+
+    def to_host(self, array: cla.Array) -> np.ndarray:
+        """``array`` back in host memory (a blocking copy, counted; the queue is drained
+        first, so the time is the copy's, not the kernels' that produced ``array``)."""
+        self.queue.finish()
+        with timed(COPY, False, array.nbytes):
+            return array.get()
+
+    def write(self, buffer: cla.Array, host: np.ndarray) -> None:
+        """Overwrite ``buffer`` with ``host`` (a blocking copy, counted after the queue's
+        earlier work)."""
+        self.queue.finish()
+        with timed(COPY, True, host.nbytes):
+            cl.enqueue_copy(self.queue, buffer.data, host, is_blocking=True)
 
     def empty(self, shape: int | tuple[int, ...], dtype: np.dtype | type) -> cla.Array:
         return cla.empty(self.queue, shape, dtype, allocator=self.allocator)

@@ -31,6 +31,7 @@ class GpuSpacepoints(SpacepointStage):
     """Measurements -> space points and features with OpenCL; output equal to the CPU hook's."""
 
     BACKEND = "gpu"
+    COUNTS_TRANSFERS = True  # the runtime counts every copy, the handover's first leg too
 
     def __init__(self, detector: Detector, opencl: OpenClConfig | None = None) -> None:
         super().__init__(detector)
@@ -58,7 +59,7 @@ class GpuSpacepoints(SpacepointStage):
                              rows.astype(np.int32), meas.local_u, meas.local_v, meas.size_u,
                              meas.size_v)),
                          self._geometry.data, out.data)
-            result = out.get().reshape(n_out, n)
+            result = rt.to_host(out).reshape(n_out, n)
         columns = dict(zip(_POINT_COLUMNS + _FEATURE_COLUMNS, result, strict=True))
         points = Spacepoints(measurement_index=np.arange(n),
                              **{c: columns[c] for c in _POINT_COLUMNS})

@@ -23,6 +23,7 @@ class TorchCkf:
     """The device hook of a CKF stage: ``use_torch_kernels`` after the base's constructor."""
 
     BACKEND = "gpu"
+    COUNTS_TRANSFERS = True  # every kernel call's copies (taas.stages.transfers)
     #: float64 on both sides; the same tracks, states within ~1e-12 relative
     CONFORMANCE_TOLERANCE = Tolerance(rtol=1e-7, atol=1e-12)
     torch_kernels: TorchCkfKernels

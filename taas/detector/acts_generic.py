@@ -24,7 +24,7 @@ import pandas as pd
 from taas.detector.detector import Detector
 from taas.detector.geometry_id import encode
 from taas.detector.modules import ROTATION_COLUMNS, Modules
-from taas.errors import TaasError
+from taas.errors import InputError, TaasError
 from taas.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,27 @@ SEGMENTATION: Mapping[int, tuple[float, float]] = {
     **dict.fromkeys((12, 13, 14), (0.08, 1.2)),
     **dict.fromkeys((16, 17, 18), (0.12, 10.4)),
 }
+
+#: Strip volumes (short strips 12-14, long strips 16-18); the others (7-9) are pixels.
+STRIP_VOLUMES: tuple[int, ...] = (12, 13, 14, 16, 17, 18)
+
+#: Readout of the strip volumes in the digitization config: ``"analog"`` keeps each cell's
+#: deposited path length as its value (the default, on which the shipped models were trained);
+#: ``"binary"`` sets ACTS' ``digital`` flag there (every fired strip weighs the same in the
+#: cluster position) and ``taas.events.simulation`` writes each fired strip's value as 1.0 (ACTS
+#: 48 keeps the path length in the cells file even when ``digital``), as in TrackML's strips and
+#: the binary ABCStar readout of the ATLAS ITk strips. Pixels stay analog.
+STRIP_READOUTS: tuple[str, ...] = ("analog", "binary")
+
+
+def check_strip_readout(strip_readout: str) -> str:
+    """``strip_readout`` when it is one of ``STRIP_READOUTS``; ``InputError`` (a
+    ``ValueError``) naming the valid ones otherwise."""
+    if strip_readout not in STRIP_READOUTS:
+        raise InputError(f"strip_readout: unknown strip readout {strip_readout!r}; valid: "
+                         f"{list(STRIP_READOUTS)}")
+    return strip_readout
+
 
 #: Gaussian smearing (mm of path length) of each cell's value in ACTS' geometric digitization:
 #: small, so that values stay positive and charge-weighted clustering stays meaningful.
@@ -162,8 +183,9 @@ def generic_tracking_geometry() -> tuple[Any, Any]:
 
 
 def _geometric_entry(max_hu: float, hv: float, n_u: int, n_v: int,
-                     thickness: float) -> dict[str, Any]:
-    """One ``digitization-configuration`` value: ACTS' geometric digitization on our grid."""
+                     thickness: float, *, digital: bool = False) -> dict[str, Any]:
+    """One ``digitization-configuration`` value: ACTS' geometric digitization on our grid,
+    binary cells (value 1) where ``digital``."""
 
     def axis(name: str, half: float, bins: int) -> dict[str, Any]:
         return {"bins": int(bins), "max": float(half), "min": -float(half), "option": "open",
@@ -171,7 +193,7 @@ def _geometric_entry(max_hu: float, hv: float, n_u: int, n_v: int,
 
     return {
         "geometric": {
-            "digital": False,
+            "digital": bool(digital),
             "indices": [0, 1],
             "segmentation": {"binningdata": [axis("binX", max_hu, n_u), axis("binY", hv, n_v)]},
             "thickness": float(thickness),
@@ -181,13 +203,16 @@ def _geometric_entry(max_hu: float, hv: float, n_u: int, n_v: int,
     }
 
 
-def digitization_entries(detector: Detector) -> list[dict[str, Any]]:
+def digitization_entries(detector: Detector, *, strip_readout: str = "analog"
+                         ) -> list[dict[str, Any]]:
     """Hierarchy-map entries reproducing the detector's grid exactly on every module.
 
     Endcap layers hold rings of different sizes, so one entry per layer cannot express them:
     each layer gets an entry for its commonest module shape and per-module entries override it
     for the others (ACTS looks up the most specific entry), keeping the file small.
+    ``strip_readout`` (``STRIP_READOUTS``) picks analog or binary cells in ``STRIP_VOLUMES``.
     """
+    binary = check_strip_readout(strip_readout) == "binary"
     m = detector.modules.columns()
     shape_cols = ("max_hu", "hv", "n_u", "n_v", "thickness")
     frame = {k: m[k] for k in ("volume_id", "layer_id", "module_id", *shape_cols)}
@@ -203,21 +228,26 @@ def digitization_entries(detector: Detector) -> list[dict[str, Any]]:
 
     entries = []
     for r in common.itertuples(index=False):
+        digital = binary and int(r.volume_id) in STRIP_VOLUMES
         entries.append({"volume": int(r.volume_id), "layer": int(r.layer_id),
-                        "value": _geometric_entry(r.max_hu, r.hv, r.n_u, r.n_v, r.thickness)})
+                        "value": _geometric_entry(r.max_hu, r.hv, r.n_u, r.n_v, r.thickness,
+                                                  digital=digital)})
     for r in merged[differs].sort_values(["volume_id", "layer_id", "module_id"]).itertuples():
+        digital = binary and int(r.volume_id) in STRIP_VOLUMES
         entries.append({"volume": int(r.volume_id), "layer": int(r.layer_id),
                         "sensitive": int(r.module_id),
-                        "value": _geometric_entry(r.max_hu, r.hv, r.n_u, r.n_v, r.thickness)})
+                        "value": _geometric_entry(r.max_hu, r.hv, r.n_u, r.n_v, r.thickness,
+                                                  digital=digital)})
     return entries
 
 
-def digitization_config_json(detector: Detector) -> str:
-    """The ACTS digitization JSON text for ``detector`` (see ``write_digitization_config``)."""
+def digitization_config_json(detector: Detector, *, strip_readout: str = "analog") -> str:
+    """The ACTS digitization JSON text for ``detector`` (see ``write_digitization_config``),
+    with ``strip_readout`` strips (``digitization_entries``)."""
     doc = {
         "acts-geometry-hierarchy-map": {
             "format-version": 0, "value-identifier": "digitization-configuration"},
-        "entries": digitization_entries(detector),
+        "entries": digitization_entries(detector, strip_readout=strip_readout),
     }
     return json.dumps(doc, indent=1)
 

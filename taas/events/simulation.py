@@ -20,11 +20,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from taas.detector.acts_generic import (
+    STRIP_VOLUMES,
     build_generic_detector,
+    check_strip_readout,
     digitization_config_json,
     generic_tracking_geometry,
 )
+from taas.detector.geometry_id import decode
 from taas.detector.material import MATERIAL_FILE, generic_material
 from taas.events.event import write_manifest
 from taas.events.presets import DEFAULT_PDG
@@ -39,10 +44,11 @@ BEAM_SIGMA_Z_MM = 55.5
 FIELD_T = 2.0
 
 
-@lru_cache(maxsize=1)
-def _digitization_json() -> str:
-    """The Generic detector's digitization config as JSON text (built once per process)."""
-    return digitization_config_json(build_generic_detector())
+@lru_cache(maxsize=2)
+def _digitization_json(strip_readout: str) -> str:
+    """The Generic detector's digitization config as JSON text with ``strip_readout`` strips
+    (built once per process and readout)."""
+    return digitization_config_json(build_generic_detector(), strip_readout=strip_readout)
 
 
 def _species_generators(acts: Any, ex: Any, *, vertices: int, particles_per_vertex: int,
@@ -72,6 +78,27 @@ def _species_generators(acts: Any, ex: Any, *, vertices: int, particles_per_vert
     return generators
 
 
+def binarize_strip_cells(cells_csv: Path) -> int:
+    """Rewrite the ``value`` of every strip cell (``STRIP_VOLUMES``) of an ACTS cells file to 1.
+
+    ACTS 48's geometric digitization with ``"digital": true`` weighs every cell equally in the
+    cluster position, but it still writes each cell's deposited path length as its value; a
+    binary readout reports only that a strip fired, so the value is set here. The file is
+    rewritten in place, other columns byte for byte. Returns the number of strip cells.
+    """
+    lines = cells_csv.read_text().splitlines()
+    header = lines[0].split(",")
+    id_col, value_col = header.index("geometry_id"), header.index("value")
+    rows = [line.split(",") for line in lines[1:]]
+    volumes = decode(np.array([int(r[id_col]) for r in rows], dtype=np.uint64))["volume"]
+    on_strips = np.isin(volumes, STRIP_VOLUMES)
+    for row in np.flatnonzero(on_strips):
+        rows[row][value_col] = "1"
+    text = "\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n"
+    atomic_write(cells_csv, lambda p: p.write_text(text))
+    return int(on_strips.sum())
+
+
 def _progress_algorithm(ex: Any, level: Any, bar: Any) -> Any:
     """A sequencer algorithm that ticks ``bar`` once per event (runs last in each event)."""
 
@@ -89,11 +116,12 @@ def _progress_algorithm(ex: Any, level: Any, bar: Any) -> Any:
 def check_simulated(directory: str | Path, want: dict[str, Any], *, min_events: int = 0
                     ) -> Path:
     """``directory`` when its ``dataset.json`` records the simulation ``want`` (e.g. seed,
-    vertices, particles_per_vertex) with at least ``min_events`` events: events simulated
-    elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
-    :func:`simulate`. A ``ValueError`` names what differs otherwise."""
+    vertices, particles_per_vertex, strip_readout) with at least ``min_events`` events: events
+    simulated elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
+    :func:`simulate`. A ``ValueError`` names what differs otherwise. Manifests written before
+    the strip readout was an option record none: their strips are analog."""
     directory = Path(directory)
-    meta = json.loads((directory / "dataset.json").read_text())
+    meta = {"strip_readout": "analog", **json.loads((directory / "dataset.json").read_text())}
     if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < min_events:
         raise ValueError(f"{directory}: dataset.json {meta} does not hold "
                          f"{min_events or 'the'} events of {want}")
@@ -112,13 +140,17 @@ def simulate(
     pdg: Sequence[int] = DEFAULT_PDG,
     skip: int = 0,
     progress: bool = True,
+    strip_readout: str = "analog",
 ) -> Path:
     """Simulate ``events`` particle-gun events on the Generic detector into ``out_dir``.
 
     Each event has ``vertices`` Gaussian-smeared vertices (sigma_z 55.5 mm) of
     ``particles_per_vertex`` particles, flat in pT within ``pt_range`` (GeV) and in
     |eta| < ``eta_max``, species ``pdg`` with random charge. ``skip`` starts at event number
-    ``skip`` (files are numbered by event). Returns ``out_dir``.
+    ``skip`` (files are numbered by event). ``strip_readout`` (``"analog"`` or ``"binary"``,
+    ``taas.detector.acts_generic.STRIP_READOUTS``) is the strip volumes' cell readout: binary
+    strips read 1.0 per fired strip, like TrackML's strips and the ATLAS ITk strips (ABCStar).
+    Returns ``out_dir``.
     """
     import acts
     import acts.examples as ex
@@ -128,13 +160,14 @@ def simulate(
 
     if events < 1 or vertices < 1 or particles_per_vertex < 1:
         raise ValueError("events, vertices and particles_per_vertex must be positive")
+    check_strip_readout(strip_readout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     detector = build_generic_detector()
     _, tracking_geometry = generic_tracking_geometry()
     digi_path = out / "digitization.json"
-    text = _digitization_json()
+    text = _digitization_json(strip_readout)
     atomic_write(digi_path, lambda p: p.write_text(text))
     atomic_write(out / "detector.parquet", detector.to_parquet)
     atomic_write(out / MATERIAL_FILE, generic_material().to_parquet)
@@ -172,13 +205,16 @@ def simulate(
         t1 = time.perf_counter()
         seq.run()
         t_run = time.perf_counter() - t1
+    if strip_readout == "binary":
+        for event in range(skip, skip + events):
+            binarize_strip_cells(out / f"event{event:09d}-cells.csv")
 
     info = {
         "source": "acts-fatras", "detector": detector.name, "seed": seed, "events": events,
         "skip": skip, "vertices": vertices, "particles_per_vertex": particles_per_vertex,
         "pt_range_gev": list(pt_range), "eta_max": eta_max, "pdg": list(pdg),
         "field_t": FIELD_T, "beam_sigma_xy_mm": BEAM_SIGMA_XY_MM,
-        "beam_sigma_z_mm": BEAM_SIGMA_Z_MM,
+        "beam_sigma_z_mm": BEAM_SIGMA_Z_MM, "strip_readout": strip_readout,
         "acts_version": f"{acts.version.major}.{acts.version.minor}.{acts.version.patch}",
     }
     write_manifest(out, info)

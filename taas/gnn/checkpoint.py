@@ -11,7 +11,9 @@ stored as float32 CPU tensors and loaded with ``torch.load(weights_only=True)``:
 The shipped checkpoints (``taas/gnn/checkpoints/``) are produced by
 ``taas.gnn.training.reproduce_shipped`` and read with ``load_shipped``. Beside them, in
 ``checkpoints/positions/``, the positions-only model set (``MODEL_SETS``): embedding, filter
-and GNN trained on space points without cells (``docs/spacepoint_input.md`` has the command).
+and GNN trained on space points without cells (``docs/spacepoint_input.md`` has the command);
+in ``checkpoints/binary_strips/``, the cell-feature models trained on events with binary strip
+readout (``taas.gnn.binary_strips.train_binary_strips``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ SHIPPED = ("embedding", "filter", "gnn")
 MODEL_SETS: dict[str, tuple[str, str]] = {
     "cells": ("", "GNN models on cell and cluster-shape features"),
     "positions": ("positions", "positions-only GNN models (space points without cells)"),
+    "binary_strips": ("binary_strips", "GNN models on cell features, trained with binary strip "
+                      "readout (strip cells of value 1, as TrackML and the ITk strips)"),
 }
 DEFAULT_MODEL_SET = "cells"
 
@@ -164,7 +168,8 @@ def load_shipped(name: str, *, device: str | torch.device = "cpu",
     model set ``model_set`` (``"cells"``, ``"positions"``)."""
     path = shipped_path(name, model_set)
     if not path.exists():
-        how = ("taas.gnn.training.reproduce_shipped()" if model_set == DEFAULT_MODEL_SET
-               else "the command in docs/spacepoint_input.md")
+        how = {DEFAULT_MODEL_SET: "taas.gnn.training.reproduce_shipped()",
+               "binary_strips": "taas.gnn.binary_strips.train_binary_strips(install=True)",
+               }.get(model_set, "the command in docs/spacepoint_input.md")
         raise FileNotFoundError(f"{path} is missing; regenerate it with {how}")
     return load_checkpoint(path, device=device)

@@ -90,18 +90,20 @@ N_EDGE_FEATURES = len(EDGE_FEATURE_NAMES)
 SLOPE_CLIP = 5.0
 
 
-def _column(table: Mapping[str, np.ndarray], name: str, prefix: str) -> np.ndarray:
-    """A column given either bare (``"r"``) or under its stage-contract prefix."""
-    if name in table:
-        return np.asarray(table[name])
-    key = f"{prefix}.{name}"
-    if key in table:
-        return np.asarray(table[key])
-    raise KeyError(f"node_features: missing column {name!r} (or {key!r})")
+def _column(table: Mapping[str, np.ndarray | torch.Tensor], name: str, prefix: str
+            ) -> np.ndarray | torch.Tensor:
+    """A column given either bare (``"r"``) or under its stage-contract prefix (a tensor
+    already on a device, e.g. from ``taas.stages.transfers.DeviceTensors``, stays there)."""
+    prefixed = f"{prefix}.{name}"
+    for key in (name, prefixed):
+        if key in table:
+            value = table[key]
+            return value if isinstance(value, torch.Tensor) else np.asarray(value)
+    raise KeyError(f"node_features: missing column {name!r} (or {prefixed!r})")
 
 
-def node_feature_tensor(spacepoints: Mapping[str, np.ndarray],
-                        features: Mapping[str, np.ndarray],
+def node_feature_tensor(spacepoints: Mapping[str, np.ndarray | torch.Tensor],
+                        features: Mapping[str, np.ndarray | torch.Tensor],
                         device: torch.device | str = "cpu", *,
                         feature_set: str = DEFAULT_FEATURE_SET) -> torch.Tensor:
     """Node features ``(n, len(FEATURE_SETS[feature_set]))`` float32 on ``device``, in the order

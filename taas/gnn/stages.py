@@ -27,6 +27,17 @@ the working points come from the checkpoints' metadata unless the config overrid
 the node features computed are the set the checkpoints were trained on. A model that reads
 cluster-shape features refuses an event without them (``InputError`` naming the fix).
 Events with fewer than two space points, or no edge left after a cut, give empty edges.
+
+Device residency: both stages (and track building) do their work in ``compute_on_device`` on a
+``taas.stages.transfers.DeviceTensors``, which uploads (and counts) what is not yet on the
+device. The numpy ``compute`` gives it a fresh one and downloads the edges; ``Pipeline`` keeps
+one per device across the event, so the space-point columns go over once and the edges stay on
+the device from graph construction through track building. Per event, with the cells models
+(12 feature columns, z among them, plus x and y): graph construction uploads 14 columns either
+way; edge classification uploads 14 tensors (the features again, src, dst) without residency
+and none with it; track building 4 (edges, ordering key) against 1; the edges come back twice
+without residency, once with it when the caller keeps them, never when it does not (the
+whole-pipeline model). ``tests/pipeline/test_copy_ledger.py`` holds the ledger to these.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +76,7 @@ from taas.reco.cluster_features import SpacepointFeatures
 from taas.reco.hit_spacepoints import has_cluster_shape
 from taas.stages.base import RowOrder, Stage
 from taas.stages.configs import coerce_config
+from taas.stages.transfers import DeviceOutputs, DeviceTensors, compute_via_device
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +153,10 @@ def empty_edges() -> dict[str, np.ndarray]:
     return Edges.empty().to_tensors()
 
 
-def edges_out(src: torch.Tensor, dst: torch.Tensor, score: torch.Tensor) -> dict[str, np.ndarray]:
-    return Edges(src=src.cpu().numpy().astype(np.int64), dst=dst.cpu().numpy().astype(np.int64),
-                 score=score.float().cpu().numpy()).to_tensors()
+def edges_on_device(src: torch.Tensor, dst: torch.Tensor, score: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+    """The ``edges.*`` tensors where they were computed, in the dtypes of ``Edges``."""
+    return {"edges.src": src.long(), "edges.dst": dst.long(), "edges.score": score.float()}
 
 
 def undirected_oriented(src: torch.Tensor, dst: torch.Tensor, xyz: torch.Tensor, n: int
@@ -223,21 +237,39 @@ class GnnStage(Stage):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def node_inputs(self, inputs: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return compute_via_device(self, inputs)
+
+    @abstractmethod
+    def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
+        """The stage's work on tensors taken from (and edges left on) its device."""
+
+    def node_inputs(self, inputs: DeviceTensors | Mapping[str, np.ndarray]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Node features (the checkpoints' feature set) and positions (float64) of the space
-        points, on the stage's device. ``InputError`` when the models read cluster shapes the
-        event does not have (space points given without cells)."""
+        points, on the stage's device."""
+        if not isinstance(inputs, DeviceTensors):
+            inputs = DeviceTensors(dict(inputs), self.torch_device)
+        return self.node_features(inputs), self.positions(inputs)
+
+    def positions(self, tensors: DeviceTensors) -> torch.Tensor:
+        """(n, 3) float64 space-point positions on the stage's device."""
+        return torch.stack([tensors.get(f"spacepoints.{c}") for c in "xyz"], dim=1).double()
+
+    def node_features(self, tensors: DeviceTensors) -> torch.Tensor:
+        """Node features (the checkpoints' feature set) on the stage's device, from the
+        columns it reads (each uploaded once). ``InputError`` when the models read cluster
+        shapes the event does not have (space points given without cells)."""
         if (set(FEATURE_SETS[self.feature_set]) - set(FEATURE_SETS["positions"])
-                and not has_cluster_shape(inputs["spacepoint_features.n_cells"])):
+                and not has_cluster_shape(tensors.host("spacepoint_features.n_cells"))):
             raise InputError(
                 f"{self.qualified_name}: this model needs cells (its node features "
                 f"{self.feature_set!r} include cluster shapes), but the event has space points "
                 "without cells; use the positions-only models: model_set='positions' "
                 "(taas reconstruct picks them for such events when no checkpoints are given)")
-        x = node_feature_tensor(inputs, inputs, self.torch_device, feature_set=self.feature_set)
-        xyz = torch.stack([torch.as_tensor(inputs[f"spacepoints.{c}"]).to(self.torch_device)
-                           for c in "xyz"], dim=1).double()
-        return x, xyz
+        return node_feature_tensor(tensors.columns("spacepoints"),
+                                   tensors.columns("spacepoint_features"), self.torch_device,
+                                   feature_set=self.feature_set)
 
     def scores(self, name: str, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
                ) -> torch.Tensor:
@@ -312,11 +344,11 @@ class GraphConstructionStage(GnnStage):
         return torch.cat([self.scores("filter", x, src[i:i + chunk], dst[i:i + chunk])
                           for i in range(0, len(src), chunk)])
 
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(inputs["spacepoints.x"])
+    def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
+        n = tensors.length("spacepoints.x")
         if n < 2:
             return empty_edges()
-        x, xyz = self.node_inputs(inputs)
+        x, xyz = self.node_inputs(tensors)
         emb = self.embed(x)
         src, dst = self.frnn(emb)
         if len(src) == 0:
@@ -326,7 +358,7 @@ class GraphConstructionStage(GnnStage):
         keep = score > self.filter_cut
         log.debug("%s: %d space points -> %d graph edges -> %d filtered", self.qualified_name,
                   n, len(src), int(keep.sum()))
-        return edges_out(src[keep], dst[keep], score[keep])
+        return edges_on_device(src[keep], dst[keep], score[keep])
 
 
 class EdgeClassificationStage(GnnStage):
@@ -342,15 +374,13 @@ class EdgeClassificationStage(GnnStage):
                          index_inputs=("edges.src", "edges.dst"),
                          index_outputs=("edges.src", "edges.dst"))
 
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        src_np, dst_np = inputs["edges.src"], inputs["edges.dst"]
-        n = len(inputs["spacepoints.x"])
-        if len(src_np) == 0 or n < 2:
+    def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
+        if tensors.length("edges.src") == 0 or tensors.length("spacepoints.x") < 2:
             return empty_edges()
-        x, _ = self.node_inputs(inputs)
-        src = torch.from_numpy(np.ascontiguousarray(src_np, np.int64)).to(x.device)
-        dst = torch.from_numpy(np.ascontiguousarray(dst_np, np.int64)).to(x.device)
-        return edges_out(src, dst, self.edge_scores(x, src, dst))
+        x = self.node_features(tensors)
+        src = tensors.get("edges.src", torch.int64)
+        dst = tensors.get("edges.dst", torch.int64)
+        return edges_on_device(src, dst, self.edge_scores(x, src, dst))
 
     def edge_scores(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
                     ) -> torch.Tensor:

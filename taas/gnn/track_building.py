@@ -39,6 +39,12 @@ from taas.detector.detector import Detector
 from taas.edm import Edges, ProtoTracks, Spacepoints
 from taas.errors import InputError, TaasError
 from taas.stages.base import RowOrder, Stage
+from taas.stages.transfers import (
+    DeviceOutputs,
+    DeviceTensors,
+    TransferCounter,
+    compute_via_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +211,11 @@ def _walk_branched(n_nodes: int, src: torch.Tensor, dst: torch.Tensor, score: to
     ptr = torch.cat([zero, torch.cumsum(torch.bincount(src, minlength=n_nodes), 0)])
     starts = torch.nonzero(branched).reshape(-1)
     starts = starts[torch.argsort(rank[starts])]
-    labels = walk(*(t.cpu().numpy() for t in (starts, ptr, dst[order],
+    moved = TransferCounter()  # a round trip to the host on CUDA: counted in the ledger
+    labels = walk(*(moved.to_host_array(t) for t in (starts, ptr, dst[order],
                                                score[order].double(), rank, branched)),
                   config.walk_add, config.min_hits)
-    return torch.from_numpy(labels).to(src.device)
+    return moved.to_device_tensor(labels, src.device)
 
 
 @numba.njit(cache=True)
@@ -328,20 +335,23 @@ class TrackBuildingStage(Stage):
         return f"{self.torch_device}{self._device_note}{walk}"
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        edges = Edges.from_tensors(inputs)
-        sps = Spacepoints.from_tensors(inputs)
+        return compute_via_device(self, inputs)
+
+    def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
+        """Edges from the device (left there by the GNN stages under ``Pipeline``'s
+        residency), space points from the host; proto-tracks to the host."""
+        sps = Spacepoints.from_tensors({s.name: tensors.host(s.name)
+                                        for s in Spacepoints.tensor_specs()})
         key = sps["r"] if self.config.order_by == "r" else np.hypot(sps["r"], sps["z"])
-        dev = self.torch_device
-
-        def put(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-
-        offsets, nodes = build_tracks(len(sps), put(edges["src"]), put(edges["dst"]),
-                                      put(edges["score"]), put(key), self.config,
-                                      type(self).components)
-        out = prototracks_from_nodes(offsets.cpu().numpy(), nodes.cpu().numpy(), sps)
+        src, dst, score = (tensors.get(f"edges.{c}") for c in ("src", "dst", "score"))
+        moved = tensors.counter
+        offsets, nodes = build_tracks(len(sps), src, dst, score,
+                                      moved.to_device_tensor(key, self.torch_device),
+                                      self.config, type(self).components)
+        out = prototracks_from_nodes(moved.to_host_array(offsets), moved.to_host_array(nodes),
+                                     sps)
         log.debug("%s: %d edges, %d space points -> %d proto-tracks", self.qualified_name,
-                  len(edges), len(sps), len(out))
+                  len(src), len(sps), len(out))
         return out.to_tensors()
 
 

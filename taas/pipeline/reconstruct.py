@@ -2,12 +2,14 @@
 
 Outputs per event: ``eventNNNNNNNNN-reco.npz`` with every tensor the stages produced (so that
 evaluation, plots and later stages need no rerun); per run: ``timings.csv`` (event, stage,
-backend, device, seconds) and ``run.json`` (pipeline, event sizes, versions, what the input
-was and which stages and GNN models ran).
+backend, device, seconds, host <-> device copies) and ``run.json`` (pipeline, event sizes,
+versions, copies per event, what the input was and which stages and GNN models ran).
 
 Events without cells are given as space points (``taas.reco.hit_spacepoints``): the pipeline
 starts after its front end, and its GNN stages take the positions-only models unless the
-pipeline's stage configs name checkpoints (``for_spacepoint_input``).
+pipeline's stage configs name checkpoints (``for_spacepoint_input``). Events whose strip
+cells all read exactly 1.0 (binary strip readout, as TrackML's) take the binary-strips models
+the same way (``strip_readout``, ``for_binary_strips``).
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ import numpy as np
 from tqdm import tqdm
 
 from taas import __version__
+from taas.detector.acts_generic import STRIP_VOLUMES
 from taas.detector.detector import Detector
 from taas.events.dataset import open_dataset
-from taas.events.event import event_stem
+from taas.events.event import Event, event_stem
 from taas.io.atomic import atomic_write
 from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import FILE_NAME as TIMINGS_FILE
-from taas.pipeline.timings import write_timings
+from taas.pipeline.timings import copies_by_stage, transfer_fields, write_timings
 from taas.reco.hit_spacepoints import event_inputs, has_cells
 
 log = logging.getLogger(__name__)
@@ -69,13 +72,40 @@ def event_sizes(tensors: dict[str, np.ndarray]) -> dict[str, int]:
     return {name: len(tensors[t]) for name, t in SIZE_TENSORS.items() if t in tensors}
 
 
-def for_spacepoint_input(spec: PipelineSpec) -> PipelineSpec:
-    """``spec`` for events given as space points: its GNN stages on the positions-only model
-    set, except where its stage configs already choose checkpoints or a model set."""
-    configs = {stage: {"model_set": "positions"} for stage, _ in spec.steps
+def with_model_set(spec: PipelineSpec, model_set: str) -> PipelineSpec:
+    """``spec`` with its GNN stages on the shipped ``model_set``, except where its stage
+    configs already choose checkpoints or a model set (an explicit choice wins)."""
+    configs = {stage: {"model_set": model_set} for stage, _ in spec.steps
                if stage in GNN_STAGES
                and not {"checkpoint_dir", "model_set"} & set(spec.stage_configs.get(stage, {}))}
     return spec.with_configs(configs)
+
+
+def for_spacepoint_input(spec: PipelineSpec) -> PipelineSpec:
+    """``spec`` for events given as space points: its GNN stages on the positions-only model
+    set, except where its stage configs already choose checkpoints or a model set."""
+    return with_model_set(spec, "positions")
+
+
+def for_binary_strips(spec: PipelineSpec) -> PipelineSpec:
+    """``spec`` for events with binary strip readout: its GNN stages on the ``binary_strips``
+    models, except where its stage configs already choose checkpoints or a model set."""
+    return with_model_set(spec, "binary_strips")
+
+
+def strip_readout(event: Event) -> str | None:
+    """How the event's strips were read out, seen in its cells: ``"binary"`` when every cell in
+    the strip volumes (``STRIP_VOLUMES``) has value exactly 1.0 (a fired/not-fired readout:
+    TrackML, ITk strips), ``"analog"`` when any has another value, None without strip cells.
+
+    The cell feature ``charge`` sums cell values, so binary strips give cell counts (1-2)
+    where analog-trained models expect path lengths (~0.3): the readout decides the models."""
+    det = event.detector
+    volumes = det.modules["volume_id"][det.index_of(event.cells["module_key"])]
+    on_strips = np.isin(volumes, STRIP_VOLUMES)
+    if not on_strips.any():
+        return None
+    return "binary" if bool(np.all(event.cells["value"][on_strips] == 1.0)) else "analog"
 
 
 def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
@@ -96,6 +126,11 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
         spec = for_spacepoint_input(spec)
         log.info("%s: events without cells; %s starts from their space points", events,
                  spec.name)
+    readout = strip_readout(first) if first is not None and given == "cells" else None
+    if readout == "binary" and (chosen := for_binary_strips(spec)) != spec:
+        spec = chosen
+        log.info("%s: strip cells all read 1.0 (binary readout); %s's GNN stages take the "
+                 "binary_strips models", events, spec.name)
     pipeline = (factory or Pipeline)(spec, dataset.detector)
     if warmup and first is not None:
         pipeline.run(event_inputs(first))
@@ -112,14 +147,20 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
         atomic_write(reco_path(out, event.event_id), partial(_save_npz, tensors=result.tensors))
         sizes[event.event_id] = event_sizes(result.tensors)
         rows += [{"event_id": event.event_id, "stage": t.stage, "backend": t.backend,
-                  "device": t.device, "seconds": t.seconds} for t in result.timings]
+                  "device": t.device, "seconds": t.seconds,
+                  **transfer_fields(t.transfers, t.counted)} for t in result.timings]
     atomic_write(out / TIMINGS_FILE, lambda p: write_timings(p, rows))
     info = {"pipeline": spec.name, "steps": [list(s) for s in spec.steps],
             "stage_configs": {k: dict(v) for k, v in spec.stage_configs.items()},
             "events": str(events), "format": dataset.format,
             "sizes": {str(k): v for k, v in sizes.items()}, "warmup": warmup,
-            "input": given, "skipped_stages": [s for s, _ in spec.steps if s in skipped],
+            "input": given, "strip_readout": readout,
+            "skipped_stages": [s for s, _ in spec.steps if s in skipped],
             "gnn_models": gnn_models(pipeline),
+            # host <-> device copies per event (medians), and whether tensors stayed on the
+            # device between stages (None: a served pipeline, whose model decides)
+            "device_residency": getattr(pipeline, "resident", None),
+            "copies_per_event": copies_by_stage(rows),
             "taas_version": __version__, "python": platform.python_version(),
             "machine": platform.platform(), **dict(info or {})}
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(info, indent=2)))

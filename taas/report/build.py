@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from taas.pipeline.timings import read_timings, seconds_per_event
+from taas.pipeline.timings import copies_by_stage, read_timings, seconds_per_event
 from taas.report import capacity, plots, service_options
 from taas.report.html import to_html
 from taas.report.markdown import to_markdown
@@ -119,6 +119,9 @@ def _pipeline_entry(summary: dict[str, Any], reco: Path, metrics: dict[str, Any]
         "events_per_s": (1.0 / mean_s) if mean_s else None,
         "latency_ms": _latency(per_event),
         "stages": _stage_rows(summary, notes),
+        # host <-> device copies per event, per stage (taas.stages.transfers)
+        "copies": copies_by_stage(read_timings(reco)),
+        "device_residency": run.get("device_residency"),
         "served_vs_direct": compare,
         "stage_configs": run.get("stage_configs", {}),
         "models": models,

@@ -127,6 +127,42 @@ def _stages(data: Mapping[str, Any]) -> Section:
                    ["stage_breakdown"])
 
 
+def _bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _copies(data: Mapping[str, Any]) -> Section | None:
+    """Host <-> device copies per event of the pipelines that ran stages on the gpu backend
+    (None when none did): per stage, the device it ran on, the kind of crossing, tensors and
+    bytes each way and the time in them (medians over events)."""
+    shown = [p for p in data["pipelines"]
+             if p.get("copies") and any(backend == "gpu" for _, backend in p["steps"])]
+    if not shown:
+        return None
+    rows = [[p["pipeline"], c["stage"], c["device"], c["kind"],
+             f"{c['to_device']:.0f} ({_bytes(c['to_device_bytes'])})",
+             f"{c['to_host']:.0f} ({_bytes(c['to_host_bytes'])})",
+             f"{c['transfer_seconds'] * 1e3:.3f}"]
+            for p in shown for c in p["copies"]]
+    residency = ", ".join(f"{p['pipeline']}: {'on' if p.get('device_residency') else 'off'}"
+                          for p in shown if p.get("device_residency") is not None)
+    text = [f"Median per event, {data['event_size_text']}. A *copy* moves bytes between host "
+            "memory and a device (CUDA, or an OpenCL buffer); a *handover* is a numpy <-> "
+            "torch crossing on the CPU device, where memory is shared and nothing is copied "
+            "(no bytes). Copies a stage's output needs later (when the next reader is on the "
+            "host) are counted with the stage that produced it; *not counted* marks a stage "
+            "that does not count its copies."]
+    if residency:
+        text.append(f"Device residency (tensors kept on the device between stages): "
+                    f"{residency}.")
+    return Section("Host<->device copies per event", text, [Table(
+        ["pipeline", "stage", "device", "kind", "to device: tensors (bytes)",
+         "to host: tensors (bytes)", "ms in copies"], rows)])
+
+
 def _curves(data: Mapping[str, Any]) -> Section:
     text = [f"Served whole-pipeline model; each point is a bounded number of requests "
             f"(`requests` = {data['config'].get('requests')}) with the given number in flight. "
@@ -254,5 +290,5 @@ def sections(data: Mapping[str, Any]) -> list[Section]:
 
     return [_events(data), _throughput_latency(data), _served_vs_direct(data),
             service_options.section(data), service_options.queue_section(data), _stages(data),
-            _curves(data), _physics(data), _capacity(data),
+            *filter(None, [_copies(data)]), _curves(data), _physics(data), _capacity(data),
             *filter(None, [_fpga_model(data)]), _devices(data), _versions(data)]

@@ -125,7 +125,7 @@ def build_runner(settings: ModelSettings) -> tuple[Callable[[dict[str, np.ndarra
     wanted = [s.name for s in PipelineGraph.from_steps(settings.steps).outputs]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = pipeline.run(inputs).tensors
+        tensors = pipeline.run(inputs, outputs=wanted).tensors  # the rest may stay on a GPU
         return {name: tensors[name] for name in wanted}
 
     devices = sorted({s.device for s in pipeline.stages})
