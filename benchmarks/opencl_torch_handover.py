@@ -29,14 +29,12 @@ import argparse
 import json
 import logging
 import platform
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from gnn_components import timed
 from scaling_runs import SEED, simulated
 
 from backends.gpu.opencl import get_runtime
@@ -56,22 +54,6 @@ SPEC = PipelineSpec("opencl_front_end_gnn", (("clustering", "gpu"), ("spacepoint
 BLOCK_ROWS = 16
 
 
-def median_seconds(fn: Callable[[], object], repeat: int, sync: bool) -> float:
-    """Median wall time of ``fn`` over ``repeat`` runs after one warm-up (CUDA synchronised
-    around each run when ``sync``)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def ledger(timing: StageTiming) -> dict[str, object]:
     return {"stage": timing.stage, "device": timing.device, "stage_s": timing.seconds,
             **transfer_fields(timing.transfers, timing.counted)}
@@ -86,8 +68,8 @@ def isolated_legs(tensors: dict[str, np.ndarray], columns: list[str], repeat: in
     block = runtime.to_device(np.zeros((BLOCK_ROWS, n)))
     host_columns = [np.ascontiguousarray(tensors[c]) for c in columns]
     sync = device.type == "cuda"
-    down = median_seconds(block.get, repeat, sync=False)
-    up = median_seconds(lambda: [torch.as_tensor(c).to(device) for c in host_columns],
+    down = timed(block.get, repeat, sync=False)
+    up = timed(lambda: [torch.as_tensor(c).to(device) for c in host_columns],
                         repeat, sync=sync)
     down_bytes = BLOCK_ROWS * n * 8
     up_bytes = sum(c.nbytes for c in host_columns)

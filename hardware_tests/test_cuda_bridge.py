@@ -24,24 +24,20 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device visible to torch", allow_module_level=True)
 
-from backends.cpu.clustering import CpuClustering  # noqa: E402
 from backends.cpu.prototrack_seeding import CpuPrototrackSeeding  # noqa: E402
-from backends.cpu.spacepoints import CpuSpacepoints  # noqa: E402
 from backends.gpu.prototrack_seeding import GpuPrototrackSeeding  # noqa: E402
-from taas.events.dataset import open_dataset  # noqa: E402
 from taas.events.presets import PRESETS  # noqa: E402
 from taas.stages.base import Stage  # noqa: E402
 from taas.stages.devices import runs_on_gpu  # noqa: E402
 from tests.traccc_bridge.test_bridge_torch import (  # noqa: E402
-    _truth_prototracks,
     assert_same_stage_outputs,
+    bridge_inputs,
 )
 from traccc_bridge.config import TracccSeedingConfig  # noqa: E402
 
@@ -69,14 +65,7 @@ def medium_sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def medium_bridge_inputs(medium_sim_dir):
     """The prototrack_seeding stage's inputs on the first medium event."""
-    dataset = open_dataset(medium_sim_dir)
-    detector = dataset.detector
-    event = dataset.read(dataset.event_ids[0])
-    tensors = event.cells.to_tensors()
-    for stage in (CpuClustering(detector), CpuSpacepoints(detector)):
-        tensors.update(stage.run(tensors))
-    tensors.update(_truth_prototracks(event, tensors, np.random.default_rng(1)).to_tensors())
-    return detector, tensors
+    return bridge_inputs(medium_sim_dir)
 
 
 def best_time(stage: Stage, inputs: dict) -> tuple[dict, float]:

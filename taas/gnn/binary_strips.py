@@ -13,12 +13,11 @@ below wrote ``taas/gnn/checkpoints/binary_strips/``.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taas.gnn.checkpoint import SHIPPED, load_checkpoint, save_checkpoint, shipped_dir
+from taas.gnn.checkpoint import SHIPPED, install_model_set, load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from taas.gnn.training import TrainingConfig
@@ -46,21 +45,6 @@ def binary_strips_config(*, embedding_epochs: int | None = None,
     return config
 
 
-def _simulate_binary(out: Path, events: int, seed: int) -> Path:
-    """``events`` binary-strip ``small`` events with ``seed`` in ``out`` unless already there."""
-    from taas.events.presets import get_preset
-    from taas.events.simulation import check_simulated, simulate
-
-    p = get_preset(BINARY_STRIPS_DATA["preset"])
-    want = {"seed": seed, "vertices": p.vertices, "particles_per_vertex": p.particles_per_vertex,
-            "strip_readout": "binary"}
-    if (out / "dataset.json").exists():
-        return check_simulated(out, want, min_events=events)
-    return simulate(out, events=events, vertices=p.vertices,
-                    particles_per_vertex=p.particles_per_vertex, seed=seed,
-                    strip_readout="binary", progress=False)
-
-
 def train_binary_strips(out_dir: str | Path, *, install: bool = False, progress: bool = True,
                         num_threads: int | None = 1,
                         config: TrainingConfig | None = None) -> dict[str, Any]:
@@ -68,11 +52,13 @@ def train_binary_strips(out_dir: str | Path, *, install: bool = False, progress:
     copies the checkpoints into ``taas/gnn/checkpoints/binary_strips``. The checkpoints and
     ``metrics.json`` describe their data by ``BINARY_STRIPS_DATA`` (no local paths).
     Returns the metrics."""
-    from taas.gnn.training import train_all
+    from taas.gnn.training import simulate_once, train_all
 
     d, out = BINARY_STRIPS_DATA, Path(out_dir)
-    train = _simulate_binary(out / "events" / "train", d["train_events"], d["train_seed"])
-    val = _simulate_binary(out / "events" / "val", d["val_events"], d["val_seed"])
+    train = simulate_once(out / "events" / "train", d["preset"], d["train_events"],
+                          d["train_seed"], strip_readout="binary")
+    val = simulate_once(out / "events" / "val", d["preset"], d["val_events"], d["val_seed"],
+                        strip_readout="binary")
     metrics = train_all(out, events_dir=train, val_dir=val,
                         config=config or binary_strips_config(), num_threads=num_threads,
                         progress=progress)
@@ -83,9 +69,5 @@ def train_binary_strips(out_dir: str | Path, *, install: bool = False, progress:
         save_checkpoint(out / f"{name}.pt", ckpt.model, kind=ckpt.kind,
                         metadata={**ckpt.metadata, "data": dict(d)})
     if install:
-        target = shipped_dir("binary_strips")
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (*SHIPPED, "metrics.json"):
-            ext = "" if name.endswith(".json") else ".pt"
-            shutil.copyfile(out / f"{name}{ext}", target / f"{name}{ext}")
+        install_model_set(out, "binary_strips")
     return metrics

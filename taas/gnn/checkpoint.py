@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -160,6 +161,16 @@ def shipped_path(name: str, model_set: str = DEFAULT_MODEL_SET) -> Path:
     if name not in SHIPPED:
         raise ValueError(f"no shipped checkpoint {name!r}; valid: {list(SHIPPED)}")
     return shipped_dir(model_set) / f"{name}.pt"
+
+
+def install_model_set(trained: str | Path, model_set: str) -> Path:
+    """Copy a training run's checkpoints and ``metrics.json`` (``trained``) into the shipped
+    folder of ``model_set`` (``MODEL_SETS``), replacing what is there. Returns that folder."""
+    target = shipped_dir(model_set)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (*(f"{n}.pt" for n in SHIPPED), "metrics.json"):
+        shutil.copyfile(Path(trained) / name, target / name)
+    return target
 
 
 def load_shipped(name: str, *, device: str | torch.device = "cpu",

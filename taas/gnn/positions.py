@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taas.gnn.checkpoint import SHIPPED, shipped_dir
+from taas.gnn.checkpoint import install_model_set
 from taas.gnn.features import FEATURE_SETS
 from taas.gnn.models import EmbeddingConfig, FilterConfig, GNNConfig
 
@@ -72,9 +72,5 @@ def train_positions(out_dir: str | Path, *, install: bool = False, progress: boo
                         val_dir=drop_cells(val, out / "spacepoints" / "val"),
                         config=positions_config(), num_threads=num_threads, progress=progress)
     if install:
-        target = shipped_dir("positions")
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (*SHIPPED, "metrics.json"):
-            ext = "" if name.endswith(".json") else ".pt"
-            shutil.copyfile(out / f"{name}{ext}", target / f"{name}{ext}")
+        install_model_set(out, "positions")
     return metrics

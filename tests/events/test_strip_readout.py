@@ -17,7 +17,9 @@ from taas.errors import InputError
 from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
 from taas.events.simulation import check_simulated, simulate
-from taas.gnn.checkpoint import DEFAULT_MODEL_SET, MODEL_SETS
+from taas.gnn import checkpoint
+from taas.gnn.binary_strips import BINARY_STRIPS_DATA
+from taas.gnn.checkpoint import DEFAULT_MODEL_SET, MODEL_SETS, SHIPPED, load_shipped
 from taas.io.csv_table import read_csv_columns
 from taas.pipeline.reconstruct import reconstruct, strip_readout
 from taas.pipeline.spec import ACORN
@@ -113,3 +115,29 @@ def test_reconstruct_picks_models_by_strip_readout(
     assert run["gnn_models"] == MODEL_SETS[model_set][1]
     chosen = run["stage_configs"].get("graph_construction", {}).get("model_set")
     assert (chosen or DEFAULT_MODEL_SET) == model_set
+
+
+def test_shipped_binary_strips_models_record_their_data() -> None:
+    """The shipped set says what it was trained on (binary strips, seeds, no local path) and
+    keeps the cells feature set, so the cells pipeline's features feed it unchanged."""
+    for name in SHIPPED:
+        ckpt = load_shipped(name, model_set="binary_strips")
+        assert ckpt.metadata["data"] == BINARY_STRIPS_DATA
+        assert ckpt.feature_set == load_shipped(name).feature_set == "cells"
+        assert "/tmp" not in json.dumps(ckpt.metadata, default=str)
+
+
+def test_install_model_set_copies_a_training_run(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    trained = tmp_path / "run"
+    trained.mkdir()
+    for name in (*(f"{n}.pt" for n in SHIPPED), "metrics.json"):
+        (trained / name).write_text(name)
+    monkeypatch.setattr(checkpoint, "shipped_dir", lambda model_set: tmp_path / model_set)
+    target = checkpoint.install_model_set(trained, "binary_strips")
+    assert target == tmp_path / "binary_strips"
+    assert sorted(p.read_text() for p in target.iterdir()) == sorted(
+        p.read_text() for p in trained.iterdir())
+    (trained / "gnn.pt").unlink()
+    with pytest.raises(FileNotFoundError):
+        checkpoint.install_model_set(trained, "binary_strips")

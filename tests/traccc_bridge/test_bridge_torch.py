@@ -150,10 +150,10 @@ def _truth_prototracks(event, tensors: dict, rng: np.random.Generator) -> ProtoT
                        indices=np.concatenate(lists))
 
 
-@pytest.fixture(scope="module")
-def tiny_bridge_inputs(tiny_sim_dir):
-    """The prototrack_seeding stage's inputs on a tiny event (truth-built proto-tracks)."""
-    dataset = open_dataset(tiny_sim_dir)
+def bridge_inputs(sim_dir):
+    """The prototrack_seeding stage's inputs on the first event of ``sim_dir``: its front end
+    on the CPU and truth-built proto-tracks."""
+    dataset = open_dataset(sim_dir)
     detector = dataset.detector
     event = dataset.read(dataset.event_ids[0])
     tensors = event.cells.to_tensors()
@@ -161,6 +161,12 @@ def tiny_bridge_inputs(tiny_sim_dir):
         tensors.update(stage.run(tensors))
     tensors.update(_truth_prototracks(event, tensors, np.random.default_rng(1)).to_tensors())
     return detector, tensors
+
+
+@pytest.fixture(scope="module")
+def tiny_bridge_inputs(tiny_sim_dir):
+    """The prototrack_seeding stage's inputs on a tiny event (truth-built proto-tracks)."""
+    return bridge_inputs(tiny_sim_dir)
 
 
 def test_gpu_stage_equals_cpu_stage_on_a_tiny_event(tiny_bridge_inputs):

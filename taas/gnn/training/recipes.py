@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 
 
 # --- the whole chain ------------------------------------------------------------------------
-def simulate_once(out: Path, preset: str, events: int, seed: int) -> Path:
-    """``events`` events of ``preset`` with ``seed`` in ``out``, simulated unless already
-    there (a training run resumed, or one reusing another's events)."""
+def simulate_once(out: Path, preset: str, events: int, seed: int, *,
+                  strip_readout: str = "analog") -> Path:
+    """``events`` events of ``preset`` with ``seed`` (and ``strip_readout`` strips) in
+    ``out``, simulated unless already there (a training run resumed, or one reusing another's
+    events)."""
     from taas.events.presets import get_preset
     from taas.events.simulation import simulate
 
@@ -48,7 +50,8 @@ def simulate_once(out: Path, preset: str, events: int, seed: int) -> Path:
         return out
     p = get_preset(preset)
     return simulate(out, events=events, vertices=p.vertices,
-                    particles_per_vertex=p.particles_per_vertex, seed=seed, progress=False)
+                    particles_per_vertex=p.particles_per_vertex, seed=seed,
+                    strip_readout=strip_readout, progress=False)
 
 
 def train_all(out_dir: str | Path, *, events_dir: str | Path | None = None,
