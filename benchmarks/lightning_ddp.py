@@ -66,8 +66,22 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def _samples(directory: Path, cache: Path) -> list[GraphSample]:
+def samples_of(directory: Path, cache: Path) -> list[GraphSample]:
+    """The GNN training samples of the events in ``directory`` (prepared once into ``cache``)."""
     return load_samples(prepare_samples(directory, cache, progress=False))
+
+
+def shipped_graphs(samples: list[GraphSample]) -> tuple[Edges, Edges]:
+    """Per sample, the shipped embedding's radius graph and the edges the shipped filter keeps
+    of it: what the filter and the GNN are trained on."""
+    emb, filt = load_shipped("embedding"), load_shipped("filter")
+    graphs: Edges = [radius_graph(embed(emb.model, s.x), s.xyz, emb["r"], emb["k"])  # type: ignore[arg-type]
+                     for s in samples]
+    filtered: Edges = []
+    for s, (src, dst) in zip(samples, graphs, strict=True):
+        keep = edge_scores(filt.model, s.x, src, dst) > filt["cut"]
+        filtered.append((src[keep], dst[keep]))
+    return graphs, filtered
 
 
 def _run(stage: str, devices: int, epochs: int, train: list[GraphSample],
@@ -139,25 +153,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    train = _samples(simulate_once(args.work / "events" / "train", "small", args.train_events, 51),
-                     args.work / "samples" / "train")
-    val = _samples(simulate_once(args.work / "events" / "val", "small", args.val_events, 52),
-                   args.work / "samples" / "val")
-    emb, filt = load_shipped("embedding"), load_shipped("filter")
-
-    def graphs(samples: list[GraphSample]) -> Edges:
-        return [radius_graph(embed(emb.model, s.x), s.xyz, emb["r"], emb["k"])  # type: ignore[arg-type]
-                for s in samples]
-
-    def filtered(samples: list[GraphSample], edges: Edges) -> Edges:
-        out = []
-        for s, (src, dst) in zip(samples, edges, strict=True):
-            keep = edge_scores(filt.model, s.x, src, dst) > filt["cut"]
-            out.append((src[keep], dst[keep]))
-        return out
-
-    train_g, val_g = graphs(train), graphs(val)
-    train_f, val_f = filtered(train, train_g), filtered(val, val_g)
+    train = samples_of(simulate_once(args.work / "events" / "train", "small", args.train_events,
+                                     51), args.work / "samples" / "train")
+    val = samples_of(simulate_once(args.work / "events" / "val", "small", args.val_events, 52),
+                     args.work / "samples" / "val")
+    train_g, train_f = shipped_graphs(train)
+    val_g, val_f = shipped_graphs(val)
     results: dict[str, list[dict[str, Any]]] = {"filter": [], "gnn": []}
     for devices in args.devices:
         results["filter"].append(_run("filter", devices, args.epochs, train, val, train_g, val_g))

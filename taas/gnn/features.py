@@ -169,3 +169,21 @@ def edge_features(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torc
     phislope = torch.clamp(dphi / safe_dr, -SLOPE_CLIP, SLOPE_CLIP)
     rphislope = torch.clamp(0.5 * (xs[:, 0] + xd[:, 0]) * phislope, -SLOPE_CLIP, SLOPE_CLIP)
     return torch.stack([dr, dphi, dz, deta, phislope, rphislope], dim=1)
+
+
+def strip_mask(module_keys: np.ndarray) -> np.ndarray:
+    """Per space point: True when its module (``uint64`` ACTS geometry id, as in
+    ``Measurements.module_key`` and ``GraphSample.module``) lies in a strip volume
+    (``taas.detector.acts_generic.STRIP_VOLUMES``; TrackML and the ACTS Generic detector number
+    their volumes alike).
+
+    The heterogeneous interaction GNN (``GNNConfig.heterogeneous``) picks each node's encoder
+    with it. It is not a node feature column: the feature sets (and every checkpoint's input
+    width) stay as they are, and a homogeneous model never reads it.
+    """
+    # imported here: taas.gnn stays free of the detector module's pandas import
+    from taas.detector.acts_generic import STRIP_VOLUMES
+    from taas.detector.geometry_id import decode
+
+    volume = decode(np.asarray(module_keys, np.uint64))["volume"]
+    return np.isin(volume, np.asarray(STRIP_VOLUMES, np.int64))

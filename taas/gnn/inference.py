@@ -48,12 +48,15 @@ def filter_chunk(device: torch.device, configured: int | None = None) -> int:
 
 
 def gnn_logits(model: nn.Module, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-               edge_attr: torch.Tensor, chunk: int = GNN_CHUNK) -> torch.Tensor:
+               edge_attr: torch.Tensor, chunk: int = GNN_CHUNK, *,
+               strip: torch.Tensor | None = None) -> torch.Tensor:
     """Interaction-GNN logits: ``forward`` on CUDA (or with ``chunk`` <= 0), else
-    ``forward_chunked`` in ``chunk``-sized pieces (``model`` checked as in ``embed_nodes``)."""
+    ``forward_chunked`` in ``chunk``-sized pieces (``model`` checked as in ``embed_nodes``).
+    ``strip``: the per-node strip mask a heterogeneous GNN needs (a homogeneous one ignores
+    it; ``InteractionGNN.encode_nodes``)."""
     if not isinstance(model, InteractionGNN):
         raise TypeError(f"edge classification needs an InteractionGNN, got "
                         f"{type(model).__name__}")
     if x.device.type == "cuda" or chunk <= 0:
-        return model(x, src, dst, edge_attr)
-    return model.forward_chunked(x, src, dst, edge_attr, chunk)
+        return model(x, src, dst, edge_attr, strip)
+    return model.forward_chunked(x, src, dst, edge_attr, chunk, strip)

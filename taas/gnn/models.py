@@ -8,6 +8,8 @@
   radius graph cheaply before the expensive GNN (ibid., section 3.2).
 * ``InteractionGNN``: node and edge encoders, ``n_iterations`` rounds of message passing with
   residual connections, an edge classifier (ibid., section 3.3; ACORN's ``InteractionGNN``).
+  Optionally heterogeneous (``GNNConfig.heterogeneous``): pixel and strip space points get
+  node encoders of their own, as the ExaTrkX team tried for the ITk strips.
 
 Design constraints, from the FPGA path (hls4ml converts the MLP blocks; the graph part becomes
 an HLS C++ kernel of our own on fixed-size graph sections):
@@ -112,6 +114,11 @@ class GNNConfig(_Config):
 
     ``recurrent`` shares one node and one edge network across iterations (fewer weights: one
     hls4ml block each on an FPGA) instead of one pair per iteration.
+
+    ``heterogeneous`` gives pixel and strip space points a node encoder each (see
+    ``InteractionGNN``); the model then needs a per-node strip mask
+    (``taas.gnn.features.strip_mask``). Off by default, and a checkpoint written before the
+    field existed loads with it off, so every shipped model is built and runs as before.
     """
 
     n_features: int = N_NODE_FEATURES
@@ -124,6 +131,7 @@ class GNNConfig(_Config):
     activation: str = "relu"
     layer_norm: bool = True
     recurrent: bool = True
+    heterogeneous: bool = False
 
     @classmethod
     def gpu_size(cls) -> GNNConfig:
@@ -244,6 +252,29 @@ class InteractionGNN(nn.Module):
     ``node_net([h, sum_in, max_in, sum_out, max_out])``: aggregating over incoming *and* outgoing
     edges makes the directed graph behave as undirected while keeping the direction information
     in the edge features. Both updates are residual. The classifier reads ``[h_src, h_dst, e]``.
+
+    Heterogeneous encoders (``config.heterogeneous``, off by default). Strip clusters are long
+    and narrow (``extent_v`` at least one strip length, 1.2 mm short / 10.4 mm long strips,
+    against 0.05 mm pixels; ``taas.detector.acts_generic.SEGMENTATION``) and locate the hit
+    only coarsely along the strip, so the same feature columns mean different things on pixels
+    and strips; the ExaTrkX team's heterogeneous GNN for the ITk strips gave
+    each detector type its own encoder. Here ``node_encoders["pixel"]`` and
+    ``node_encoders["strip"]`` (same shape as ``node_encoder``) encode every node and
+    ``torch.where`` keeps, per node, the one its ``strip`` mask picks: no data-dependent shapes
+    (``torch.fx`` traces it; autocast keeps both in one dtype), and the second encoder costs one
+    node-level MLP pass, small against the per-edge networks. Only the node encoder is split:
+    the edge encoder already reads the type-specific ``h_src`` and ``h_dst``, and the edge
+    features are coordinate differences that mean the same on every pair of detector types;
+    three edge encoders (pixel-pixel, mixed, strip-strip) would triple its weights and add a
+    per-edge routing for what the endpoints' encodings already tell it. Message passing and
+    classifier stay shared, so the two variants differ in one MLP only and can be compared
+    (from the same seed at initialisation too: the strip encoder is drawn last).
+
+    The homogeneous model's parameters and ``state_dict`` keys are unchanged
+    (``node_encoder.*``); a heterogeneous one has ``node_encoders.pixel.*`` and
+    ``node_encoders.strip.*`` instead, so neither loads the other's weights. Its
+    ``node_encoder`` raises ``TypeError``: code that converts "the" node encoder (the FPGA
+    backend's hls4ml blocks) must not quietly encode strips with the pixel encoder.
     """
 
     CONFIG: ClassVar[type[_Config]] = GNNConfig
@@ -254,7 +285,13 @@ class InteractionGNN(nn.Module):
         c = self.config
         h = c.hidden
         mlp = partial(make_mlp, activation=c.activation, layer_norm=c.layer_norm)
-        self.node_encoder = mlp(c.n_features, h, h, c.n_node_layers, output_activation=True)
+        if c.heterogeneous:
+            self.node_encoders = nn.ModuleDict(
+                {"pixel": mlp(c.n_features, h, h, c.n_node_layers, output_activation=True)})
+        else:
+            # registered by name: ``node_encoder`` is a property (it refuses heterogeneous models)
+            self.add_module("node_encoder", mlp(c.n_features, h, h, c.n_node_layers,
+                                                output_activation=True))
         self.edge_encoder = mlp(2 * h + c.n_edge_features, h, h, c.n_edge_layers,
                                 output_activation=True)
         n_blocks = 1 if c.recurrent else c.n_iterations
@@ -263,12 +300,56 @@ class InteractionGNN(nn.Module):
         self.node_nets = nn.ModuleList(
             mlp(5 * h, h, h, c.n_node_layers, output_activation=True) for _ in range(n_blocks))
         self.classifier = mlp(3 * h, h, 1, c.n_output_layers)
+        if c.heterogeneous:
+            # drawn last: from the same seed, every other block starts with the weights of the
+            # homogeneous model (its pixel encoder those of ``node_encoder``), so the two
+            # variants differ at initialisation by the strip encoder alone
+            self.node_encoders["strip"] = mlp(c.n_features, h, h, c.n_node_layers,
+                                              output_activation=True)
+
+    @property
+    def node_encoder(self) -> nn.Sequential:
+        """The node encoder of a homogeneous model. ``TypeError`` on a heterogeneous one,
+        which has two (``node_encoders``): whoever asks for the single encoder (the FPGA
+        backend's hls4ml conversion, ``backends/fpga/hls4ml_models.block_nets``) would
+        otherwise encode strip space points with the pixel encoder."""
+        if self.config.heterogeneous:
+            raise TypeError(
+                "this InteractionGNN has heterogeneous node encoders (GNNConfig.heterogeneous: "
+                "node_encoders['pixel'] and ['strip'], chosen per node by its strip mask) and "
+                "no single node_encoder; the FPGA backend and other single-encoder consumers "
+                "support homogeneous models only")
+        encoder = self._modules.get("node_encoder")
+        if encoder is None:  # only while __init__ registers it (add_module asks hasattr first)
+            raise AttributeError("node_encoder")
+        return cast(nn.Sequential, encoder)
+
+    @property
+    def uses_strip_mask(self) -> bool:
+        """Whether ``forward`` needs the per-node ``strip`` mask (heterogeneous encoders)."""
+        return self.config.heterogeneous
+
+    def encode_nodes(self, x: torch.Tensor, strip: torch.Tensor | None = None) -> torch.Tensor:
+        """Initial node states ``(n, hidden)``: the node encoder, or for a heterogeneous model
+        the strip encoder where ``strip`` (bool ``(n,)``) is set and the pixel encoder elsewhere.
+        A homogeneous model ignores ``strip``; a heterogeneous one raises ``ValueError``
+        without it (the stages do not pass one yet: no silent pixel-only encoding)."""
+        if not self.config.heterogeneous:
+            return cast(nn.Sequential, self._modules["node_encoder"])(x)
+        if strip is None:
+            raise ValueError(
+                "a heterogeneous InteractionGNN (GNNConfig.heterogeneous) needs the per-node "
+                "strip mask: forward(x, src, dst, edge_attr, strip) with strip from "
+                "taas.gnn.features.strip_mask(module keys)")
+        encoders = self.node_encoders
+        return torch.where(strip.unsqueeze(1), encoders["strip"](x), encoders["pixel"](x))
 
     def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                edge_attr: torch.Tensor) -> torch.Tensor:
-        """``(E,)`` logits of the directed edges ``src -> dst``."""
+                edge_attr: torch.Tensor, strip: torch.Tensor | None = None) -> torch.Tensor:
+        """``(E,)`` logits of the directed edges ``src -> dst``. ``strip``: bool ``(n,)``, True
+        on strip space points; needed by a heterogeneous model only (``encode_nodes``)."""
         n = x.shape[0]
-        h = self.node_encoder(x)
+        h = self.encode_nodes(x, strip)
         e = self.edge_encoder(torch.cat([h[src], h[dst], edge_attr], dim=1))
         for i in range(self.config.n_iterations):
             k = 0 if self.config.recurrent else i
@@ -279,9 +360,11 @@ class InteractionGNN(nn.Module):
 
     @torch.no_grad()
     def forward_chunked(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                        edge_attr: torch.Tensor, chunk: int) -> torch.Tensor:
+                        edge_attr: torch.Tensor, chunk: int,
+                        strip: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` for inference on large graphs on a CPU: the same logits up to float
-        rounding (sums of the same terms in another order; maxima exact).
+        rounding (sums of the same terms in another order; maxima exact). ``strip`` as in
+        ``forward``.
 
         Three changes to ``forward``'s arithmetic, all exact in real numbers, make the time
         linear in the graph and cut it by 1.7x at ``large`` (one event: 194k nodes, 1.3M edges,
@@ -307,7 +390,8 @@ class InteractionGNN(nn.Module):
         n, n_edges = x.shape[0], src.shape[0]
         edges = [slice(i, i + chunk) for i in range(0, n_edges, chunk)]
         nodes = [slice(i, i + chunk) for i in range(0, n, chunk)]
-        h = torch.cat([self.node_encoder(x[s]) for s in nodes])
+        h = torch.cat([self.encode_nodes(x[s], None if strip is None else strip[s])
+                       for s in nodes])
         p_src, p_dst = endpoint_terms(self.edge_encoder, h)
         e = torch.cat([edge_block(self.edge_encoder, p_src, p_dst, src[s], dst[s], edge_attr[s])
                        for s in edges])
@@ -340,6 +424,14 @@ class InteractionGNN(nn.Module):
         p_src, p_dst = endpoint_terms(self.classifier, h)
         return torch.cat([edge_block(self.classifier, p_src, p_dst, src[s], dst[s], e[s])
                           for s in edges]).squeeze(-1)
+
+
+def uses_strip_mask(model: nn.Module) -> bool:
+    """Whether ``model`` must be given the per-node strip mask (a heterogeneous
+    ``InteractionGNN``); callers that also run filters or homogeneous models pass it only then,
+    so those models are called exactly as before."""
+    return isinstance(model, InteractionGNN) and model.uses_strip_mask
+
 
 #: The model classes a checkpoint can hold.
 GnnModel = EmbeddingMLP | EdgeFilter | InteractionGNN

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from taas.gnn.data import GraphSample
-from taas.gnn.features import edge_features
+from taas.gnn.features import edge_features, strip_mask
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ class TrainingGraph:
     y: torch.Tensor
     #: per-edge loss weight (None: all edges count); sectors weight their margin edges 0
     mask: torch.Tensor | None = None
+    #: per-node bool, True on strip space points (``taas.gnn.features.strip_mask``): what a
+    #: heterogeneous GNN picks its node encoder by; other models do not read it
+    strip: torch.Tensor | None = None
 
 
 def to_graph(sample: GraphSample, src: np.ndarray, dst: np.ndarray,
@@ -39,7 +42,8 @@ def to_graph(sample: GraphSample, src: np.ndarray, dst: np.ndarray,
     s = torch.from_numpy(np.ascontiguousarray(src, np.int64)).to(device)
     d = torch.from_numpy(np.ascontiguousarray(dst, np.int64)).to(device)
     y = torch.from_numpy(sample.labels(src, dst).astype(np.float32)).to(device)
-    return TrainingGraph(x, s, d, edge_features(x, s, d), y)
+    strip = torch.from_numpy(strip_mask(sample.module)).to(device)
+    return TrainingGraph(x, s, d, edge_features(x, s, d), y, strip=strip)
 
 
 class GraphCounts:
@@ -100,5 +104,6 @@ def phi_sectors(g: TrainingGraph, sectors: int, margin: float) -> list[TrainingG
         new_id = torch.cumsum(inside.long(), 0) - 1
         core = (home[g.src] == j)[edge]
         out.append(TrainingGraph(g.x[inside], new_id[g.src[edge]], new_id[g.dst[edge]],
-                                 g.attr[edge], g.y[edge], core.float()))
+                                 g.attr[edge], g.y[edge], core.float(),
+                                 None if g.strip is None else g.strip[inside]))
     return out

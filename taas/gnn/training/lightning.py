@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from taas.gnn.data import GraphSample, knn_pairs
-from taas.gnn.models import EmbeddingMLP
+from taas.gnn.models import EmbeddingMLP, uses_strip_mask
 from taas.gnn.training.config import EmbeddingTraining, TrainingConfig
 from taas.gnn.training.graphs import TrainingGraph
 from taas.gnn.training.runtime import resolve_device
@@ -94,7 +94,7 @@ class EdgeChunks(Dataset[TrainingGraph]):
             self._perm[g_index] = torch.from_numpy(rng.permutation(len(g.src)))
         sel = self._perm[g_index][chunk * self.max_edges:(chunk + 1) * self.max_edges]
         return TrainingGraph(g.x, g.src[sel], g.dst[sel], g.attr[sel], g.y[sel],
-                             None if g.mask is None else g.mask[sel])
+                             None if g.mask is None else g.mask[sel], g.strip)
 
 
 def _one_step(item: Any) -> Any:
@@ -118,7 +118,8 @@ class StageData(pl.LightningDataModule):
             g = batch
             return TrainingGraph(g.x.to(device), g.src.to(device), g.dst.to(device),
                                  g.attr.to(device), g.y.to(device),
-                                 None if g.mask is None else g.mask.to(device))
+                                 None if g.mask is None else g.mask.to(device),
+                                 None if g.strip is None else g.strip.to(device))
         return batch
 
     def train_dataloader(self) -> DataLoader[Any]:
@@ -309,7 +310,8 @@ class EmbeddingModule(StageModule):
 
 class EdgeClassifierModule(StageModule):
     """Edge filter and interaction GNN: weighted BCE over a step's edges (a graph, an edge
-    chunk or a phi sector, whose ``mask`` weights its margin edges 0)."""
+    chunk or a phi sector, whose ``mask`` weights its margin edges 0). A heterogeneous GNN is
+    also given the step's per-node ``strip`` mask; other models are called as before."""
 
     def __init__(self, model: nn.Module, *, lr: float, epochs: int, pos_weight: float,
                  seed: int, processes: int) -> None:
@@ -317,7 +319,10 @@ class EdgeClassifierModule(StageModule):
         self.pos_weight = pos_weight
 
     def step_loss(self, batch: TrainingGraph, rng: np.random.Generator) -> torch.Tensor:
-        logits = self.model(batch.x, batch.src, batch.dst, batch.attr)
+        if uses_strip_mask(self.model):
+            logits = self.model(batch.x, batch.src, batch.dst, batch.attr, batch.strip)
+        else:
+            logits = self.model(batch.x, batch.src, batch.dst, batch.attr)
         loss = nn.functional.binary_cross_entropy_with_logits(
             logits.float(), batch.y,
             pos_weight=torch.tensor(self.pos_weight, device=logits.device), reduction="none")

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from taas.gnn.data import GraphSample, radius_graph
+from taas.gnn.features import strip_mask
 from taas.gnn.models import (
     EdgeFilter,
     EmbeddingMLP,
@@ -199,7 +200,8 @@ def train_gnn(train: Sequence[GraphSample], val: Sequence[GraphSample],
     counts = GraphCounts()
     stage_true = stage_kept = 0
     for s, (src, dst) in zip(val, val_edges, strict=True):
-        keep = edge_scores(model, s.x, src, dst, device, config.amp) > cfg.score_cut
+        keep = edge_scores(model, s.x, src, dst, device, config.amp,
+                           strip=strip_mask(s.module)) > cfg.score_cut
         lab = s.labels(src, dst)
         stage_true += int(lab.sum())
         stage_kept += int((lab & keep).sum())

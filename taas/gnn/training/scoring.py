@@ -15,7 +15,7 @@ from taas.gnn.checkpoint import (
     Checkpoint,
 )
 from taas.gnn.data import GraphSample, radius_graph
-from taas.gnn.features import edge_features
+from taas.gnn.features import edge_features, strip_mask
 from taas.gnn.inference import embed_nodes, filter_chunk, gnn_logits
 from taas.gnn.models import (
     EdgeFilter,
@@ -40,9 +40,11 @@ def embed(model: EmbeddingMLP, x: np.ndarray, device: torch.device | str = "cpu"
 
 @torch.no_grad()
 def edge_scores(model: nn.Module, x: np.ndarray, src: np.ndarray, dst: np.ndarray,
-                device: torch.device | str = "cpu", amp: bool = False) -> np.ndarray:
+                device: torch.device | str = "cpu", amp: bool = False, *,
+                strip: np.ndarray | None = None) -> np.ndarray:
     """Sigmoid scores of edges ``src -> dst`` from an ``EdgeFilter`` or ``InteractionGNN``,
-    computed as the inference stages do (``taas.gnn.inference``)."""
+    computed as the inference stages do (``taas.gnn.inference``). ``strip``: per-node strip
+    mask (``taas.gnn.features.strip_mask``), needed by a heterogeneous GNN only."""
     model.eval()
     dev = torch.device(device)
     xt = torch.from_numpy(x).to(dev)
@@ -52,7 +54,8 @@ def edge_scores(model: nn.Module, x: np.ndarray, src: np.ndarray, dst: np.ndarra
         attr = edge_features(xt, s, d)
         chunk = filter_chunk(dev)
         if isinstance(model, InteractionGNN):
-            logits = gnn_logits(model, xt, s, d, attr)
+            st = None if strip is None else torch.from_numpy(np.asarray(strip, bool)).to(dev)
+            logits = gnn_logits(model, xt, s, d, attr, strip=st)
         elif len(s) > chunk:
             logits = torch.cat([model(xt, s[i:i + chunk], d[i:i + chunk], attr[i:i + chunk])
                                 for i in range(0, len(s), chunk)])
@@ -71,7 +74,7 @@ def score_event(sample: GraphSample, embedding: EmbeddingMLP, filt: EdgeFilter,
     fs = edge_scores(filt, sample.x, src, dst, device)
     keep = fs > filter_cut
     src, dst = src[keep], dst[keep]
-    gs = edge_scores(gnn, sample.x, src, dst, device)
+    gs = edge_scores(gnn, sample.x, src, dst, device, strip=strip_mask(sample.module))
     out["filter"] = (src, dst, fs[keep])
     keep = gs > gnn_cut
     out["gnn"] = (src[keep], dst[keep], gs[keep])
