@@ -32,6 +32,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         eta_max=preset.eta_max,
         progress=not args.quiet,
         strip_readout=args.strip_readout,
+        field=args.field,
     )
     print(f"wrote {args.events} events to {out}")
 
@@ -254,6 +255,7 @@ def _add_train_command(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         presets: Mapping[str, Any]) -> None:
     from taas.detector.acts_generic import STRIP_READOUTS
+    from taas.detector.field import SIMULATION_FIELDS
 
     p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
                        "geometric digitization) into ACTS/traccc CSV")
@@ -267,6 +269,9 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--strip-readout", choices=STRIP_READOUTS, default="analog",
                    help="strip cells: analog path lengths, or binary (1.0 per fired strip, as "
                    "TrackML and the ITk strips; default: analog)")
+    p.add_argument("--field", choices=sorted(SIMULATION_FIELDS), default="uniform",
+                   help="magnetic field: uniform 2 T, or trackml (the real TrackML sample's "
+                   "solenoid, falling to ~1 T at the far end caps; default: uniform)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
 

@@ -114,3 +114,18 @@ class SolenoidField:
 #: radius 1.15 m, close to the ATLAS solenoid's 5.3 m length and 1.23 m radius. Median
 #: residual per |z| bin within 0.04 T up to |z| = 3 m.
 TRACKML_SOLENOID = SolenoidField(bz_center=2.0, half_length=2625.0, fall_off=1149.0)
+
+#: The fields a simulation can be run in (``taas simulate --field``), by the name its manifest
+#: records: taas' uniform 2 T, or the real TrackML sample's solenoid (so that models trained
+#: on simulation see the forward tracks' straightening the real data has).
+SIMULATION_FIELDS: dict[str, UniformField | SolenoidField] = {
+    "uniform": UniformField(2.0), "trackml": TRACKML_SOLENOID}
+
+
+def simulation_field(name: str) -> UniformField | SolenoidField:
+    """The field ``name`` of ``SIMULATION_FIELDS``; ``ValueError`` naming the valid ones."""
+    if name not in SIMULATION_FIELDS:
+        raise ValueError(f"field: unknown simulation field {name!r}; valid: "
+                         f"{sorted(SIMULATION_FIELDS)}")
+    return SIMULATION_FIELDS[name]
+

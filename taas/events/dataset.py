@@ -8,6 +8,7 @@ Layouts, recognised by their files:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from taas.detector.detector import Detector
+from taas.detector.field import SolenoidField, simulation_field
 from taas.detector.material import MATERIAL_FILE, MaterialTable
 from taas.detector.trackml import load_trackml_detector
 from taas.errors import InputError
@@ -44,6 +46,21 @@ def load_detector(path: str | Path) -> Detector:
                      path=path)
 
 
+def simulated_field(directory: Path) -> SolenoidField | None:
+    """The non-uniform field ``directory``'s events were simulated in, from the ``field`` its
+    ``dataset.json`` records (``taas.events.simulation``); None for a uniform field or no
+    manifest (the track math then uses its configured uniform field)."""
+    manifest = directory / "dataset.json"
+    if not manifest.is_file():
+        return None
+    name = json.loads(manifest.read_text()).get("field", "uniform")
+    try:
+        field = simulation_field(name)
+    except ValueError as exc:
+        raise InputError(str(exc), path=manifest) from exc
+    return field if isinstance(field, SolenoidField) else None
+
+
 def _find_detector(directory: Path) -> Path:
     for name in ("detector.parquet", "detectors.csv", "detectors.csv.gz"):
         if (directory / name).is_file():
@@ -63,11 +80,15 @@ class Dataset:
 
     @cached_property
     def detector(self) -> Detector:
-        """The detector, with the material table saved beside it when there is one."""
+        """The detector, with the material table saved beside it when there is one and the
+        field its events were simulated in when their manifest names a non-uniform one."""
         detector = load_detector(self.detector_path)
         material = self.detector_path.parent / MATERIAL_FILE
         if material.is_file():
             detector.material = MaterialTable.from_parquet(material)
+        field = simulated_field(self.directory)
+        if field is not None:
+            detector.field = field
         return detector
 
     def __len__(self) -> int:

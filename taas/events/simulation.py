@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -29,6 +30,7 @@ from taas.detector.acts_generic import (
     digitization_config_json,
     generic_tracking_geometry,
 )
+from taas.detector.field import SolenoidField, UniformField, simulation_field
 from taas.detector.geometry_id import decode
 from taas.detector.material import MATERIAL_FILE, generic_material
 from taas.events.event import write_manifest
@@ -40,8 +42,35 @@ log = logging.getLogger(__name__)
 #: Beam spot (mm): Gaussian, as in ACTS' full_chain_test.
 BEAM_SIGMA_XY_MM = 0.0125
 BEAM_SIGMA_Z_MM = 55.5
-#: Solenoid field along z (T).
+#: Solenoid field along z at the centre (T); uniform everywhere unless ``field="trackml"``.
 FIELD_T = 2.0
+#: The (r, z) grid (mm) on which a non-uniform field is handed to ACTS as an interpolated map:
+#: wider than the Generic detector's world (r < 1.1 m, |z| < 3 m), so that no propagation step
+#: leaves it; 10 mm bins (the field changes by < 0.2% per bin).
+FIELD_MAP_R = (0.0, 2000.0)
+FIELD_MAP_Z = (-4000.0, 4000.0)
+FIELD_MAP_STEP = 10.0
+
+
+def write_field_map_rz(field: SolenoidField, path: Path) -> Path:
+    """``field`` as the text (r, z) map ACTS' ``MagneticFieldMapRz`` reads: lines of
+    ``r z Br Bz`` (mm, T) with z varying slowest. The whole z range is written, not the first
+    quadrant: ACTS mirrors a quadrant map symmetrically, where a solenoid's Br is odd in z."""
+    r = np.arange(FIELD_MAP_R[0], FIELD_MAP_R[1] + FIELD_MAP_STEP / 2, FIELD_MAP_STEP)
+    z = np.arange(FIELD_MAP_Z[0], FIELD_MAP_Z[1] + FIELD_MAP_STEP / 2, FIELD_MAP_STEP)
+    zz, rr = np.meshgrid(z, r, indexing="ij")
+    bz, br = field.bz_br(np.stack([rr.ravel(), np.zeros(rr.size), zz.ravel()], axis=1))
+    np.savetxt(path, np.stack([rr.ravel(), zz.ravel(), br, bz], axis=1), fmt="%.7g")
+    return path
+
+
+def _acts_field(acts: Any, name: str, work: Path) -> Any:
+    """The ACTS field provider of the simulation field ``name`` (``SIMULATION_FIELDS``): a
+    constant field, or the solenoid as an interpolated (r, z) map written under ``work``."""
+    field = simulation_field(name)
+    if isinstance(field, UniformField):
+        return acts.ConstantBField(acts.Vector3(0.0, 0.0, field.bz * acts.UnitConstants.T))
+    return acts.MagneticFieldMapRz(str(write_field_map_rz(field, work / "field-map-rz.txt")))
 
 
 @lru_cache(maxsize=2)
@@ -119,9 +148,11 @@ def check_simulated(directory: str | Path, want: dict[str, Any], *, min_events: 
     vertices, particles_per_vertex, strip_readout) with at least ``min_events`` events: events
     simulated elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
     :func:`simulate`. A ``ValueError`` names what differs otherwise. Manifests written before
-    the strip readout was an option record none: their strips are analog."""
+    the strip readout and the field were options record neither: their strips are analog,
+    their field uniform."""
     directory = Path(directory)
-    meta = {"strip_readout": "analog", **json.loads((directory / "dataset.json").read_text())}
+    meta = {"strip_readout": "analog", "field": "uniform",
+            **json.loads((directory / "dataset.json").read_text())}
     if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < min_events:
         raise ValueError(f"{directory}: dataset.json {meta} does not hold "
                          f"{min_events or 'the'} events of {want}")
@@ -141,6 +172,7 @@ def simulate(
     skip: int = 0,
     progress: bool = True,
     strip_readout: str = "analog",
+    field: str = "uniform",
 ) -> Path:
     """Simulate ``events`` particle-gun events on the Generic detector into ``out_dir``.
 
@@ -150,7 +182,10 @@ def simulate(
     ``skip`` (files are numbered by event). ``strip_readout`` (``"analog"`` or ``"binary"``,
     ``taas.detector.acts_generic.STRIP_READOUTS``) is the strip volumes' cell readout: binary
     strips read 1.0 per fired strip, like TrackML's strips and the ATLAS ITk strips (ABCStar).
-    Returns ``out_dir``.
+    ``field`` (``taas.detector.field.SIMULATION_FIELDS``): a uniform 2 T field, or
+    ``"trackml"``, the real TrackML sample's solenoid (2 T at the centre, ~1 T at the end
+    caps' far discs), given to Fatras and the digitization as an (r, z) map; the manifest
+    records it and readers attach it to the detector. Returns ``out_dir``.
     """
     import acts
     import acts.examples as ex
@@ -161,6 +196,7 @@ def simulate(
     if events < 1 or vertices < 1 or particles_per_vertex < 1:
         raise ValueError("events, vertices and particles_per_vertex must be positive")
     check_strip_readout(strip_readout)
+    simulation_field(field)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -174,7 +210,8 @@ def simulate(
     t_setup = time.perf_counter() - t0
 
     level = acts.logging.WARNING
-    field = acts.ConstantBField(acts.Vector3(0.0, 0.0, FIELD_T * acts.UnitConstants.T))
+    with tempfile.TemporaryDirectory(prefix="taas-field-") as tmp:  # ACTS loads the map here
+        acts_field = _acts_field(acts, field, Path(tmp))
     rnd = ex.RandomNumbers(seed=seed)
     seq = ex.Sequencer(events=events, skip=skip, numThreads=1, logLevel=level,
                        outputDir=str(out), outputTimingFile="acts-timing.csv",
@@ -196,9 +233,9 @@ def simulate(
     seq.addWhiteboardAlias("particles_generated_selected", "particles_generated")
     seq.addWriter(ex.CsvParticleWriter(level=level, inputParticles="particles_generated",
                                        outputDir=str(out), outputStem="particles"))
-    addFatras(seq, tracking_geometry, field, rnd=rnd, outputDirCsv=out, logLevel=level)
-    addDigitization(seq, tracking_geometry, field, digiConfigFile=digi_path, outputDirCsv=out,
-                    rnd=rnd, logLevel=level)
+    addFatras(seq, tracking_geometry, acts_field, rnd=rnd, outputDirCsv=out, logLevel=level)
+    addDigitization(seq, tracking_geometry, acts_field, digiConfigFile=digi_path,
+                    outputDirCsv=out, rnd=rnd, logLevel=level)
 
     with tqdm(total=events, desc="simulate", unit="event", disable=not progress) as bar:
         seq.addAlgorithm(_progress_algorithm(ex, level, bar))
@@ -214,7 +251,7 @@ def simulate(
         "skip": skip, "vertices": vertices, "particles_per_vertex": particles_per_vertex,
         "pt_range_gev": list(pt_range), "eta_max": eta_max, "pdg": list(pdg),
         "field_t": FIELD_T, "beam_sigma_xy_mm": BEAM_SIGMA_XY_MM,
-        "beam_sigma_z_mm": BEAM_SIGMA_Z_MM, "strip_readout": strip_readout,
+        "beam_sigma_z_mm": BEAM_SIGMA_Z_MM, "strip_readout": strip_readout, "field": field,
         "acts_version": f"{acts.version.major}.{acts.version.minor}.{acts.version.patch}",
     }
     write_manifest(out, info)
