@@ -7,7 +7,10 @@ versions, copies per event, what the input was and which stages and GNN models r
 
 Events without cells are given as space points (``taas.reco.hit_spacepoints``): the pipeline
 starts after its front end, and its GNN stages take the positions-only models unless the
-pipeline's stage configs name checkpoints (``for_spacepoint_input``). Events whose strip
+pipeline's stage configs name checkpoints (``for_spacepoint_input``). A served runner (a
+``factory``) is given ``spacepoint_pipeline(spec)`` instead: the steps after the front end, named
+``<pipeline>_spacepoints``, so that it calls the served model that takes space-point tensors
+(``pipeline_<pipeline>_spacepoints``, ``taas.service.model_repo``). Events whose strip
 cells all read exactly 1.0 (binary strip readout, as TrackML's) take the binary-strips models
 the same way (``strip_readout``, ``for_binary_strips``).
 """
@@ -18,6 +21,7 @@ import json
 import logging
 import platform
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +32,7 @@ from tqdm import tqdm
 from taas import __version__
 from taas.detector.acts_generic import STRIP_VOLUMES
 from taas.detector.detector import Detector
+from taas.errors import TaasError
 from taas.events.dataset import open_dataset
 from taas.events.event import Event, event_stem
 from taas.io.atomic import atomic_write
@@ -36,6 +41,7 @@ from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import FILE_NAME as TIMINGS_FILE
 from taas.pipeline.timings import copies_by_stage, transfer_fields, write_timings
 from taas.reco.hit_spacepoints import event_inputs, has_cells
+from taas.reco.stages import ClusteringStage, SpacepointStage
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,35 @@ def for_spacepoint_input(spec: PipelineSpec) -> PipelineSpec:
     return with_model_set(spec, "positions")
 
 
+#: The front end that an event given as space points replaces: ``spacepoint_inputs`` gives
+#: exactly these stages' outputs (their contracts), so ``Pipeline`` skips them for such events.
+FRONT_END_STAGES = (ClusteringStage.NAME, SpacepointStage.NAME)
+
+#: Name suffix of a pipeline derived for space-point input (``spacepoint_pipeline``).
+SPACEPOINT_SUFFIX = "_spacepoints"
+
+
+def spacepoint_pipeline(spec: PipelineSpec) -> PipelineSpec:
+    """``spec`` for events given as space points, as a pipeline of its own: the steps after the
+    front end (``FRONT_END_STAGES``), its GNN stages on the positions-only models
+    (``for_spacepoint_input``), named ``<name>_spacepoints``.
+
+    It computes what ``Pipeline(for_spacepoint_input(spec))`` computes for such an event (that
+    one skips the front end at run time), but its first steps take space points, so a served
+    model built from it declares space-point tensors as its inputs: a client sends what the
+    event has, not cells it does not have. Derived, not listed, so every pipeline gets one that
+    stays in step with its cell-input original."""
+    chosen = for_spacepoint_input(spec)
+    steps = tuple(step for step in chosen.steps if step[0] not in FRONT_END_STAGES)
+    if not steps:
+        raise TaasError(f"pipeline {spec.name!r} is all front end: nothing is left to run on "
+                        "space points")
+    kept = {stage for stage, _ in steps}
+    return replace(chosen, name=spec.name + SPACEPOINT_SUFFIX, steps=steps,
+                   accel_stages=tuple(s for s in chosen.accel_stages if s in kept),
+                   stage_configs={k: v for k, v in chosen.stage_configs.items() if k in kept})
+
+
 def for_binary_strips(spec: PipelineSpec) -> PipelineSpec:
     """``spec`` for events with binary strip readout: its GNN stages on the ``binary_strips``
     models, except where its stage configs already choose checkpoints or a model set."""
@@ -117,7 +152,10 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
     ``warmup`` runs the first event once, untimed, before the timed loop: just-in-time
     compilation and caches then stay out of the figures, as ACTS' Sequencer timings do.
     ``factory`` builds the runner instead of an in-process ``Pipeline`` (the workflow's served
-    mode passes ``taas.service.client.make_pipeline``); ``info`` adds keys to run.json.
+    mode passes ``taas.service.client.make_pipeline``); for events without cells it gets
+    ``spacepoint_pipeline(spec)``, whose served model takes the space points the events have.
+    ``info`` adds keys to run.json, which also names the served models (``served_models``:
+    the runner's ``models``, None in-process).
     """
     dataset = open_dataset(events, detector=detector)
     first = dataset.read(dataset.event_ids[0]) if dataset.event_ids else None
@@ -131,12 +169,19 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
         spec = chosen
         log.info("%s: strip cells all read 1.0 (binary readout); %s's GNN stages take the "
                  "binary_strips models", events, spec.name)
-    pipeline = (factory or Pipeline)(spec, dataset.detector)
+    if factory is None:
+        pipeline: EventRunner = Pipeline(spec, dataset.detector)
+        dropped: set[str] = set()
+    else:
+        runs = spacepoint_pipeline(spec) if given == "spacepoints" else spec
+        pipeline = factory(runs, dataset.detector)
+        # what the served pipeline leaves out, the in-process one skips: run.json says the same
+        dropped = {stage for stage, _ in spec.steps} - {stage for stage, _ in runs.steps}
     if warmup and first is not None:
         pipeline.run(event_inputs(first))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, sizes, skipped = [], {}, set()
+    rows, sizes, skipped = [], {}, set(dropped)
     for event_id in tqdm(dataset.event_ids, desc=f"reconstruct [{spec.name}]", unit="event",
                          disable=not progress):
         # the first event was read to see what the input is: not read twice
@@ -157,6 +202,8 @@ def reconstruct(events: str | Path, out: str | Path, spec: PipelineSpec, *,
             "input": given, "strip_readout": readout,
             "skipped_stages": [s for s, _ in spec.steps if s in skipped],
             "gnn_models": gnn_models(pipeline),
+            # which served models ran the events (None: in-process)
+            "served_models": served_models(pipeline),
             # host <-> device copies per event (medians), and whether tensors stayed on the
             # device between stages (None: a served pipeline, whose model decides)
             "device_residency": getattr(pipeline, "resident", None),
@@ -174,6 +221,13 @@ def gnn_models(pipeline: EventRunner) -> str | None:
                  for stage in getattr(pipeline, "stages", [])}
     described.discard(None)
     return "; ".join(sorted(str(d) for d in described)) or None
+
+
+def served_models(pipeline: EventRunner) -> list[str] | None:
+    """The served models a runner called (its ``models``: ``RemotePipeline``, served stages,
+    a failover runner), None for an in-process pipeline."""
+    models = getattr(pipeline, "models", None)
+    return None if models is None else list(models)
 
 
 def _save_npz(path: Path, tensors: dict[str, np.ndarray]) -> None:

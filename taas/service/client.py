@@ -30,7 +30,8 @@ import numpy as np
 
 from taas.detector.detector import Detector
 from taas.edm.table import TensorSpec
-from taas.errors import TaasError
+from taas.errors import InputError, TaasError
+from taas.pipeline.reconstruct import GNN_STAGES, SPACEPOINT_SUFFIX
 from taas.pipeline.runner import Pipeline, PipelineResult, StageTiming
 from taas.pipeline.spec import PipelineSpec
 from taas.service.graph import model_name
@@ -38,7 +39,12 @@ from taas.service.model_repo import ensemble_model_name, pipeline_model_name
 from taas.service.pbtxt import NUMPY_DTYPES, triton_dtype
 from taas.service.python_model import DEVICE_OUTPUT
 from taas.service.security import TOKEN_ENV, ClientSecurity, resolve
-from taas.service.versions import ModelIdentity, VersionCheck, pipeline_identity
+from taas.service.versions import (
+    ModelIdentity,
+    ModelMismatchError,
+    VersionCheck,
+    pipeline_identity,
+)
 from taas.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,11 @@ class ServiceError(TaasError, RuntimeError):
 
 class ServiceUnavailableError(ServiceError, ConnectionError):
     """The server cannot be reached."""
+
+
+class ModelNotServedError(ServiceError, LookupError):
+    """The server is up but has no model of that name: not a connection problem (another
+    server may have it, so failover tries the next), and the message says how to build it."""
 
 
 class TokenRejectedError(ServiceError, PermissionError):
@@ -151,6 +162,8 @@ class ModelClient:
     ``version``: the model version to call ("": the latest ready one); ``expect``: the
     identity the served version must record (``taas.service.versions``), checked before the
     first event and whenever a rollout moves the client to another version.
+    ``missing_hint``: what follows "has no model X" when the server lacks the model (how to
+    build it), in the ``ModelNotServedError``.
     """
 
     #: Output shared memory per output: this many rows per row of the largest input (clusters
@@ -162,7 +175,7 @@ class ModelClient:
     def __init__(self, model: str, url: str = DEFAULT_URL, *, shared_memory: bool | None = None,
                  timeout_s: float = 120.0, retries: int = 3,
                  security: ClientSecurity | None = None, version: str = "",
-                 expect: Sequence[ModelIdentity] | None = None) -> None:
+                 expect: Sequence[ModelIdentity] | None = None, missing_hint: str = "") -> None:
         import tritonclient.grpc as grpcclient
 
         self.model, self.url, self.version = model, url, version
@@ -170,7 +183,7 @@ class ModelClient:
         self.timeout_s, self.retries = timeout_s, retries
         self.security = resolve(security)
         self._client = grpcclient.InferenceServerClient(url, **self.security.grpc_options())
-        metadata = self._call(self._client.get_model_metadata, model, as_json=True)
+        metadata = self._metadata(missing_hint)
         config = self._config(self.versions.check(metadata.get("versions", []), self._config))
         self.inputs = tuple(_spec(t) for t in metadata["inputs"])
         self.outputs = tuple(_spec(t) for t in metadata["outputs"]
@@ -185,6 +198,9 @@ class ModelClient:
     # --- public -----------------------------------------------------------------------------
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Send one event, return every declared output (copies, safe to keep)."""
+        missing = [s.name for s in self.inputs if s.name not in inputs]
+        if missing:
+            raise InputError(missing_inputs_message(self.model, self.url, missing))
         arrays = {s.name: np.ascontiguousarray(inputs[s.name], dtype=s.dtype)
                   for s in self.inputs}
         if not self.shared_memory:
@@ -222,6 +238,19 @@ class ModelClient:
         self.close()
 
     # --- internals --------------------------------------------------------------------------
+    def _metadata(self, missing_hint: str) -> dict[str, Any]:
+        """The model's metadata; ``ModelNotServedError`` (with ``missing_hint``) when the server
+        answers but has no such model."""
+        try:
+            metadata: dict[str, Any] = self._call(self._client.get_model_metadata, self.model,
+                                                  as_json=True)
+        except ServiceError as exc:
+            if type(exc) is not ServiceError or not _is_unknown_model(str(exc)):
+                raise
+            raise ModelNotServedError(
+                f"Triton server at {self.url} has no model {self.model}{missing_hint}") from None
+        return metadata
+
     def _config(self, version: str) -> dict[str, Any]:
         """The served model config of ``version`` ("" for the latest), as JSON."""
         config: dict[str, Any] = self._call(self._client.get_model_config, self.model,
@@ -340,6 +369,47 @@ class ModelClient:
         return out
 
 
+def _is_unknown_model(detail: str) -> bool:
+    """Triton's answer for a model it does not have (2.51: "Request for unknown model: 'x' is
+    not found")."""
+    low = detail.lower()
+    return "unknown model" in low or ("model" in low and "is not found" in low)
+
+
+def build_hint(pipelines: str = "", stage: str = "", spacepoints: bool = False) -> str:
+    """How to put a missing model into a repository (``taas model-repo build``), to follow
+    the sentence that says it is missing."""
+    what = (f"--pipelines {pipelines}" + (" --spacepoints" if spacepoints else "")
+            if pipelines else f"--stages {stage}")
+    return (f"; build it into the server's model repository with `taas model-repo build REPO "
+            f"--detector DETECTOR {what}` and restart (or reload) the server")
+
+
+def pipeline_hint(name: str, ensemble: bool = False) -> str:
+    """``build_hint`` for the whole-pipeline model (or ensemble) of ``name``; a space-point
+    pipeline (``spacepoint_pipeline``) is built from its cell-input original with
+    ``--spacepoints``, as a whole-pipeline model only."""
+    if name.endswith(SPACEPOINT_SUFFIX) and ensemble:
+        return ("; space-point pipelines are served as whole-pipeline models only, without "
+                f"an ensemble: call {pipeline_model_name(name)}")
+    if name.endswith(SPACEPOINT_SUFFIX):
+        base = name.removesuffix(SPACEPOINT_SUFFIX)
+        return (f" (the {base} pipeline for events given as space points, without cells)"
+                + build_hint(base, spacepoints=True))
+    return build_hint(name)
+
+
+def missing_inputs_message(model: str, url: str, missing: Sequence[str]) -> str:
+    """Why an event cannot go to ``model``; for an event without cells, which model it wants."""
+    message = (f"{model} at {url} takes tensor(s) {', '.join(missing)} that the event does not "
+               "have")
+    if any(name.startswith("cells.") for name in missing):
+        message += (f" (an event given as space points, without cells, goes to a pipeline's "
+                    f"space-point model, pipeline_<name>{SPACEPOINT_SUFFIX}, which `taas "
+                    f"reconstruct` picks for such events)")
+    return message
+
+
 def _spec(meta: Mapping[str, Any]) -> TensorSpec:
     return TensorSpec(meta["name"], NUMPY_DTYPES[meta["datatype"]],
                       tuple(int(d) for d in meta["shape"]))
@@ -374,7 +444,8 @@ class RemoteStage(Stage):
         self.NAME, self.BACKEND, self.url = stage, backend, url  # type: ignore[misc]
         self.client = ModelClient(model_name(stage, backend), url, shared_memory=shared_memory,
                                   timeout_s=timeout_s, retries=retries, security=security,
-                                  version=version, expect=expect)
+                                  version=version, expect=expect,
+                                  missing_hint=build_hint(stage=f"{stage}/{backend}"))
         self.INPUTS, self.OUTPUTS = self.client.inputs, self.client.outputs  # type: ignore[misc]
 
     @property
@@ -389,7 +460,12 @@ class RemoteStage(Stage):
 
 
 class RemotePipeline:
-    """A whole pipeline served as one model (``pipeline_<name>``, or ``ensemble_<name>``)."""
+    """A whole pipeline served as one model (``pipeline_<name>``, or ``ensemble_<name>``).
+
+    ``name`` may be a space-point pipeline (``<name>_spacepoints``,
+    ``taas.pipeline.reconstruct.spacepoint_pipeline``): its model takes space-point tensors.
+    A server without the model refuses with ``ModelNotServedError``, saying how to build it.
+    """
 
     def __init__(self, name: str, url: str = DEFAULT_URL, *, ensemble: bool = False,
                  shared_memory: bool | None = None, timeout_s: float = 300.0,
@@ -399,7 +475,13 @@ class RemotePipeline:
         self.model = ensemble_model_name(name) if ensemble else pipeline_model_name(name)
         self.client = ModelClient(self.model, url, shared_memory=shared_memory,
                                   timeout_s=timeout_s, retries=retries, security=security,
-                                  version=version, expect=expect)
+                                  version=version, expect=expect,
+                                  missing_hint=pipeline_hint(name, ensemble=ensemble))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The served model this runner calls (run.json's ``served_models``)."""
+        return (self.model,)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> PipelineResult:
         """Like ``Pipeline.run``: the pool of inputs and outputs, one timing for the call."""
@@ -419,15 +501,49 @@ class ServedStagesPipeline(Pipeline):
 
     def __init__(self, spec: PipelineSpec, url: str, **options: Any) -> None:
         self.spec = spec
-        self.remote_stages = [RemoteStage(stage, backend, url, **options,
-                                          expect=pipeline_identity([(stage, backend)],
-                                                                   spec.stage_configs))
-                              for stage, backend in spec.steps]
+        self.remote_stages: list[RemoteStage] = []
+        try:
+            for stage, backend in spec.steps:
+                self.remote_stages.append(RemoteStage(
+                    stage, backend, url, **options,
+                    expect=pipeline_identity([(stage, backend)], spec.stage_configs)))
+        except (ModelMismatchError, ModelNotServedError) as exc:
+            self.close()
+            hint = stages_for_spacepoints_hint(spec) if spec.name.endswith(
+                SPACEPOINT_SUFFIX) else ""
+            if not hint:
+                raise
+            raise type(exc)(f"{exc}\n{hint}") from None
+        except BaseException:
+            self.close()
+            raise
         self.stages = list(self.remote_stages)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The served stage models this runner calls (run.json's ``served_models``)."""
+        return tuple(stage.client.model for stage in self.remote_stages)
 
     def close(self) -> None:
         for stage in self.remote_stages:
             stage.close()
+
+
+def stages_for_spacepoints_hint(spec: PipelineSpec) -> str:
+    """What serves a space-point pipeline's stages when the server's stage models do not:
+    its GNN stage models must load the positions-only models, under the names that a
+    repository for cell events gives its cell-feature models ("" for a pipeline without GNN
+    stages, whose stage models are the same for both inputs)."""
+    if not any(stage in GNN_STAGES for stage, _ in spec.steps):
+        return ""
+    base = spec.name.removesuffix(SPACEPOINT_SUFFIX)
+    return (f"Events given as space points run {base}'s GNN stages on the positions-only "
+            f"models (model_set \"positions\"). Serve them with the whole-pipeline model "
+            f"(--served-as pipeline: {pipeline_model_name(spec.name)}, from `taas model-repo "
+            f"build ... --pipelines {base} --spacepoints`), or from a repository whose stage "
+            f"models were built for space points (--stage-configs setting model_set "
+            f"\"positions\" on the GNN stages; the workflow builds those for event sets "
+            f"without cells).")
 
 
 def make_stage(stage: str, backend: str, detector: Detector | None, mode: str = "direct",

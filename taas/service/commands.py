@@ -36,7 +36,8 @@ def _cmd_model_repo_build(args: argparse.Namespace) -> None:
     out = build_model_repository(
         args.out, detector_path=args.detector, stages=args.stages, pipelines=args.pipelines,
         instances=args.instances, kind=args.kind, ensembles=not args.no_ensembles,
-        stage_configs=read_stage_configs(args.stage_configs), **limit)
+        stage_configs=read_stage_configs(args.stage_configs), spacepoints=args.spacepoints,
+        **limit)
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"wrote {len(models)} models to {out}: {', '.join(models)}")
 
@@ -124,6 +125,11 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     b.add_argument("--max-rows", type=int, default=None,
                    help="refuse events with more rows (cells...) than this")
     b.add_argument("--no-ensembles", action="store_true", help="skip the ensemble models")
+    b.add_argument("--spacepoints", action="store_true",
+                   help="also write pipeline_<name>_spacepoints for each pipeline (not fpga): "
+                        "the pipeline for events given as space points, without cells, which "
+                        "`taas reconstruct --server` calls for such events (inputs: the "
+                        "space-point tensors; GNN stages on the positions-only models)")
     b.add_argument("--stage-configs", type=Path, default=None,
                    help="JSON {stage: {field: value}} over the pipelines' stage configs; files "
                         "they name (checkpoint_dir) are copied into the repository")

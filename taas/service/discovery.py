@@ -38,6 +38,7 @@ from taas.errors import InputError
 from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import PipelineSpec
 from taas.service.client import (
+    ModelNotServedError,
     ServiceError,
     ServiceUnavailableError,
     TokenRejectedError,
@@ -172,6 +173,7 @@ class FailoverRecord:
     failovers: list[dict[str, Any]] = field(default_factory=list)
     fell_back_to_direct: int = 0
     runs: int = 0
+    models: list[str] = field(default_factory=list)  # the served models the runs called
 
     def as_dict(self) -> dict[str, Any]:
         status = "served"
@@ -181,7 +183,8 @@ class FailoverRecord:
             status = f"served, {len(self.failovers)} failover(s)"
         return {"status": status, "servers": self.servers, "fallback": self.fallback,
                 "served_by": dict(self.served_by), "failovers": list(self.failovers),
-                "fell_back_to_direct": self.fell_back_to_direct, "runs": self.runs}
+                "fell_back_to_direct": self.fell_back_to_direct, "runs": self.runs,
+                "models": list(self.models)}
 
 
 class FailoverRunner:
@@ -202,6 +205,7 @@ class FailoverRunner:
         self._direct: DirectRunner | None = None
         self._runner: ServedRunner | None = None
         self._not_ready: dict[str, str] = {}  # why each candidate was passed over, last probe
+        self._missing: dict[str, ModelNotServedError] = {}  # ready, but without our model
         self.url: str | None = None
         self._log = FailoverRecord(self.servers, "direct" if direct else "none")
         self.record = {} if record is None else record
@@ -236,6 +240,11 @@ class FailoverRunner:
         finally:
             self._publish()
 
+    @property
+    def models(self) -> list[str]:
+        """The served models the runs called (run.json's ``served_models``)."""
+        return list(self._log.models)
+
     def close(self) -> None:
         if self._log.fell_back_to_direct:
             log.warning("%s for %d of %d event runs", FELL_BACK, self._log.fell_back_to_direct,
@@ -254,6 +263,7 @@ class FailoverRunner:
             reason = probe(url, self.security, self.probe_timeout_s)
             if reason is not None:
                 self._not_ready[url] = reason
+                self._missing.pop(url, None)
                 log.debug("%s passed over: %s", url, reason)
                 continue
             try:
@@ -262,9 +272,14 @@ class FailoverRunner:
                 raise
             except ServiceError as exc:  # ready but unusable (models missing, died again)
                 self._not_ready[url] = str(exc)
+                if isinstance(exc, ModelNotServedError):
+                    self._missing[url] = exc
                 log.warning("skipping %s: %s", url, exc)
                 continue
+            self._missing.pop(url, None)
             self.url = url
+            models = getattr(self._runner, "models", ())
+            self._log.models = list(dict.fromkeys([*self._log.models, *models]))
             log.info("using the Triton server at %s", url)
             return True
         return False
@@ -285,6 +300,12 @@ class FailoverRunner:
                     f"retrying it on {self.url}" if found else "no other server takes it")
 
     def _run_direct(self, event: int, inputs: Mapping[str, np.ndarray]) -> PipelineResult:
+        if self._make_direct is None and set(self._missing) >= set(self.servers):
+            # every server is up and lacks the model: say that, not "no server is ready"
+            first = self._missing[self.servers[0]]
+            others = (f" (the other servers, {', '.join(self.servers[1:])}, lack it too)"
+                      if len(self.servers) > 1 else "")
+            raise ModelNotServedError(f"{first}{others}")
         if self._make_direct is None:
             why = "; ".join(f"{url}: {self._not_ready.get(url, 'failed')}"
                             for url in self.servers)

@@ -7,6 +7,10 @@ Layout (relocatable: nothing refers outside the directory)::
     OUT/clustering_cpu/1/model.py        the same thin adapter everywhere, per version
     OUT/pipeline_<name>/...              a whole pipeline in one model (the fast "custom backend")
     OUT/ensemble_<name>/config.pbtxt     the same pipeline as an ensemble of the stage models
+    OUT/pipeline_<name>_spacepoints/...  opt-in (``spacepoints``): the pipeline for events given
+                                         as space points (no cells): its steps after the front
+                                         end, GNN stages on the positions-only models, inputs
+                                         the space-point tensors (as ExaTrkX-as-a-service's)
     OUT/<model>/<N>/files/<stage>.<field>/  files a stage config names (e.g. GNN checkpoints);
                                          inside the version (Triton takes every top-level
                                          directory for a model), so they leave with it
@@ -31,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 
 from taas.errors import TaasError
+from taas.pipeline.reconstruct import FRONT_END_STAGES, spacepoint_pipeline
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.service import pbtxt
 from taas.service.graph import PipelineGraph, model_name
@@ -77,6 +82,15 @@ def servable_pipelines() -> list[str]:
             if all(step in registry.IMPLEMENTATIONS for step in spec.steps)]
 
 
+def serves_spacepoints(spec: PipelineSpec) -> bool:
+    """Whether ``spacepoints`` builds a space-point model for ``spec``: it has a front end to
+    leave out (a spec without one already starts from space points), and none of its steps
+    runs on the FPGA backend, whose emulated GNN blocks exist for the cell-feature models only
+    (docs/spacepoint_input.md)."""
+    return (any(stage in FRONT_END_STAGES for stage, _ in spec.steps)
+            and all(backend != "fpga" for _, backend in spec.steps))
+
+
 def build_model_repository(
     out_dir: str | Path,
     *,
@@ -90,6 +104,7 @@ def build_model_repository(
     stage_configs: Mapping[str, Mapping[str, object]] | None = None,
     add_version: bool = False,
     policy: VersionPolicy | None = None,
+    spacepoints: bool = False,
 ) -> Path:
     """Write a model repository to ``out_dir`` and return it.
 
@@ -105,6 +120,14 @@ def build_model_repository(
     what it computes changed (its ``ModelIdentity``, see ``taas.service.versions``), keeping
     the versions ``policy`` serves (default: the newest one); an unchanged model keeps its
     latest version number. Without it, every model is written afresh as version 1.
+
+    ``spacepoints``: also write, for each pipeline that ``serves_spacepoints``, the
+    whole-pipeline model of ``spacepoint_pipeline(spec)`` (``pipeline_<name>_spacepoints``),
+    which ``taas reconstruct`` calls for events without cells. Opt-in: each model is one more
+    stub process per instance that loads torch and the GNN weights at every server start,
+    which repositories serving cell events (the workflow's throughput and service-option
+    servers) would pay for nothing. No ensemble and no stage models come with it: its GNN
+    stage models would need the positions-only models under the names the cell models' take.
     """
     out = Path(out_dir)
     detector_path = Path(detector_path)
@@ -135,7 +158,14 @@ def build_model_repository(
             PARAM_STEPS: format_steps(spec.steps), **limits}, spec.stage_configs)
         if ensembles:
             writer.ensemble(ensemble_model_name(spec.name), spec.steps, identity)
-    log.info("model repository %s: %d stage models, %d pipelines", out, len(wanted), len(specs))
+    derived = [spacepoint_pipeline(spec) for spec in specs
+               if spacepoints and serves_spacepoints(spec)]
+    for spec in derived:
+        writer.python_model(pipeline_model_name(spec.name), spec.steps, {
+            PARAM_KIND: "pipeline", PARAM_PIPELINE: spec.name,
+            PARAM_STEPS: format_steps(spec.steps), **limits}, spec.stage_configs)
+    log.info("model repository %s: %d stage models, %d pipelines (%d for space points)", out,
+             len(wanted), len(specs) + len(derived), len(derived))
     return out
 
 

@@ -24,10 +24,17 @@ def _write_json(path: Path, data: object) -> None:
 
 
 def _cmd_model_repo(args: argparse.Namespace) -> None:
+    """Events without cells get the models ``reconstruct`` asks for then: those of
+    ``spacepoint_pipeline`` (stage models on the positions-only GNN models, the pipeline
+    model ``pipeline_<name>_spacepoints``); each repository serves one pipeline on one event
+    set, so they take the stage models' names without a clash."""
+    from taas.pipeline.reconstruct import spacepoint_pipeline
     from taas.service.model_repo import build_model_repository
-    from taas.workflow.serving import spec_from_steps
+    from taas.workflow.serving import events_have_cells, spec_from_steps
 
     spec = spec_from_steps(args.pipeline, args.steps, args.stage_configs)
+    if not events_have_cells(args.events):
+        spec = spacepoint_pipeline(spec)
     # --service-options: stage models, pipeline model and ensemble (every option of the study)
     build_model_repository(args.out, detector_path=args.events / "detector.parquet",
                            stages=list(spec.steps) if args.stage_models or

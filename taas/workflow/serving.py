@@ -60,6 +60,16 @@ def server_endpoints(repo: str | Path | None, url: str = "", metrics_url: str = 
         yield server.url, f"http://{server.host}:{server.metrics_port}/metrics"
 
 
+def events_have_cells(events: str | Path) -> bool:
+    """Whether the event directory's events come with cells (its first event decides, as in
+    ``taas.pipeline.reconstruct.reconstruct``); else they are given as space points."""
+    from taas.events.dataset import open_dataset
+    from taas.reco.hit_spacepoints import has_cells
+
+    dataset = open_dataset(events)
+    return not dataset.event_ids or has_cells(dataset.read(dataset.event_ids[0]))
+
+
 def spec_from_steps(name: str, steps: str, stage_configs: str | Path | None = None
                     ) -> PipelineSpec:
     """The pipeline ``name`` with the steps the workflow resolved (``stage/backend,...``), its
