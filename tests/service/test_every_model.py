@@ -35,7 +35,8 @@ CHAINS = (
     CPU.with_routing({"clustering": "gpu", "spacepoints": "gpu", "ckf": "gpu",
                       "track_fit": "gpu"}),
     ACORN_TRACCC.with_accel("cpu"),
-    ACORN_TRACCC.with_accel("cpu").with_routing({"prototrack_ckf": "gpu"}),
+    ACORN_TRACCC.with_accel("cpu").with_routing({"prototrack_seeding": "gpu",
+                                                 "prototrack_ckf": "gpu"}),
     FPGA,
 )
 
