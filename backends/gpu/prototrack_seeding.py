@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from backends.gpu.torch_hook import TorchDeviceHook
 from taas.detector.detector import Detector
 from taas.gnn.track_building import cuda_or_fallback
 from taas.stages.base import Tolerance
@@ -63,7 +64,7 @@ class TorchArrays(ArrayOps):
             0, segment, values)
 
 
-class GpuPrototrackSeeding(PrototrackSeedingStage):
+class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
     """Proto-tracks -> seeds, start parameters and surface order; the array work in torch
     (float64), on CUDA when present."""
 
@@ -75,17 +76,4 @@ class GpuPrototrackSeeding(PrototrackSeedingStage):
         super().__init__(detector, config)
         device, note = cuda_or_fallback(allow_cpu_fallback=True)
         self.torch_arrays = TorchArrays(device, note=note)
-        self.arrays = self.torch_arrays
-
-    @property
-    def device(self) -> str:
-        return self.torch_arrays.label
-
-    @property
-    def transfers(self) -> dict[str, int]:
-        """Host <-> device copies of the latest event (tensors and bytes each way)."""
-        return self.torch_arrays.transfers.summary()
-
-    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.torch_arrays.transfers.reset()
-        return super().compute(inputs)
+        self.arrays = self.torch_work = self.torch_arrays

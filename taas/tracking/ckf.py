@@ -218,6 +218,15 @@ class CkfKernels(Protocol):
         ...
 
 
+def pair_step_bz(detector: Detector, params: np.ndarray, rows: np.ndarray,
+                 pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
+                 ) -> float | np.ndarray:
+    """The effective field of each (candidate ``pair_c``, target module) step of a prediction
+    (``taas.tracking.field.step_bz``): one home for every CKF kernel, whatever its device."""
+    return step_bz(field_of(detector, config.bz), detector.center[rows[pair_c]],
+                   detector.center[targets], params[pair_c, THETA])
+
+
 class NumbaKernels:
     """The CPU kernels: numba propagation (``taas.tracking.propagation``), numpy noise and
     chi2, ``taas.tracking.kalman.kalman_update``."""
@@ -227,8 +236,7 @@ class NumbaKernels:
                 *, passive: bool) -> Prediction:
         center, rotation = detector.center, detector.rotation
         src = rows[pair_c]
-        bz = step_bz(field_of(detector, config.bz), center[src], center[targets],
-                     params[pair_c, THETA])
+        bz = pair_step_bz(detector, params, rows, pair_c, targets, config)
         prop = propagate(params[pair_c], center[src], rotation[src], center[targets],
                          rotation[targets], bz=bz, mass=config.mass)
         noisy = _scatter(detector, params, cov, rows, config)
@@ -775,8 +783,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     if backward:
         tt2 = np.maximum(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24)
         s_max = np.maximum(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0)
-    bz = point_bz(field_of(detector, config.bz), free)
-    layer, s = navigation.next_layer(free, live.s_min, live.layer, bz, s_max)
+    field = field_of(detector, config.bz)
+    layer, s = navigation.next_layer(free, live.s_min, live.layer, point_bz(field, free), s_max)
     forced: list[_Candidates] = []
     if seeds is not None:
         forced, live, free, layer, s = _split_seed_hits(detector, event, nodes, live, free,
@@ -788,8 +796,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
         return _Candidates.concat([live.take(moving), *forced]), finished[0]
     cand = live.take(moving)
     layer, s = layer[moving], s[moving]
-    at = helix.helix_at(free[moving], s, bz[moving] if isinstance(bz, np.ndarray) else bz,
-                        config.mass)
+    # the field where each moving candidate is (the seed split above may have dropped rows)
+    at = helix.helix_at(free[moving], s, point_bz(field, free[moving]), config.mass)
     offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS], at[:, helix.DIR],
                                                     config.bounds_tolerance)
     pair_c, modules, path, pred, pred_cov = _cross(detector, cand, at, offsets, modules,

@@ -24,11 +24,9 @@ import numpy as np
 import torch
 
 from taas.detector.detector import Detector
-from taas.stages.transfers import TransferCounter
+from taas.stages.device_tensors import TransferCounter
 from taas.tracking.batched import ckf_step
-from taas.tracking.ckf import CkfConfig, Prediction
-from taas.tracking.field import field_of, step_bz
-from taas.tracking.parameters import THETA
+from taas.tracking.ckf import CkfConfig, Prediction, pair_step_bz
 
 __all__ = ["TorchCkfKernels", "TransferCounter"]
 
@@ -78,10 +76,9 @@ class TorchCkfKernels:
     def _pair_field(self, detector: Detector, params: np.ndarray, rows: np.ndarray,
                     pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
                     ) -> float | torch.Tensor:
-        """Each pair's step field (``taas.tracking.field.step_bz``, computed on the host as
+        """Each pair's step field (``taas.tracking.ckf.pair_step_bz``, computed on the host as
         the numba kernels do, uploaded only when it is not one uniform value)."""
-        bz = step_bz(field_of(detector, config.bz), detector.center[rows[pair_c]],
-                     detector.center[targets], params[pair_c, THETA])
+        bz = pair_step_bz(detector, params, rows, pair_c, targets, config)
         if isinstance(bz, np.ndarray):
             return self.transfers.upload(bz, self.device, torch.float64)
         return bz
