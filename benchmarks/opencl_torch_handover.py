@@ -44,7 +44,7 @@ from taas.pipeline.runner import Pipeline, StageTiming
 from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import transfer_fields
 from taas.reco.hit_spacepoints import event_inputs
-from taas.stages.transfers import DeviceTensors
+from taas.stages.device_tensors import DeviceTensors
 
 log = logging.getLogger("benchmarks.opencl_torch_handover")
 

@@ -93,7 +93,7 @@ SLOPE_CLIP = 5.0
 def _column(table: Mapping[str, np.ndarray | torch.Tensor], name: str, prefix: str
             ) -> np.ndarray | torch.Tensor:
     """A column given either bare (``"r"``) or under its stage-contract prefix (a tensor
-    already on a device, e.g. from ``taas.stages.transfers.DeviceTensors``, stays there)."""
+    already on a device, e.g. from ``taas.stages.device_tensors.DeviceTensors``, stays there)."""
     prefixed = f"{prefix}.{name}"
     for key in (name, prefixed):
         if key in table:

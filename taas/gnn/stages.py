@@ -29,7 +29,7 @@ cluster-shape features refuses an event without them (``InputError`` naming the 
 Events with fewer than two space points, or no edge left after a cut, give empty edges.
 
 Device residency: both stages (and track building) do their work in ``compute_on_device`` on a
-``taas.stages.transfers.DeviceTensors``, which uploads (and counts) what is not yet on the
+``taas.stages.device_tensors.DeviceTensors``, which uploads (and counts) what is not yet on the
 device. The numpy ``compute`` gives it a fresh one and downloads the edges; ``Pipeline`` keeps
 one per device across the event, so the space-point columns go over once and the edges stay on
 the device from graph construction through track building. Per event, with the cells models
@@ -76,7 +76,7 @@ from taas.reco.cluster_features import SpacepointFeatures
 from taas.reco.hit_spacepoints import has_cluster_shape
 from taas.stages.base import RowOrder, Stage
 from taas.stages.configs import coerce_config
-from taas.stages.transfers import DeviceOutputs, DeviceTensors, compute_via_device
+from taas.stages.device_tensors import DeviceOutputs, DeviceTensors, compute_via_device
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from taas.detector.detector import Detector
 from taas.edm import Edges, ProtoTracks, Spacepoints
 from taas.errors import InputError, TaasError
 from taas.stages.base import RowOrder, Stage
-from taas.stages.transfers import (
+from taas.stages.device_tensors import (
     DeviceOutputs,
     DeviceTensors,
     TransferCounter,

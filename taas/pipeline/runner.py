@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from taas.detector.detector import Detector
 from taas.errors import InputError
@@ -16,13 +16,12 @@ from taas.pipeline.spec import PipelineSpec
 from taas.stages import registry
 from taas.stages.base import Stage, validate_event
 from taas.stages.configs import build_config, merge_configs
-from taas.stages.transfers import (
-    DeviceTensors,
-    ResidentStage,
-    StageTraffic,
-    check_on_device,
-    collecting,
-)
+from taas.stages.transfers import ResidentStage, StageTraffic, collecting
+
+if TYPE_CHECKING:
+    import torch
+
+    from taas.stages.device_tensors import DeviceTensors
 
 
 @dataclass
@@ -115,6 +114,9 @@ class Pipeline:
             timing = StageTiming(stage.NAME, stage.BACKEND, "", 0.0)
             home: DeviceTensors | None = None
             if self.resident and isinstance(stage, ResidentStage):
+                # torch's side of the ledger, loaded only for a chain with torch stages
+                from taas.stages.device_tensors import DeviceTensors
+
                 home = devices.setdefault(stage.torch_device,
                                           DeviceTensors(pool, stage.torch_device))
             for spec in stage.INPUTS:  # inputs resident elsewhere come back to the host first
@@ -160,6 +162,10 @@ def _run_resident(stage: Stage, tensors: DeviceTensors) -> list[str]:
     """``Stage.run`` of a ``ResidentStage`` on the device pool: host inputs checked against
     the stage's specs (device tensors were checked when their stage produced them), outputs
     checked and left where the stage made them. Returns the names left on the device."""
+    import torch  # loaded already by the torch stage
+
+    from taas.stages.device_tensors import check_on_device
+
     owner = stage.qualified_name
     host: dict[str, np.ndarray] = {}
     for spec in stage.INPUTS:

@@ -14,7 +14,7 @@ from taas.edm.table import TensorSpec
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PipelineSpec
 from taas.stages.base import Stage
-from taas.stages.transfers import DeviceOutputs, DeviceTensors, compute_via_device
+from taas.stages.device_tensors import DeviceOutputs, DeviceTensors, compute_via_device
 
 
 def spec(name: str) -> TensorSpec:

@@ -4,8 +4,9 @@ simulation).
 
 One direct run (events -> model repositories -> reconstruct -> evaluate -> served vs direct and a
 throughput sweep on a real tritonserver -> report), then the same results directory again with
-mode=served: only reconstruction and what follows it rerun. Numbers are not asserted (a loaded
-2-core box is no benchmark), only that the report holds every required section.
+mode=served for two pipelines: only reconstruction and what follows it rerun. Numbers are not
+asserted (a loaded 2-core box is no benchmark), only that the report holds every required
+section.
 """
 
 from __future__ import annotations
@@ -126,17 +127,24 @@ def test_rerun_is_incremental_and_snakemake_report_works(direct_run: Path):
     assert (direct_run / "sm-report.html").stat().st_size > 100_000
 
 
+#: Served per-stage chains of the classical and the GNN + CKF pipeline: between them every stage
+#: kind but the FPGA emulation's (its served stage models: tests/service/test_every_model.py).
+SERVED = ("cpu", "acorn_traccc")
+
+
 @pytest.mark.triton
 def test_served_mode_reruns_only_reconstruction(direct_run: Path):
-    plan = _snakemake(direct_run, "mode=served", "-n")
+    served = (f"pipelines=[{','.join(SERVED)}]", "mode=served")
+    plan = _snakemake(direct_run, *served, "-n")
     assert plan.returncode == 0
     out = plan.stdout
     assert "rule reconstruct:" in out
     assert "rule report:" in out
     assert "rule throughput:" not in out
     assert "rule served_vs_direct:" not in out
-    _ok(_snakemake(direct_run, "mode=served"))
+    _ok(_snakemake(direct_run, *served))
     data = json.loads((direct_run / "report" / "report.json").read_text())
+    assert [p["pipeline"] for p in data["pipelines"]] == list(SERVED)
     assert {p["mode"] for p in data["pipelines"]} == {"served"}
     devices = {s["stage"]: s["device"] for s in data["pipelines"][1]["stages"]}
     assert devices["edge_classification"] == "cpu"  # reported by the served model itself
