@@ -21,6 +21,7 @@ from taas.metrics.truth_link import measurement_particles
 from taas.pipeline.reconstruct import load_reco, reco_path
 from taas.reco.hit_spacepoints import truth_cell_hit_ids
 from taas.tracking.ckf import CkfConfig
+from taas.tracking.field import field_of
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ def evaluate_run(events: str | Path, tracks: str | Path, out: str | Path,
 
     Beyond the rates: perigee pulls of matched fitted tracks against the particles' true
     parameters, the TrackML score for TrackML input (its truth carries the hit weights), and
-    ``field_from_truth``: whether the field the events were simulated in is the uniform one the
-    track math assumes (``taas.metrics.field_probe``; a warning when not, as for the real
-    TrackML sample, whose solenoid field falls to zero beyond |z| = 2 m).
+    ``field_from_truth``: whether the field the events were simulated in is the one the track
+    math assumes (the detector's solenoid where it carries one, as the TrackML detector does,
+    else uniform; ``taas.metrics.field_probe``), with a warning when not.
     """
     dataset = open_dataset(events, detector=detector)
     config = config or MatchingConfig()
@@ -73,11 +74,12 @@ def evaluate_run(events: str | Path, tracks: str | Path, out: str | Path,
         per_event.append(evaluate_reco(event, load_reco(tracks, event_id), config))
         samples.append(field_samples(event))
     summary = evaluate_events(per_event)
-    summary["field_from_truth"] = check = field_check(FieldSamples.concat(samples), ASSUMED_BZ)
+    assumed = field_of(dataset.detector, ASSUMED_BZ)
+    summary["field_from_truth"] = check = field_check(FieldSamples.concat(samples), assumed)
     if not check["agrees"]:
-        log.warning("%s: the events' truth shows a field other than the uniform %.1f T the "
-                    "reconstruction assumes (Bz per |z| bin: %s); forward tracks will be lost",
-                    events, ASSUMED_BZ, ", ".join(
+        log.warning("%s: the events' truth shows a field other than the %r the reconstruction "
+                    "assumes (Bz per |z| bin: %s); forward tracks will be lost",
+                    events, assumed, ", ".join(
                         f"{b['abs_z_min']:.0f}-{b['abs_z_max']:.0f} mm: {b['bz_median']:.2f} T"
                         for b in check["bins"]))
     out = Path(out)
