@@ -38,6 +38,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
     ("seeding", "cpu"): Implementation("backends.cpu.seeding:CpuSeeding", _CPU),
     ("ckf", "cpu"): Implementation("backends.cpu.ckf:CpuCkf", _CPU),
     ("ambiguity", "cpu"): Implementation("backends.cpu.ambiguity:CpuAmbiguityResolution", _CPU),
+    ("ambiguity", "gpu"): Implementation("backends.gpu.ambiguity:GpuAmbiguityResolution", _GNN),
     ("track_fit", "cpu"): Implementation("backends.cpu.track_fit:CpuTrackFit", _CPU),
     ("track_fit", "gpu"): Implementation("backends.gpu.track_fit:GpuTrackFit", _GNN),
     ("clustering", "gpu"): Implementation("backends.gpu.clustering:GpuClustering", _OPENCL),

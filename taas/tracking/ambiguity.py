@@ -10,6 +10,7 @@ measurements is removed, ties going to the worse chi2/ndf, until no track shares
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -89,8 +90,15 @@ def greedy_select(offsets: np.ndarray, indices: np.ndarray, quality: np.ndarray,
     return alive
 
 
-def resolve_ambiguities(tracks: Tracks, config: AmbiguityConfig) -> ProtoTracks:
-    """The measurement lists of the tracks that survive the greedy solver, in input order."""
+#: A greedy solver: ``greedy_select``'s arguments -> the survivor mask (the numba solver here,
+#: ``taas.tracking.batched.ambiguity.TorchGreedySolver`` on an accelerator).
+GreedySolver = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int], np.ndarray]
+
+
+def resolve_ambiguities(tracks: Tracks, config: AmbiguityConfig,
+                        solver: GreedySolver = greedy_select) -> ProtoTracks:
+    """The measurement lists of the tracks that survive the greedy ``solver``, in input
+    order."""
     offsets, indices = tracks["meas_offsets"], tracks["meas_indices"]
     keep = np.diff(offsets) >= config.min_measurements
     quality = tracks["chi2"] / np.maximum(tracks["ndf"], 1)
@@ -98,8 +106,8 @@ def resolve_ambiguities(tracks: Tracks, config: AmbiguityConfig) -> ProtoTracks:
     if keep.any():
         sel = np.flatnonzero(keep)
         sub_offsets, sub_indices = take_lists(offsets, indices, np.flatnonzero(keep))
-        alive = greedy_select(sub_offsets, sub_indices, quality[sel].astype(np.float64),
-                              n_meas, config.max_shared, config.max_iterations)
+        alive = solver(sub_offsets, sub_indices, quality[sel].astype(np.float64), n_meas,
+                       config.max_shared, config.max_iterations)
         keep[sel[~alive]] = False
     out_offsets, out_indices = take_lists(offsets, indices, np.flatnonzero(keep))
     return ProtoTracks(offsets=out_offsets, indices=out_indices)

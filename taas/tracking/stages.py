@@ -16,7 +16,12 @@ from taas.detector.detector import Detector
 from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import ProtoTracks, Seeds, Tracks
 from taas.stages.base import RowOrder, Stage
-from taas.tracking.ambiguity import AmbiguityConfig, resolve_ambiguities
+from taas.tracking.ambiguity import (
+    AmbiguityConfig,
+    GreedySolver,
+    greedy_select,
+    resolve_ambiguities,
+)
 from taas.tracking.ckf import NUMBA_KERNELS, CkfConfig, CkfKernels, CkfStats, find_tracks
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks
 from taas.tracking.navigation import build_navigation
@@ -66,9 +71,12 @@ class AmbiguityResolutionStage(Stage):
     def __init__(self, detector: Detector, config: AmbiguityConfig | None = None) -> None:
         super().__init__(detector)
         self.config = config or AmbiguityConfig()
+        #: the device hook: the numba solver, or a backend's (same survivors)
+        self.solver: GreedySolver = greedy_select
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return resolve_ambiguities(Tracks.from_tensors(inputs), self.config).to_tensors()
+        return resolve_ambiguities(Tracks.from_tensors(inputs), self.config,
+                                   self.solver).to_tensors()
 
 
 class TrackFitStage(Stage):

@@ -36,7 +36,7 @@ CHAINS = (
                       "track_fit": "gpu"}),
     ACORN_TRACCC.with_accel("cpu"),
     ACORN_TRACCC.with_accel("cpu").with_routing({"prototrack_seeding": "gpu",
-                                                 "prototrack_ckf": "gpu"}),
+                                                 "prototrack_ckf": "gpu", "ambiguity": "gpu"}),
     FPGA,
 )
 
