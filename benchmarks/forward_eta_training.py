@@ -1,0 +1,265 @@
+"""Binary-strips models trained on a particle gun out to |eta| < 4.0 (TrackML's acceptance).
+
+Run: ``.venv/bin/python benchmarks/forward_eta_training.py [--trackml DIR] [--work DIR]``.
+Writes ``benchmarks/results/forward_eta_training.json``. One thread: export
+``OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1`` (torch is set to 1 here).
+
+Why: on the real TrackML event (``../shared/data/trackml``) the ``acorn`` pipeline with the
+``binary_strips`` models finds 28/36 fiducial particles with 33.5% fakes, and its GNN loses most
+truth edges in the pixel end caps. ``benchmarks/trackml_endcap_probe.py`` found that 105 of the
+120 pT > 1 GeV end-cap truth edges belong to particles with |eta| >= 2.5, which taas' particle
+gun (``taas.events.simulation.simulate``, ``eta_max=2.5``) never makes: they cross the inner
+disks at small radius, where modules overlap, and leave two or three space points on one disk;
+the GNN keeps only 35% of those same-disk edges. TrackML's detector covers about |eta| < 4.
+
+What: the ``binary_strips`` recipe (``taas.gnn.binary_strips.train_binary_strips``: 16 + 4
+``small`` events, seeds 201 / 202, binary strip readout, ``binary_strips_config()``, the same
+epochs, ``train_all`` on one thread) is trained again on events simulated with ``eta_max=4.0``
+into a scratch directory (``--work``; nothing is installed). Then the shipped ``binary_strips``
+set and this ``forward_eta`` set run the ``acorn`` pipeline (the scratch set through the GNN
+stages' ``checkpoint_dir``) on three events:
+
+* ``trackml``: the real TrackML event;
+* ``small_binary_eta2.5``: one ``small`` event, binary strips, |eta| < 2.5, seed 11 (as
+  ``benchmarks/binary_strips.py``);
+* ``small_binary_eta4``: one ``small`` event, binary strips, |eta| < 4.0, seed 12.
+
+Per (model set, event): two_way efficiency, fake and duplicate rates (fiducial pT > 1 GeV,
+|eta| < 2.5, primary; Clopper-Pearson 68.3% errors), tracks and fake tracks, the efficiency of
+the forward particles (pT > 1 GeV, primary, 2.5 < |eta|, at least 3 measurements: not counted
+in the fiducial rates), the efficiency with and without pixel end-cap space points, and the
+pT > 1 GeV truth-edge efficiency after the filter and after the GNN (score > 0.3) overall and
+per volume-pair class, incl. pixel end cap and end cap within one disk, each for all particles
+and split at |eta| = 2.5 (``trackml_endcap_probe.edge_classes``). Also the training's
+validation metrics and wall time beside the shipped set's. One training seed: the differences
+carry the spread of one training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from binary_strips import first_event
+from trackml_endcap_probe import GNN_CUT, edge_classes, endcap_split
+from trackml_real_data import TARGET_PT, edge_counts, rates
+
+from taas.events.event import Event
+from taas.events.presets import get_preset
+from taas.events.simulation import simulate
+from taas.gnn.binary_strips import BINARY_STRIPS_DATA, binary_strips_config
+from taas.gnn.checkpoint import SHIPPED, load_checkpoint, save_checkpoint, shipped_dir
+from taas.gnn.data import build_sample, front_end
+from taas.metrics.rates import binomial_rate
+from taas.pipeline.evaluation import evaluate_reco
+from taas.pipeline.reconstruct import GNN_STAGES, event_inputs, with_model_set
+from taas.pipeline.runner import Pipeline
+from taas.pipeline.spec import PIPELINES, PipelineSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = "acorn"
+SHIPPED_SET = "binary_strips"
+NEW_SET = "forward_eta"
+#: TrackML's acceptance: the new training's particle gun.
+FORWARD_ETA_MAX = 4.0
+#: taas' default particle gun.
+DEFAULT_ETA_MAX = 2.5
+#: The fresh evaluation events: name -> (seed, eta_max); all ``small``, binary strips.
+EVAL_EVENTS = {"small_binary_eta2.5": (11, DEFAULT_ETA_MAX),
+               "small_binary_eta4": (12, FORWARD_ETA_MAX)}
+THREADS = 1
+
+
+def simulated(out: Path, preset: str, events: int, seed: int, eta_max: float) -> Path:
+    """``events`` binary-strip ``preset`` events with ``seed`` and |eta| < ``eta_max`` in
+    ``out``, simulated unless already there (``taas.gnn.training.simulate_once`` with the gun's
+    eta range, which that helper does not take)."""
+    if (out / "dataset.json").exists():
+        return out
+    p = get_preset(preset)
+    return simulate(out, events=events, vertices=p.vertices,
+                    particles_per_vertex=p.particles_per_vertex, seed=seed, eta_max=eta_max,
+                    strip_readout="binary", progress=False)
+
+
+def train_forward(out: Path, *, retrain: bool) -> dict[str, Any]:
+    """The binary-strips recipe on |eta| < ``FORWARD_ETA_MAX`` events into ``out`` (a run
+    already there is reused unless ``retrain``). Returns its metrics with wall times."""
+    data = {**BINARY_STRIPS_DATA, "eta_max": FORWARD_ETA_MAX}
+    done = out / "metrics.json"
+    if done.exists() and not retrain and all((out / f"{n}.pt").exists() for n in SHIPPED):
+        metrics = json.loads(done.read_text())
+        if metrics.get("data") == data:
+            print(f"reusing the training in {out}", flush=True)
+            return metrics
+    from taas.gnn.training import train_all
+
+    t0 = time.perf_counter()
+    train = simulated(out / "events" / "train", data["preset"], data["train_events"],
+                      data["train_seed"], FORWARD_ETA_MAX)
+    val = simulated(out / "events" / "val", data["preset"], data["val_events"],
+                    data["val_seed"], FORWARD_ETA_MAX)
+    simulation_s = time.perf_counter() - t0
+    print(f"simulated the training events in {simulation_s:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    metrics = train_all(out, events_dir=train, val_dir=val, config=binary_strips_config(),
+                        num_threads=THREADS, progress=False)
+    metrics["wall_s"] = {"simulation": simulation_s, "training": time.perf_counter() - t0}
+    metrics["data"] = data
+    done.write_text(json.dumps(metrics, indent=1))
+    for name in SHIPPED:
+        ckpt = load_checkpoint(out / f"{name}.pt")
+        save_checkpoint(out / f"{name}.pt", ckpt.model, kind=ckpt.kind,
+                        metadata={**ckpt.metadata, "data": data})
+    return metrics
+
+
+def training_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Validation metrics per stage, the working points, the epochs and the wall times."""
+    out: dict[str, Any] = {"data": metrics.get("data"), "timing_s": metrics.get("timing"),
+                           "wall_s": metrics.get("wall_s"),
+                           "torch_threads": metrics.get("torch_threads")}
+    for stage in ("embedding", "filter", "gnn"):
+        m = metrics[stage]
+        out[stage] = {"epochs": len(m["loss_history"]), "final_val_loss": m["val_loss_history"][-1],
+                      "validation": m["validation"],
+                      **{k: m[k] for k in ("r", "k", "cut", "stage_efficiency") if k in m}}
+    return out
+
+
+def specs(checkpoints: Path) -> dict[str, PipelineSpec]:
+    """The acorn pipeline on the shipped binary-strips set and on the scratch checkpoints."""
+    base = PIPELINES[PIPELINE]
+    scratch = {stage: {"checkpoint_dir": str(checkpoints)} for stage in GNN_STAGES}
+    return {SHIPPED_SET: with_model_set(base, SHIPPED_SET),
+            NEW_SET: base.with_configs(scratch)}
+
+
+def forward_efficiency(summary: dict[str, Any]) -> dict[str, Any]:
+    """Efficiency of the particles fiducial except for their |eta| (pT > 1 GeV, primary, at
+    least 3 measurements) with |eta| > 2.5: the forward particles the rates leave out."""
+    p = summary["particles"]
+    sel = np.asarray(p["fiducial_except_eta"], bool) & (np.abs(p["eta"]) > DEFAULT_ETA_MAX)
+    reco = np.asarray(p["reconstructed"], bool)
+    return binomial_rate(int((reco & sel).sum()), int(sel.sum())).to_dict()
+
+
+def evaluate(event: Event, spec: PipelineSpec) -> dict[str, Any]:
+    """One acorn run: rates, tracks, forward efficiency, end-cap split, edge efficiencies."""
+    t0 = time.perf_counter()
+    reco = Pipeline(spec, event.detector).run(event_inputs(event)).tensors
+    run_s = time.perf_counter() - t0
+    summary = evaluate_reco(event, reco)
+    sample = build_sample(event, front_end(event))
+    counts = summary["counts"]
+    return {**rates(summary), "tracks": counts["n_tracks"],
+            "fake_tracks": counts["n_tracks"] - counts["n_matched_tracks"],
+            "reconstructed": counts["n_reconstructed_particles"],
+            "fiducial_particles": counts["n_fiducial_particles"],
+            "trackml_score": summary.get("trackml_score"),
+            "forward_efficiency_abs_eta_gt_2.5": forward_efficiency(summary),
+            "endcap_split": endcap_split(summary, sample, event),
+            **edge_counts(event, reco),
+            "edge_efficiency_by_class": edge_classes(event, sample, reco),
+            "pipeline_wall_s": run_s}
+
+
+def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
+    eff, fake = r["efficiency"], r["fake_rate"]
+    cls = r["edge_efficiency_by_class"]["all_particles"]
+
+    def gnn(name: str) -> str:
+        v = cls[name]["gnn_efficiency"]
+        return "n/a" if v is None else f"{v:.3f}"
+
+    print(f"{event_name:>20} {set_name:>13}: eff {r['reconstructed']}/{r['fiducial_particles']} "
+          f"= {eff['value']:.3f} +{eff['err_high']:.3f} -{eff['err_low']:.3f}, fake "
+          f"{fake['value']:.3f} ({r['fake_tracks']}/{r['tracks']}), dup "
+          f"{r['duplicate_rate']['value']:.3f} | edges filter {r['filter_target_efficiency']:.3f}"
+          f" GNN {r['gnn_target_efficiency']:.3f}, endcap {gnn('pixel_endcap')} same disk "
+          f"{gnn('pixel_endcap_same_disk')}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trackml", type=Path, default=ROOT.parent / "shared" / "data" / "trackml")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/forward_eta_training"),
+                        help="scratch: training events, samples, checkpoints, eval events")
+    parser.add_argument("--out", default="forward_eta_training.json")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even when --work holds a finished training")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    work = args.work.resolve()
+    checkpoints = work / "checkpoints"
+    t0 = time.perf_counter()
+    metrics = train_forward(checkpoints, retrain=args.retrain)
+    train_s = time.perf_counter() - t0
+    torch.set_num_threads(THREADS)
+    shipped_metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
+
+    preset = get_preset("small")
+    events = {"trackml": first_event(args.trackml)}
+    for name, (seed, eta_max) in EVAL_EVENTS.items():
+        events[name] = first_event(simulated(work / "eval" / name, "small", 1, seed, eta_max))
+    event_info: dict[str, Any] = {
+        "trackml": {"path": str(args.trackml), "event_id": int(events["trackml"].event_id),
+                    **events["trackml"].sizes(), "strip_readout": "binary",
+                    "detector_acceptance_abs_eta": "about 4"}}
+    for name, (seed, eta_max) in EVAL_EVENTS.items():
+        event_info[name] = {"preset": "small", "vertices": preset.vertices,
+                            "particles_per_vertex": preset.particles_per_vertex, "seed": seed,
+                            "eta_max": eta_max, "strip_readout": "binary",
+                            **events[name].sizes()}
+
+    runs: dict[str, dict[str, Any]] = {name: {} for name in events}
+    for set_name, spec in specs(checkpoints).items():
+        for event_name, event in events.items():
+            runs[event_name][set_name] = evaluate(event, spec)
+            show(event_name, set_name, runs[event_name][set_name])
+
+    result = {
+        "benchmark": "forward_eta_training", "pipeline": PIPELINE,
+        "matching": f"two_way, fiducial pT > {TARGET_PT:g} GeV, |eta| < {DEFAULT_ETA_MAX:g}, "
+                    "primary; Clopper-Pearson 68.3% errors",
+        "forward_efficiency": f"particles with pT > {TARGET_PT:g} GeV, primary, >= 3 "
+                              f"measurements and |eta| > {DEFAULT_ETA_MAX:g} (outside the "
+                              "fiducial rates)",
+        "edge_efficiency": f"truth edges of particles with pT > {TARGET_PT:g} GeV kept after "
+                           f"the filter and after the GNN (score > {GNN_CUT:g})",
+        "threads": THREADS, "torch_threads": torch.get_num_threads(),
+        "thread_env": {var: os.environ.get(var) for var in
+                       ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")},
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()},
+        "model_sets": {
+            SHIPPED_SET: {"checkpoints": str(shipped_dir(SHIPPED_SET)),
+                          "data": {**shipped_metrics["data"], "eta_max": DEFAULT_ETA_MAX},
+                          "training": training_summary(shipped_metrics),
+                          "validation_events": f"small, binary strips, |eta| < "
+                                               f"{DEFAULT_ETA_MAX:g}"},
+            NEW_SET: {"checkpoints": str(checkpoints), "data": metrics["data"],
+                      "training": training_summary(metrics),
+                      "script_wall_s_of_training": train_s,
+                      "validation_events": f"small, binary strips, |eta| < "
+                                           f"{FORWARD_ETA_MAX:g}",
+                      "training_seeds": "one training run (TrainingConfig.seed default)"}},
+        "events": event_info,
+        "runs": runs,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / args.out
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
