@@ -29,7 +29,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
                               else preset.particles_per_vertex),
         seed=args.seed,
         pt_range=(preset.pt_min, preset.pt_max),
-        eta_max=preset.eta_max,
+        eta_max=args.eta_max if args.eta_max is not None else preset.eta_max,
         progress=not args.quiet,
         strip_readout=args.strip_readout,
         field=args.field,
@@ -266,6 +266,9 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--vertices", type=int, help="vertices per event (overrides the preset)")
     p.add_argument("--particles-per-vertex", type=int, help="particles per vertex (overrides)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--eta-max", type=float, metavar="ETA",
+                   help="the particle gun's |eta| range (overrides the preset's 2.5; up to 4, "
+                   "TrackML's acceptance, whose forward tracks cross the inner pixel discs)")
     p.add_argument("--strip-readout", choices=STRIP_READOUTS, default="analog",
                    help="strip cells: analog path lengths, or binary (1.0 per fired strip, as "
                    "TrackML and the ITk strips; default: analog)")

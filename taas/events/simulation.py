@@ -33,6 +33,7 @@ from taas.detector.acts_generic import (
 from taas.detector.field import SolenoidField, UniformField, simulation_field
 from taas.detector.geometry_id import decode
 from taas.detector.material import MATERIAL_FILE, generic_material
+from taas.errors import InputError
 from taas.events.event import write_manifest
 from taas.events.presets import DEFAULT_PDG
 from taas.io.atomic import atomic_write
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Beam spot (mm): Gaussian, as in ACTS' full_chain_test.
 BEAM_SIGMA_XY_MM = 0.0125
+#: The gun's widest |eta|: the last pixel discs' inner ring (module centres at |eta| 3.82, edges
+#: near 4, as TrackML's stated acceptance); beyond it a particle leaves too few hits to track.
+MAX_ETA = 4.0
 BEAM_SIGMA_Z_MM = 55.5
 #: Solenoid field along z at the centre (T); uniform everywhere unless ``field="trackml"``.
 FIELD_T = 2.0
@@ -178,10 +182,12 @@ def simulate(
 
     Each event has ``vertices`` Gaussian-smeared vertices (sigma_z 55.5 mm) of
     ``particles_per_vertex`` particles, flat in pT within ``pt_range`` (GeV) and in
-    |eta| < ``eta_max``, species ``pdg`` with random charge. ``skip`` starts at event number
-    ``skip`` (files are numbered by event). ``strip_readout`` (``"analog"`` or ``"binary"``,
-    ``taas.detector.acts_generic.STRIP_READOUTS``) is the strip volumes' cell readout: binary
-    strips read 1.0 per fired strip, like TrackML's strips and the ATLAS ITk strips (ABCStar).
+    |eta| < ``eta_max`` (the presets' 2.5 as ACTS' benchmarks; TrackML's events reach about 4,
+    the pixel end caps' inner rings), species ``pdg`` with random charge. ``skip`` starts at
+    event number ``skip`` (files are numbered by event). ``strip_readout`` (``"analog"`` or
+    ``"binary"``, ``taas.detector.acts_generic.STRIP_READOUTS``) is the strip volumes' cell
+    readout: binary strips read 1.0 per fired strip, like TrackML's strips and the ATLAS ITk
+    strips (ABCStar).
     ``field`` (``taas.detector.field.SIMULATION_FIELDS``): a uniform 2 T field, or
     ``"trackml"``, the real TrackML sample's solenoid (2 T at the centre, ~1 T at the end
     caps' far discs), given to Fatras and the digitization as an (r, z) map; the manifest
@@ -195,6 +201,9 @@ def simulate(
 
     if events < 1 or vertices < 1 or particles_per_vertex < 1:
         raise ValueError("events, vertices and particles_per_vertex must be positive")
+    if not 0 < eta_max <= MAX_ETA:
+        raise InputError(f"eta_max must be in (0, {MAX_ETA:g}] (the detector's acceptance), "
+                         f"got {eta_max}")
     check_strip_readout(strip_readout)
     simulation_field(field)
     out = Path(out_dir)

@@ -92,6 +92,23 @@ def test_rejects_empty_request(tmp_path: Path) -> None:
         simulate(tmp_path, events=0, vertices=1, particles_per_vertex=1, seed=1)
 
 
+def test_eta_range_reaches_the_inner_pixel_discs(tmp_path: Path, generic_detector: Detector,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``taas simulate --eta-max 4``: TrackML's forward particles, recorded in the manifest and
+    leaving hits on the pixel end caps' discs; beyond the acceptance it stops with one line."""
+    from taas.cli import main
+
+    assert main(["simulate", "--out", str(tmp_path / "fwd"), "--vertices", "2",
+                 "--particles-per-vertex", "50", "--seed", "5", "--eta-max", "4", "-q"]) == 0
+    assert json.loads((tmp_path / "fwd" / "dataset.json").read_text())["eta_max"] == 4.0
+    hits = read_acts_event(tmp_path / "fwd", 0, generic_detector).hits
+    eta = np.arcsinh(hits["tz"] / np.hypot(hits["tx"], hits["ty"]))
+    assert np.abs(eta).max() > 3.0  # |eta| 2.5 particles cannot reach it
+    assert main(["simulate", "--out", str(tmp_path / "bad"), "--eta-max", "5"]) == 2
+    assert "eta_max must be in (0, 4]" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_material_travels_with_the_events(tiny_sim_dir: Path, tmp_path: Path) -> None:
     """The material table is saved beside the detector and reloaded without ACTS' help."""
     from taas.cli import main
