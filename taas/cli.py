@@ -28,7 +28,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         particles_per_vertex=(args.particles_per_vertex if args.particles_per_vertex is not None
                               else preset.particles_per_vertex),
         seed=args.seed,
-        pt_range=(preset.pt_min, preset.pt_max),
+        pt_range=tuple(args.pt_range) if args.pt_range else (preset.pt_min, preset.pt_max),
+        pt_spectrum=args.pt_spectrum,
         eta_max=args.eta_max if args.eta_max is not None else preset.eta_max,
         progress=not args.quiet,
         strip_readout=args.strip_readout,
@@ -256,6 +257,7 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         presets: Mapping[str, Any]) -> None:
     from taas.detector.acts_generic import STRIP_READOUTS
     from taas.detector.field import SIMULATION_FIELDS
+    from taas.events.simulation import PT_SPECTRA
 
     p = sub.add_parser("simulate", help="simulate events with ACTS (Generic detector, Fatras, "
                        "geometric digitization) into ACTS/traccc CSV")
@@ -266,6 +268,11 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--vertices", type=int, help="vertices per event (overrides the preset)")
     p.add_argument("--particles-per-vertex", type=int, help="particles per vertex (overrides)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--pt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="the particle gun's pT range in GeV (overrides the preset's 0.5 10)")
+    p.add_argument("--pt-spectrum", choices=PT_SPECTRA, default="flat",
+                   help="pT flat in the range, or flat in log pT (as many particles per "
+                   "decade: a soft spectrum like TrackML's; default: flat)")
     p.add_argument("--eta-max", type=float, metavar="ETA",
                    help="the particle gun's |eta| range (overrides the preset's 2.5; up to 4, "
                    "TrackML's acceptance, whose forward tracks cross the inner pixel discs)")

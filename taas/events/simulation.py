@@ -45,6 +45,10 @@ BEAM_SIGMA_XY_MM = 0.0125
 #: The gun's widest |eta|: the last pixel discs' inner ring (module centres at |eta| 3.82, edges
 #: near 4, as TrackML's stated acceptance); beyond it a particle leaves too few hits to track.
 MAX_ETA = 4.0
+#: The gun's pT distribution within its range: ``flat`` (ACTS' benchmarks, the presets) or
+#: ``log`` (uniform in log pT: as many particles per decade, a soft spectrum like the
+#: low-pT-dominated TrackML events, whose hits are three quarters from particles below 1 GeV).
+PT_SPECTRA = ("flat", "log")
 BEAM_SIGMA_Z_MM = 55.5
 #: Solenoid field along z at the centre (T); uniform everywhere unless ``field="trackml"``.
 FIELD_T = 2.0
@@ -86,7 +90,7 @@ def _digitization_json(strip_readout: str) -> str:
 
 def _species_generators(acts: Any, ex: Any, *, vertices: int, particles_per_vertex: int,
                         pt_range: tuple[float, float], eta_max: float,
-                        pdg: Sequence[int]) -> list[Any]:
+                        pdg: Sequence[int], pt_spectrum: str) -> list[Any]:
     """One event-generator entry per species; the vertices are shared out among the species.
 
     ACTS' parametric gun fires one species per vertex, so a vertex holds muons *or* pions; with
@@ -102,6 +106,7 @@ def _species_generators(acts: Any, ex: Any, *, vertices: int, particles_per_vert
             continue
         gun = ex.ParametricParticleGenerator(
             p=(pt_range[0] * u.GeV, pt_range[1] * u.GeV), pTransverse=True,
+            pLogUniform=pt_spectrum == "log",
             eta=(-eta_max, eta_max), etaUniform=True, numParticles=particles_per_vertex,
             pdg=acts.PdgParticle(abs(code)), randomizeCharge=True)
         generators.append(ex.EventGenerator.Generator(
@@ -152,15 +157,26 @@ def check_simulated(directory: str | Path, want: dict[str, Any], *, min_events: 
     vertices, particles_per_vertex, strip_readout) with at least ``min_events`` events: events
     simulated elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
     :func:`simulate`. A ``ValueError`` names what differs otherwise. Manifests written before
-    the strip readout and the field were options record neither: their strips are analog,
-    their field uniform."""
+    the strip readout, the field and the pT spectrum were options record none: their strips
+    are analog, their field uniform, their pT flat."""
     directory = Path(directory)
-    meta = {"strip_readout": "analog", "field": "uniform",
+    meta = {"strip_readout": "analog", "field": "uniform", "pt_spectrum": "flat",
             **json.loads((directory / "dataset.json").read_text())}
     if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < min_events:
         raise ValueError(f"{directory}: dataset.json {meta} does not hold "
                          f"{min_events or 'the'} events of {want}")
     return directory
+
+
+def _check_gun(pt_range: tuple[float, float], pt_spectrum: str, eta_max: float) -> None:
+    """``InputError`` naming the particle-gun setting that cannot be simulated."""
+    if pt_spectrum not in PT_SPECTRA:
+        raise InputError(f"pt_spectrum must be one of {list(PT_SPECTRA)}, got {pt_spectrum!r}")
+    if not 0 < pt_range[0] < pt_range[1]:
+        raise InputError(f"pt_range must be 0 < min < max (GeV), got {list(pt_range)}")
+    if not 0 < eta_max <= MAX_ETA:
+        raise InputError(f"eta_max must be in (0, {MAX_ETA:g}] (the detector's acceptance), "
+                         f"got {eta_max}")
 
 
 def simulate(
@@ -177,11 +193,13 @@ def simulate(
     progress: bool = True,
     strip_readout: str = "analog",
     field: str = "uniform",
+    pt_spectrum: str = "flat",
 ) -> Path:
     """Simulate ``events`` particle-gun events on the Generic detector into ``out_dir``.
 
     Each event has ``vertices`` Gaussian-smeared vertices (sigma_z 55.5 mm) of
-    ``particles_per_vertex`` particles, flat in pT within ``pt_range`` (GeV) and in
+    ``particles_per_vertex`` particles in ``pt_range`` (GeV; flat in pT, or flat in log pT
+    with ``pt_spectrum="log"``, ``PT_SPECTRA``) and in
     |eta| < ``eta_max`` (the presets' 2.5 as ACTS' benchmarks; TrackML's events reach about 4,
     the pixel end caps' inner rings), species ``pdg`` with random charge. ``skip`` starts at
     event number ``skip`` (files are numbered by event). ``strip_readout`` (``"analog"`` or
@@ -201,9 +219,7 @@ def simulate(
 
     if events < 1 or vertices < 1 or particles_per_vertex < 1:
         raise ValueError("events, vertices and particles_per_vertex must be positive")
-    if not 0 < eta_max <= MAX_ETA:
-        raise InputError(f"eta_max must be in (0, {MAX_ETA:g}] (the detector's acceptance), "
-                         f"got {eta_max}")
+    _check_gun(pt_range, pt_spectrum, eta_max)
     check_strip_readout(strip_readout)
     simulation_field(field)
     out = Path(out_dir)
@@ -230,7 +246,8 @@ def simulate(
         level=level,
         generators=_species_generators(acts, ex, vertices=vertices,
                                        particles_per_vertex=particles_per_vertex,
-                                       pt_range=pt_range, eta_max=eta_max, pdg=pdg),
+                                       pt_range=pt_range, eta_max=eta_max, pdg=pdg,
+                                       pt_spectrum=pt_spectrum),
         randomNumbers=rnd, outputEvent="particle_gun_event")
     seq.addReader(generator)
     converter = ex.hepmc3.HepMC3InputConverter(
@@ -258,7 +275,8 @@ def simulate(
     info = {
         "source": "acts-fatras", "detector": detector.name, "seed": seed, "events": events,
         "skip": skip, "vertices": vertices, "particles_per_vertex": particles_per_vertex,
-        "pt_range_gev": list(pt_range), "eta_max": eta_max, "pdg": list(pdg),
+        "pt_range_gev": list(pt_range), "pt_spectrum": pt_spectrum, "eta_max": eta_max,
+        "pdg": list(pdg),
         "field_t": FIELD_T, "beam_sigma_xy_mm": BEAM_SIGMA_XY_MM,
         "beam_sigma_z_mm": BEAM_SIGMA_Z_MM, "strip_readout": strip_readout, "field": field,
         "acts_version": f"{acts.version.major}.{acts.version.minor}.{acts.version.patch}",

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taas.detector.detector import Detector
@@ -107,6 +108,28 @@ def test_eta_range_reaches_the_inner_pixel_discs(tmp_path: Path, generic_detecto
     assert main(["simulate", "--out", str(tmp_path / "bad"), "--eta-max", "5"]) == 2
     assert "eta_max must be in (0, 4]" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_log_pt_spectrum_fills_each_decade_alike(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--pt-spectrum log --pt-range 0.1 10``: as many particles below 1 GeV as above (a flat
+    spectrum over the same range puts 9% below), recorded in the manifest."""
+    from taas.cli import main
+
+    assert main(["simulate", "--out", str(tmp_path / "soft"), "--vertices", "4",
+                 "--particles-per-vertex", "100", "--seed", "6", "--pt-range", "0.1", "10",
+                 "--pt-spectrum", "log", "-q"]) == 0
+    manifest = json.loads((tmp_path / "soft" / "dataset.json").read_text())
+    assert (manifest["pt_spectrum"], manifest["pt_range_gev"]) == ("log", [0.1, 10.0])
+    fired = pd.read_csv(tmp_path / "soft" / "event000000000-particles.csv")  # the gun's
+    pt = np.hypot(fired["px"], fired["py"])
+    assert len(pt) == 400
+    assert 0.4 < np.mean(pt < 1.0) < 0.6  # binomial sigma 0.025
+    assert pt.min() >= 0.1
+    assert pt.max() <= 10.0
+    assert check_simulated(tmp_path / "soft", {"pt_spectrum": "log"}) == tmp_path / "soft"
+    assert main(["simulate", "--out", str(tmp_path / "bad"), "--pt-range", "2", "1"]) == 2
+    assert "pt_range must be 0 < min < max" in capsys.readouterr().err
 
 
 def test_material_travels_with_the_events(tiny_sim_dir: Path, tmp_path: Path) -> None:
