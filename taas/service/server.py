@@ -109,9 +109,11 @@ except (OSError, AttributeError):  # not Linux: the context manager still stops 
     _prctl = None
 
 
-def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float, name: str) -> None:
+def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float, name: str, *,
+                 group: bool = False) -> None:
     """Send ``sig`` (the program's own graceful shutdown) to a running ``process``, wait up to
-    ``timeout`` seconds, then SIGKILL it if it lingers."""
+    ``timeout`` seconds, then SIGKILL it if it lingers (``group``: with every process of its
+    process group, see ``kill_group``)."""
     if process.poll() is not None:
         return
     process.send_signal(sig)
@@ -119,8 +121,19 @@ def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float, nam
         process.wait(timeout)
     except subprocess.TimeoutExpired:
         log.warning("%s did not stop in %.0f s; killing it", name, timeout)
-        process.kill()
+        if group:
+            kill_group(process)
+        else:
+            process.kill()
         process.wait()
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started as the leader of its own process group, and the group: a
+    killed tritonserver cannot stop its Python-backend stubs, which would otherwise live on
+    as orphans holding hundreds of MB each."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _die_with_parent() -> None:
@@ -202,6 +215,7 @@ class TritonServer:
             self._process = subprocess.Popen(
                 self.command(backend_dir), stdout=sink, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=server_environment(),
+                start_new_session=True,  # its own group, with its stubs: see kill_group
                 preexec_fn=_die_with_parent)  # noqa: PLW1509 - one pre-resolved C call
         try:
             self._wait_ready()
@@ -255,16 +269,17 @@ class TritonServer:
         """SIGINT (Triton's graceful shutdown), then SIGKILL if it lingers."""
         process, self._process = self._process, None
         if process is not None:
-            stop_process(process, signal.SIGINT, timeout, "tritonserver")
+            stop_process(process, signal.SIGINT, timeout, "tritonserver", group=True)
         if self._workdir is not None:
             self._final_log = self.log_tail(200)  # the default log goes with the work dir
             self._workdir.cleanup()
             self._workdir = None
 
     def kill(self) -> None:
-        """SIGKILL, no shutdown: what clients see when a node crashes (fault tests)."""
+        """SIGKILL, no shutdown: what clients see when a node crashes (fault tests); its
+        stubs go with it, as with a crashed node."""
         if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+            kill_group(self._process)
             self._process.wait()
         self.stop()
 

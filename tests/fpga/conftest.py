@@ -1,13 +1,12 @@
 """Shared fixtures of the FPGA tests.
 
-GNN side (``test_gnn_*``): one compile cache for the whole session (``gnn_fpga_cache``), into
-which the hls4ml blocks and graph kernels of the shipped checkpoints are compiled once
+GNN side (``test_gnn_*``): the user's compile cache (``gnn_fpga_cache``), into which the hls4ml
+blocks and graph kernels of the shipped checkpoints are compiled once per change
 (``gnn_fpga_chain``), and the front-end tensors of one ``tiny`` event (``gnn_tiny_event``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,15 @@ FPGA_MISSING = bool(missing_modules("fpga") or missing_modules("gnn"))
 
 
 @pytest.fixture(scope="session")
-def gnn_fpga_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One FPGA compile cache for every GNN test of the session (compile once per CI run)."""
-    from backends.fpga.build import CACHE_ENV
+def gnn_fpga_cache() -> Path:
+    """The FPGA compile cache of the GNN tests: the user's (``backends.fpga.build.cache_dir``,
+    the one the workflow's fpga jobs use). Entries are named by the SHA-256 of everything that
+    goes into a build, so a block an earlier run compiled is loaded, not rebuilt, and a changed
+    block gets a new entry; the cache's own behaviour (racing builds, moved or damaged entries)
+    is tested in caches of their own (``test_gnn_cache.py``, ``test_frontend_cache.py``)."""
+    from backends.fpga.build import cache_dir
 
-    cache = tmp_path_factory.mktemp("gnn_fpga_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CACHE_ENV, str(cache))
-        yield cache
+    return cache_dir()
 
 
 @pytest.fixture(scope="session")

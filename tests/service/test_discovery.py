@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,12 +148,34 @@ def test_picks_the_first_ready_server(triton, direct, events) -> None:
     assert runner.record["served_by"] == {triton.url: 1}
 
 
+def _children(pid: int | None) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.triton
 def test_kill_mid_run_fails_over_then_stops_or_falls_back(triton, victim, direct, events,
                                                           caplog, tmp_path) -> None:
-    """Three clients start on the victim; it is killed between their events. The one with a
-    second server loses nothing; the one without stops with a clear error; the one configured
-    to fall back reconstructs the rest in-process, says so in the log and its record."""
+    """Three clients start on the victim; it is killed between their events, its Python-backend
+    stubs with it (no orphans). The one with a second server loses nothing; the one without
+    stops with a clear error; the one configured to fall back reconstructs the rest in-process,
+    says so in the log and its record."""
     stream = [events[i % len(events)] for i in range(6)]  # a run of six events
     fail_over = _runner((victim.url, triton.url), direct)
     stopping = _runner((victim.url, _dead()), direct)
@@ -161,7 +184,13 @@ def test_kill_mid_run_fails_over_then_stops_or_falls_back(triton, victim, direct
     assert all(r.url == victim.url for r in runners)
     results = {id(r): [r.run(stream[0]).tensors] for r in runners}
 
+    stubs = _children(victim.pid)
+    assert stubs  # the pipeline model's Python-backend stub
     victim.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in stubs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in stubs), "a killed server left its stubs running"
     try:
         with caplog.at_level(logging.WARNING, logger="taas.service.discovery"):
             for event in stream[1:]:

@@ -83,7 +83,7 @@ def test_server_killed_mid_run_gives_unavailable_error(victim, tiny_event):
         time.sleep(0.5)
         in_flight = len(answered)
         killed_at = time.monotonic()
-        os.kill(victim.pid, signal.SIGKILL)
+        victim.kill()  # SIGKILL, its stubs with it
         sender.join(timeout=60)
         assert not sender.is_alive(), "the client hangs on a dead server"
     finally:
