@@ -22,12 +22,11 @@ cut 0.3), the track count, and which set ``taas reconstruct`` picks for that eve
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from scaling_runs import SEED, simulated
+from scaling_runs import SEED, simulated, write_result
 from trackml_real_data import TARGET_PT, edge_counts, rates
 
 from taas.events.dataset import open_dataset
@@ -40,7 +39,6 @@ from taas.pipeline.reconstruct import event_inputs, strip_readout, with_model_se
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PIPELINES
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_SETS = (DEFAULT_MODEL_SET, "binary_strips")
 
@@ -102,10 +100,7 @@ def main() -> None:
                                  "after the filter and after the GNN (score > 0.3)",
               "simulated_seed": SEED,
               **{name: compare(name, event) for name, event in events.items()}}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / args.out
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

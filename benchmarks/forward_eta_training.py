@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from binary_strips import first_event
+from scaling_runs import write_result
 from trackml_endcap_probe import GNN_CUT, edge_classes, endcap_split
 from trackml_real_data import TARGET_PT, edge_counts, rates
 
@@ -63,7 +64,6 @@ from taas.pipeline.reconstruct import GNN_STAGES, event_inputs, with_model_set
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "acorn"
 SHIPPED_SET = "binary_strips"
@@ -255,10 +255,7 @@ def main() -> None:
         "events": event_info,
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / args.out
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ machine time is not measured here.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import replace
@@ -52,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 from binary_strips import first_event
-from scaling_runs import SEED
+from scaling_runs import SEED, write_result
 from trackml_real_data import TARGET_PT, particle_pt, rates
 
 from taas.edm.tracks import Tracks, take_lists
@@ -72,7 +71,6 @@ from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.reco.hit_spacepoints import truth_cell_hit_ids
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_SET = "binary_strips"
 TAIL = ("track_building", "track_fit")
@@ -358,10 +356,7 @@ def main() -> None:
               "cpu_reference_trackml": CPU_REFERENCE, "target": TARGET,
               "simulated_seed": SEED,
               **{name: scan(name, event) for name, event in events.items()}}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / args.out
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

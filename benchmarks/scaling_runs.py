@@ -4,7 +4,7 @@
 events of each preset, so their figures can be set side by side, and each records how loaded
 this shared machine was and how much memory it pre-touched (``--prefault-gib``), because both
 move the timings. Imported by those scripts as a sibling module (benchmarks are scripts, run as
-``python benchmarks/NAME.py``).
+``python benchmarks/NAME.py``), and by the others for their seed-11 events and ``write_result``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_
 
 #: Simulation seed of every scaling benchmark's events.
 SEED = 11
+#: Where benchmarks write their records.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def simulated(name: str, events: int, work: Path, sim_dir: Path | None = None) -> Path:
@@ -140,3 +142,12 @@ def slopes(sizes: Sequence[float], results: Sequence[dict[str, Any]]) -> dict[st
     return {"median": loglog_slopes(sizes, [r["stage_s_per_event"] for r in results]),
             "per_pass": [loglog_slopes(sizes, [r["stage_s_per_event_by_pass"][i] for r in results])
                          for i in range(n_passes)]}
+
+
+def write_result(result: dict[str, Any], name: str) -> Path:
+    """A benchmark's record as indented JSON to ``results/<name>``; says where."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+    return path

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 from binary_strips import first_event
+from scaling_runs import RESULTS, write_result
 from trackml_real_data import TARGET_PT, edge_counts, particle_pt, rates, volumes_of
 
 from taas.detector.acts_generic import STRIP_VOLUMES
@@ -77,7 +78,6 @@ from taas.pipeline.reconstruct import event_inputs, with_model_set
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PIPELINES
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_SET = "binary_strips"
 PIPELINE = "acorn"
@@ -384,10 +384,7 @@ def main() -> None:
               f"{out['tracks']} | GNN edges {out['gnn_target_efficiency']:.3f} endcap "
               f"{gnn['pixel_endcap']} (same disk {gnn['pixel_endcap_same_disk']}) barrel "
               f"{gnn['pixel_barrel']}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / args.out
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
