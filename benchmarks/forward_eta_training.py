@@ -45,20 +45,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from binary_strips import first_event
+from gun_training import (
+    FIDUCIAL_ETA_MAX,
+    SHIPPED_GUN,
+    THREADS,
+    Gun,
+    forward_efficiency,
+    simulated,
+    train_set,
+    training_summary,
+)
 from scaling_runs import write_result
 from trackml_endcap_probe import GNN_CUT, edge_classes, endcap_split
 from trackml_real_data import TARGET_PT, edge_counts, rates
 
 from taas.events.event import Event
 from taas.events.presets import get_preset
-from taas.events.simulation import simulate
-from taas.gnn.binary_strips import BINARY_STRIPS_DATA, binary_strips_config
-from taas.gnn.checkpoint import SHIPPED, load_checkpoint, save_checkpoint, shipped_dir
+from taas.gnn.checkpoint import shipped_dir
 from taas.gnn.data import build_sample, front_end
-from taas.metrics.rates import binomial_rate
 from taas.pipeline.evaluation import evaluate_reco
 from taas.pipeline.reconstruct import GNN_STAGES, event_inputs, with_model_set
 from taas.pipeline.runner import Pipeline
@@ -69,70 +75,9 @@ PIPELINE = "acorn"
 SHIPPED_SET = "binary_strips"
 NEW_SET = "forward_eta"
 #: TrackML's acceptance: the new training's particle gun.
-FORWARD_ETA_MAX = 4.0
-#: taas' default particle gun.
-DEFAULT_ETA_MAX = 2.5
-#: The fresh evaluation events: name -> (seed, eta_max); all ``small``, binary strips.
-EVAL_EVENTS = {"small_binary_eta2.5": (11, DEFAULT_ETA_MAX),
-               "small_binary_eta4": (12, FORWARD_ETA_MAX)}
-THREADS = 1
-
-
-def simulated(out: Path, preset: str, events: int, seed: int, eta_max: float) -> Path:
-    """``events`` binary-strip ``preset`` events with ``seed`` and |eta| < ``eta_max`` in
-    ``out``, simulated unless already there (``taas.gnn.training.simulate_once`` with the gun's
-    eta range, which that helper does not take)."""
-    if (out / "dataset.json").exists():
-        return out
-    p = get_preset(preset)
-    return simulate(out, events=events, vertices=p.vertices,
-                    particles_per_vertex=p.particles_per_vertex, seed=seed, eta_max=eta_max,
-                    strip_readout="binary", progress=False)
-
-
-def train_forward(out: Path, *, retrain: bool) -> dict[str, Any]:
-    """The binary-strips recipe on |eta| < ``FORWARD_ETA_MAX`` events into ``out`` (a run
-    already there is reused unless ``retrain``). Returns its metrics with wall times."""
-    data = {**BINARY_STRIPS_DATA, "eta_max": FORWARD_ETA_MAX}
-    done = out / "metrics.json"
-    if done.exists() and not retrain and all((out / f"{n}.pt").exists() for n in SHIPPED):
-        metrics = json.loads(done.read_text())
-        if metrics.get("data") == data:
-            print(f"reusing the training in {out}", flush=True)
-            return metrics
-    from taas.gnn.training import train_all
-
-    t0 = time.perf_counter()
-    train = simulated(out / "events" / "train", data["preset"], data["train_events"],
-                      data["train_seed"], FORWARD_ETA_MAX)
-    val = simulated(out / "events" / "val", data["preset"], data["val_events"],
-                    data["val_seed"], FORWARD_ETA_MAX)
-    simulation_s = time.perf_counter() - t0
-    print(f"simulated the training events in {simulation_s:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    metrics = train_all(out, events_dir=train, val_dir=val, config=binary_strips_config(),
-                        num_threads=THREADS, progress=False)
-    metrics["wall_s"] = {"simulation": simulation_s, "training": time.perf_counter() - t0}
-    metrics["data"] = data
-    done.write_text(json.dumps(metrics, indent=1))
-    for name in SHIPPED:
-        ckpt = load_checkpoint(out / f"{name}.pt")
-        save_checkpoint(out / f"{name}.pt", ckpt.model, kind=ckpt.kind,
-                        metadata={**ckpt.metadata, "data": data})
-    return metrics
-
-
-def training_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Validation metrics per stage, the working points, the epochs and the wall times."""
-    out: dict[str, Any] = {"data": metrics.get("data"), "timing_s": metrics.get("timing"),
-                           "wall_s": metrics.get("wall_s"),
-                           "torch_threads": metrics.get("torch_threads")}
-    for stage in ("embedding", "filter", "gnn"):
-        m = metrics[stage]
-        out[stage] = {"epochs": len(m["loss_history"]), "final_val_loss": m["val_loss_history"][-1],
-                      "validation": m["validation"],
-                      **{k: m[k] for k in ("r", "k", "cut", "stage_efficiency") if k in m}}
-    return out
+FORWARD_GUN = Gun(SHIPPED_GUN.pt_min, SHIPPED_GUN.pt_max, SHIPPED_GUN.pt_spectrum, 4.0)
+#: The fresh evaluation events: name -> (seed, gun); all ``small``, binary strips.
+EVAL_EVENTS = {"small_binary_eta2.5": (11, SHIPPED_GUN), "small_binary_eta4": (12, FORWARD_GUN)}
 
 
 def specs(checkpoints: Path) -> dict[str, PipelineSpec]:
@@ -141,15 +86,6 @@ def specs(checkpoints: Path) -> dict[str, PipelineSpec]:
     scratch = {stage: {"checkpoint_dir": str(checkpoints)} for stage in GNN_STAGES}
     return {SHIPPED_SET: with_model_set(base, SHIPPED_SET),
             NEW_SET: base.with_configs(scratch)}
-
-
-def forward_efficiency(summary: dict[str, Any]) -> dict[str, Any]:
-    """Efficiency of the particles fiducial except for their |eta| (pT > 1 GeV, primary, at
-    least 3 measurements) with |eta| > 2.5: the forward particles the rates leave out."""
-    p = summary["particles"]
-    sel = np.asarray(p["fiducial_except_eta"], bool) & (np.abs(p["eta"]) > DEFAULT_ETA_MAX)
-    reco = np.asarray(p["reconstructed"], bool)
-    return binomial_rate(int((reco & sel).sum()), int(sel.sum())).to_dict()
 
 
 def evaluate(event: Event, spec: PipelineSpec) -> dict[str, Any]:
@@ -201,23 +137,23 @@ def main() -> None:
     work = args.work.resolve()
     checkpoints = work / "checkpoints"
     t0 = time.perf_counter()
-    metrics = train_forward(checkpoints, retrain=args.retrain)
+    metrics = train_set(checkpoints, FORWARD_GUN, {}, retrain=args.retrain)
     train_s = time.perf_counter() - t0
     torch.set_num_threads(THREADS)
     shipped_metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
 
     preset = get_preset("small")
     events = {"trackml": first_event(args.trackml)}
-    for name, (seed, eta_max) in EVAL_EVENTS.items():
-        events[name] = first_event(simulated(work / "eval" / name, "small", 1, seed, eta_max))
+    for name, (seed, gun) in EVAL_EVENTS.items():
+        events[name] = first_event(simulated(work / "eval" / name, "small", 1, seed, gun))
     event_info: dict[str, Any] = {
         "trackml": {"path": str(args.trackml), "event_id": int(events["trackml"].event_id),
                     **events["trackml"].sizes(), "strip_readout": "binary",
                     "detector_acceptance_abs_eta": "about 4"}}
-    for name, (seed, eta_max) in EVAL_EVENTS.items():
+    for name, (seed, gun) in EVAL_EVENTS.items():
         event_info[name] = {"preset": "small", "vertices": preset.vertices,
                             "particles_per_vertex": preset.particles_per_vertex, "seed": seed,
-                            "eta_max": eta_max, "strip_readout": "binary",
+                            **gun.describe(), "strip_readout": "binary",
                             **events[name].sizes()}
 
     runs: dict[str, dict[str, Any]] = {name: {} for name in events}
@@ -228,10 +164,10 @@ def main() -> None:
 
     result = {
         "benchmark": "forward_eta_training", "pipeline": PIPELINE,
-        "matching": f"two_way, fiducial pT > {TARGET_PT:g} GeV, |eta| < {DEFAULT_ETA_MAX:g}, "
+        "matching": f"two_way, fiducial pT > {TARGET_PT:g} GeV, |eta| < {FIDUCIAL_ETA_MAX:g}, "
                     "primary; Clopper-Pearson 68.3% errors",
         "forward_efficiency": f"particles with pT > {TARGET_PT:g} GeV, primary, >= 3 "
-                              f"measurements and |eta| > {DEFAULT_ETA_MAX:g} (outside the "
+                              f"measurements and |eta| > {FIDUCIAL_ETA_MAX:g} (outside the "
                               "fiducial rates)",
         "edge_efficiency": f"truth edges of particles with pT > {TARGET_PT:g} GeV kept after "
                            f"the filter and after the GNN (score > {GNN_CUT:g})",
@@ -242,15 +178,15 @@ def main() -> None:
                     "cpus": os.cpu_count()},
         "model_sets": {
             SHIPPED_SET: {"checkpoints": str(shipped_dir(SHIPPED_SET)),
-                          "data": {**shipped_metrics["data"], "eta_max": DEFAULT_ETA_MAX},
+                          "data": {**shipped_metrics["data"], "eta_max": FIDUCIAL_ETA_MAX},
                           "training": training_summary(shipped_metrics),
                           "validation_events": f"small, binary strips, |eta| < "
-                                               f"{DEFAULT_ETA_MAX:g}"},
+                                               f"{FIDUCIAL_ETA_MAX:g}"},
             NEW_SET: {"checkpoints": str(checkpoints), "data": metrics["data"],
                       "training": training_summary(metrics),
                       "script_wall_s_of_training": train_s,
                       "validation_events": f"small, binary strips, |eta| < "
-                                           f"{FORWARD_ETA_MAX:g}",
+                                           f"{FORWARD_GUN.eta_max:g}",
                       "training_seeds": "one training run (TrainingConfig.seed default)"}},
         "events": event_info,
         "runs": runs,

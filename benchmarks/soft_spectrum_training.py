@@ -62,22 +62,29 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from binary_strips import first_event
-from forward_eta_training import forward_efficiency, training_summary
+from gun_training import (
+    SHIPPED_GUN,
+    THREADS,
+    Gun,
+    forward_efficiency,
+    simulated,
+    train_set,
+    training_summary,
+)
 from real_data_working_point import composition, edge_metrics, fake_tracks, score_distribution
 from trackml_endcap_probe import GNN_CUT
 from trackml_real_data import TARGET_PT, rates
 
 from taas.events.event import Event
 from taas.events.presets import get_preset
-from taas.events.simulation import simulate
-from taas.gnn.binary_strips import BINARY_STRIPS_DATA, binary_strips_config
-from taas.gnn.checkpoint import SHIPPED, load_checkpoint, save_checkpoint, shipped_dir
+from taas.gnn.binary_strips import BINARY_STRIPS_DATA
+from taas.gnn.checkpoint import shipped_dir
 from taas.gnn.data import GraphSample, build_sample
 from taas.pipeline.evaluation import evaluate_reco
 from taas.pipeline.reconstruct import GNN_STAGES, with_model_set
@@ -89,92 +96,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "acorn"
 SHIPPED_SET = "binary_strips"
-THREADS = 1
 
 
-@dataclass(frozen=True)
-class Gun:
-    """The particle gun's kinematics (``taas.events.simulation.simulate``)."""
-
-    pt_min: float
-    pt_max: float
-    pt_spectrum: str
-    eta_max: float
-
-    def kwargs(self) -> dict[str, Any]:
-        """``simulate`` keyword arguments."""
-        return {"pt_range": (self.pt_min, self.pt_max), "pt_spectrum": self.pt_spectrum,
-                "eta_max": self.eta_max}
-
-    def describe(self) -> dict[str, Any]:
-        return {"pt_range_gev": [self.pt_min, self.pt_max], "pt_spectrum": self.pt_spectrum,
-                "eta_max": self.eta_max}
-
-
-#: The shipped set's gun (taas' default: ACTS' benchmark gun).
-SHIPPED_GUN = Gun(0.5, 10.0, "flat", 2.5)
 #: The new sets: name -> gun of their training and validation events.
 NEW_SETS = {"soft": Gun(0.1, 10.0, "log", 2.5), "soft_forward": Gun(0.1, 10.0, "log", 4.0)}
 GUNS = {SHIPPED_SET: SHIPPED_GUN, **NEW_SETS}
 #: The fresh evaluation events: name -> (seed, gun); all ``small``, binary strips.
 EVAL_EVENTS = {"small_binary_shipped_gun": (11, SHIPPED_GUN),
                "small_binary_soft_forward_gun": (13, NEW_SETS["soft_forward"])}
-
-
-def simulated(out: Path, preset: str, events: int, seed: int, gun: Gun) -> Path:
-    """``events`` binary-strip ``preset`` events with ``seed`` and ``gun`` in ``out``,
-    simulated unless already there (then their ``dataset.json`` must name the same gun)."""
-    manifest = out / "dataset.json"
-    if manifest.exists():
-        meta = json.loads(manifest.read_text())
-        have = (tuple(meta.get("pt_range_gev", ())), meta.get("pt_spectrum", "flat"),
-                meta.get("eta_max"), meta.get("seed"), meta.get("events"))
-        want = ((gun.pt_min, gun.pt_max), gun.pt_spectrum, gun.eta_max, seed, events)
-        if have != want:
-            raise ValueError(f"{out} holds other events ({have}, want {want}); use another "
-                             "--work")
-        return out
-    p = get_preset(preset)
-    return simulate(out, events=events, vertices=p.vertices,
-                    particles_per_vertex=p.particles_per_vertex, seed=seed,
-                    strip_readout="binary", progress=False, **gun.kwargs())
-
-
-def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bool
-              ) -> dict[str, Any]:
-    """The binary-strips recipe on events of ``gun`` into ``out`` (a run already there with the
-    same data and epochs is reused unless ``retrain``). ``epochs``: per-stage epoch counts for
-    ``binary_strips_config`` (None: the recipe's). Returns its metrics with wall times."""
-    data = {**BINARY_STRIPS_DATA, **gun.describe(),
-            "epochs": {k: v for k, v in epochs.items() if v is not None} or "recipe"}
-    done = out / "metrics.json"
-    if done.exists() and not retrain and all((out / f"{n}.pt").exists() for n in SHIPPED):
-        metrics = json.loads(done.read_text())
-        if metrics.get("data") == data:
-            print(f"reusing the training in {out}", flush=True)
-            return metrics
-    from taas.gnn.training import train_all
-
-    t0 = time.perf_counter()
-    train = simulated(out / "events" / "train", data["preset"], data["train_events"],
-                      data["train_seed"], gun)
-    val = simulated(out / "events" / "val", data["preset"], data["val_events"],
-                    data["val_seed"], gun)
-    simulation_s = time.perf_counter() - t0
-    print(f"{out}: simulated the training events in {simulation_s:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    metrics = train_all(out, events_dir=train, val_dir=val,
-                        config=binary_strips_config(**{f"{k}_epochs": v
-                                                       for k, v in epochs.items()}),
-                        num_threads=THREADS, progress=False)
-    metrics["wall_s"] = {"simulation": simulation_s, "training": time.perf_counter() - t0}
-    metrics["data"] = data
-    done.write_text(json.dumps(metrics, indent=1))
-    for name in SHIPPED:
-        ckpt = load_checkpoint(out / f"{name}.pt")
-        save_checkpoint(out / f"{name}.pt", ckpt.model, kind=ckpt.kind,
-                        metadata={**ckpt.metadata, "data": data})
-    return metrics
 
 
 def training_truth(samples_dir: Path) -> dict[str, Any]:

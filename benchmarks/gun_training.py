@@ -1,0 +1,129 @@
+"""What the benchmarks that retrain the binary-strips GNN recipe on another particle gun share.
+
+``forward_eta_training.py`` and ``soft_spectrum_training.py`` train ``taas.gnn.binary_strips``'
+recipe (same preset, event counts, seeds, config and epochs) on events of another gun, into a
+scratch directory, and compare the result with the shipped set: the gun (``Gun``), its
+simulated events (``simulated``), the training (``train_set``), and what their records hold
+(``training_summary``, ``forward_efficiency``). One thread throughout (``THREADS``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taas.events.presets import get_preset
+from taas.events.simulation import simulate
+from taas.gnn.binary_strips import BINARY_STRIPS_DATA, binary_strips_config
+from taas.gnn.checkpoint import SHIPPED, load_checkpoint, save_checkpoint
+from taas.metrics.rates import binomial_rate
+
+THREADS = 1
+#: The |eta| of the fiducial particles (and of taas' default gun).
+FIDUCIAL_ETA_MAX = 2.5
+
+
+@dataclass(frozen=True)
+class Gun:
+    """The particle gun's kinematics (``taas.events.simulation.simulate``)."""
+
+    pt_min: float
+    pt_max: float
+    pt_spectrum: str
+    eta_max: float
+
+    def kwargs(self) -> dict[str, Any]:
+        """``simulate`` keyword arguments."""
+        return {"pt_range": (self.pt_min, self.pt_max), "pt_spectrum": self.pt_spectrum,
+                "eta_max": self.eta_max}
+
+    def describe(self) -> dict[str, Any]:
+        return {"pt_range_gev": [self.pt_min, self.pt_max], "pt_spectrum": self.pt_spectrum,
+                "eta_max": self.eta_max}
+
+
+#: The shipped set's gun (taas' default: ACTS' benchmark gun).
+SHIPPED_GUN = Gun(0.5, 10.0, "flat", FIDUCIAL_ETA_MAX)
+
+
+def simulated(out: Path, preset: str, events: int, seed: int, gun: Gun) -> Path:
+    """``events`` binary-strip ``preset`` events with ``seed`` and ``gun`` in ``out``,
+    simulated unless already there (then their ``dataset.json`` must name the same gun)."""
+    manifest = out / "dataset.json"
+    if manifest.exists():
+        meta = json.loads(manifest.read_text())
+        have = (tuple(meta.get("pt_range_gev", ())), meta.get("pt_spectrum", "flat"),
+                meta.get("eta_max"), meta.get("seed"), meta.get("events"))
+        want = ((gun.pt_min, gun.pt_max), gun.pt_spectrum, gun.eta_max, seed, events)
+        if have != want:
+            raise ValueError(f"{out} holds other events ({have}, want {want}); use another "
+                             "--work")
+        return out
+    p = get_preset(preset)
+    return simulate(out, events=events, vertices=p.vertices,
+                    particles_per_vertex=p.particles_per_vertex, seed=seed,
+                    strip_readout="binary", progress=False, **gun.kwargs())
+
+
+def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bool
+              ) -> dict[str, Any]:
+    """The binary-strips recipe on events of ``gun`` into ``out`` (a run already there with the
+    same data and epochs is reused unless ``retrain``). ``epochs``: per-stage epoch counts for
+    ``binary_strips_config`` (None: the recipe's). Returns its metrics with wall times."""
+    data = {**BINARY_STRIPS_DATA, **gun.describe(),
+            "epochs": {k: v for k, v in epochs.items() if v is not None} or "recipe"}
+    done = out / "metrics.json"
+    if done.exists() and not retrain and all((out / f"{n}.pt").exists() for n in SHIPPED):
+        metrics = json.loads(done.read_text())
+        if metrics.get("data") == data:
+            print(f"reusing the training in {out}", flush=True)
+            return metrics
+    from taas.gnn.training import train_all
+
+    t0 = time.perf_counter()
+    train = simulated(out / "events" / "train", data["preset"], data["train_events"],
+                      data["train_seed"], gun)
+    val = simulated(out / "events" / "val", data["preset"], data["val_events"],
+                    data["val_seed"], gun)
+    simulation_s = time.perf_counter() - t0
+    print(f"{out}: simulated the training events in {simulation_s:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    metrics = train_all(out, events_dir=train, val_dir=val,
+                        config=binary_strips_config(**{f"{k}_epochs": v
+                                                       for k, v in epochs.items()}),
+                        num_threads=THREADS, progress=False)
+    metrics["wall_s"] = {"simulation": simulation_s, "training": time.perf_counter() - t0}
+    metrics["data"] = data
+    done.write_text(json.dumps(metrics, indent=1))
+    for name in SHIPPED:
+        ckpt = load_checkpoint(out / f"{name}.pt")
+        save_checkpoint(out / f"{name}.pt", ckpt.model, kind=ckpt.kind,
+                        metadata={**ckpt.metadata, "data": data})
+    return metrics
+
+
+def training_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Validation metrics per stage, the working points, the epochs and the wall times."""
+    out: dict[str, Any] = {"data": metrics.get("data"), "timing_s": metrics.get("timing"),
+                           "wall_s": metrics.get("wall_s"),
+                           "torch_threads": metrics.get("torch_threads")}
+    for stage in ("embedding", "filter", "gnn"):
+        m = metrics[stage]
+        out[stage] = {"epochs": len(m["loss_history"]), "final_val_loss": m["val_loss_history"][-1],
+                      "validation": m["validation"],
+                      **{k: m[k] for k in ("r", "k", "cut", "stage_efficiency") if k in m}}
+    return out
+
+
+def forward_efficiency(summary: dict[str, Any]) -> dict[str, Any]:
+    """Efficiency of the particles fiducial except for their |eta| (pT > 1 GeV, primary, at
+    least 3 measurements) with |eta| > 2.5: the forward particles the rates leave out."""
+    p = summary["particles"]
+    sel = np.asarray(p["fiducial_except_eta"], bool) & (np.abs(p["eta"]) > FIDUCIAL_ETA_MAX)
+    reco = np.asarray(p["reconstructed"], bool)
+    return binomial_rate(int((reco & sel).sum()), int(sel.sum())).to_dict()
