@@ -37,7 +37,6 @@ carry the spread of one training run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -46,14 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from binary_strips import first_event
 from gun_training import (
     FIDUCIAL_ETA_MAX,
     SHIPPED_GUN,
     THREADS,
     Gun,
+    evaluation_events,
     forward_efficiency,
-    simulated,
+    retrain_parser,
     train_set,
     training_summary,
 )
@@ -62,7 +61,6 @@ from trackml_endcap_probe import GNN_CUT, edge_classes, endcap_split
 from trackml_real_data import TARGET_PT, edge_counts, rates
 
 from taas.events.event import Event
-from taas.events.presets import get_preset
 from taas.gnn.checkpoint import shipped_dir
 from taas.gnn.data import build_sample, front_end
 from taas.pipeline.evaluation import evaluate_reco
@@ -70,7 +68,6 @@ from taas.pipeline.reconstruct import GNN_STAGES, event_inputs, with_model_set
 from taas.pipeline.runner import Pipeline
 from taas.pipeline.spec import PIPELINES, PipelineSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "acorn"
 SHIPPED_SET = "binary_strips"
 NEW_SET = "forward_eta"
@@ -125,13 +122,7 @@ def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trackml", type=Path, default=ROOT.parent / "shared" / "data" / "trackml")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/forward_eta_training"),
-                        help="scratch: training events, samples, checkpoints, eval events")
-    parser.add_argument("--out", default="forward_eta_training.json")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train again even when --work holds a finished training")
+    parser = retrain_parser(__doc__, "forward_eta_training")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     work = args.work.resolve()
@@ -142,19 +133,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     shipped_metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
 
-    preset = get_preset("small")
-    events = {"trackml": first_event(args.trackml)}
-    for name, (seed, gun) in EVAL_EVENTS.items():
-        events[name] = first_event(simulated(work / "eval" / name, "small", 1, seed, gun))
-    event_info: dict[str, Any] = {
-        "trackml": {"path": str(args.trackml), "event_id": int(events["trackml"].event_id),
-                    **events["trackml"].sizes(), "strip_readout": "binary",
-                    "detector_acceptance_abs_eta": "about 4"}}
-    for name, (seed, gun) in EVAL_EVENTS.items():
-        event_info[name] = {"preset": "small", "vertices": preset.vertices,
-                            "particles_per_vertex": preset.particles_per_vertex, "seed": seed,
-                            **gun.describe(), "strip_readout": "binary",
-                            **events[name].sizes()}
+    events, event_info = evaluation_events(args.trackml, work / "eval", EVAL_EVENTS)
 
     runs: dict[str, dict[str, Any]] = {name: {} for name in events}
     for set_name, spec in specs(checkpoints).items():

@@ -9,6 +9,7 @@ simulated events (``simulated``), the training (``train_set``), and what their r
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from binary_strips import first_event
 
+from taas.events.event import Event
 from taas.events.presets import get_preset
 from taas.events.simulation import simulate
 from taas.gnn.binary_strips import BINARY_STRIPS_DATA, binary_strips_config
@@ -127,3 +130,35 @@ def forward_efficiency(summary: dict[str, Any]) -> dict[str, Any]:
     sel = np.asarray(p["fiducial_except_eta"], bool) & (np.abs(p["eta"]) > FIDUCIAL_ETA_MAX)
     reco = np.asarray(p["reconstructed"], bool)
     return binomial_rate(int((reco & sel).sum()), int(sel.sum())).to_dict()
+
+
+def evaluation_events(trackml: Path, work: Path, eval_events: dict[str, tuple[int, Gun]]
+                      ) -> tuple[dict[str, Event], dict[str, Any]]:
+    """The real TrackML event and one fresh binary-strip ``small`` event per (seed, gun) of
+    ``eval_events`` (simulated into ``work``), with what the record says of each."""
+    preset = get_preset("small")
+    events = {"trackml": first_event(trackml)}
+    info: dict[str, Any] = {
+        "trackml": {"path": str(trackml), "event_id": int(events["trackml"].event_id),
+                    **events["trackml"].sizes(), "strip_readout": "binary",
+                    "detector_acceptance_abs_eta": "about 4"}}
+    for name, (seed, gun) in eval_events.items():
+        events[name] = first_event(simulated(work / name, "small", 1, seed, gun))
+        info[name] = {"preset": "small", "vertices": preset.vertices,
+                      "particles_per_vertex": preset.particles_per_vertex, "seed": seed,
+                      **gun.describe(), "strip_readout": "binary", **events[name].sizes()}
+    return events, info
+
+
+def retrain_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """The options every such benchmark takes: ``--trackml``, ``--work`` (scratch, default
+    ``/tmp/<name>``), ``--out`` (``<name>.json`` in ``results/``) and ``--retrain``."""
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    parser.add_argument("--trackml", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "trackml")
+    parser.add_argument("--work", type=Path, default=Path("/tmp") / name,
+                        help="scratch: training events, samples, checkpoints, eval events")
+    parser.add_argument("--out", default=f"{name}.json")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even when --work holds a finished training")
+    return parser

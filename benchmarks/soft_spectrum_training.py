@@ -57,7 +57,6 @@ training run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -67,13 +66,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from binary_strips import first_event
 from gun_training import (
     SHIPPED_GUN,
     THREADS,
     Gun,
+    evaluation_events,
     forward_efficiency,
-    simulated,
+    retrain_parser,
     train_set,
     training_summary,
 )
@@ -82,7 +81,6 @@ from trackml_endcap_probe import GNN_CUT
 from trackml_real_data import TARGET_PT, rates
 
 from taas.events.event import Event
-from taas.events.presets import get_preset
 from taas.gnn.binary_strips import BINARY_STRIPS_DATA
 from taas.gnn.checkpoint import shipped_dir
 from taas.gnn.data import GraphSample, build_sample
@@ -93,7 +91,6 @@ from taas.pipeline.spec import PIPELINES, PipelineSpec
 from taas.reco.hit_spacepoints import event_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "acorn"
 SHIPPED_SET = "binary_strips"
 
@@ -172,13 +169,7 @@ def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trackml", type=Path, default=ROOT.parent / "shared" / "data" / "trackml")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/soft_spectrum_training"),
-                        help="scratch: training events, samples, checkpoints, eval events")
-    parser.add_argument("--out", default="soft_spectrum_training.json")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train again even when --work holds a finished training")
+    parser = retrain_parser(__doc__, "soft_spectrum_training")
     for stage in ("embedding", "filter", "gnn"):
         parser.add_argument(f"--{stage}-epochs", type=int, default=None,
                             help=f"{stage} epochs of BOTH new sets (default: the recipe's); "
@@ -199,19 +190,7 @@ def main() -> None:
         print(f"{name}: trained in {script_train_s[name]:.0f} s", flush=True)
     shipped_metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
 
-    preset = get_preset("small")
-    events = {"trackml": first_event(args.trackml)}
-    for name, (seed, gun) in EVAL_EVENTS.items():
-        events[name] = first_event(simulated(work / "eval" / name, "small", 1, seed, gun))
-    event_info: dict[str, Any] = {
-        "trackml": {"path": str(args.trackml), "event_id": int(events["trackml"].event_id),
-                    **events["trackml"].sizes(), "strip_readout": "binary",
-                    "detector_acceptance_abs_eta": "about 4"}}
-    for name, (seed, gun) in EVAL_EVENTS.items():
-        event_info[name] = {"preset": "small", "vertices": preset.vertices,
-                            "particles_per_vertex": preset.particles_per_vertex, "seed": seed,
-                            **gun.describe(), "strip_readout": "binary",
-                            **events[name].sizes()}
+    events, event_info = evaluation_events(args.trackml, work / "eval", EVAL_EVENTS)
 
     runs: dict[str, dict[str, Any]] = {name: {} for name in events}
     for set_name, spec in specs(checkpoints).items():
