@@ -75,5 +75,4 @@ class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
     def __init__(self, detector: Detector, config: TracccSeedingConfig | None = None) -> None:
         super().__init__(detector, config)
         device, note = cuda_or_fallback(allow_cpu_fallback=True)
-        self.torch_arrays = TorchArrays(device, note=note)
-        self.arrays = self.torch_work = self.torch_arrays
+        self.arrays = self.torch_work = TorchArrays(device, note=note)

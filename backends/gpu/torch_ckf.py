@@ -24,10 +24,8 @@ class TorchCkf(TorchDeviceHook):
     BACKEND = "gpu"
     #: float64 on both sides; the same tracks, states within ~1e-12 relative
     CONFORMANCE_TOLERANCE = Tolerance(rtol=1e-7, atol=1e-12)
-    torch_kernels: TorchCkfKernels
     kernels: CkfKernels
 
     def use_torch_kernels(self, detector: Detector) -> None:
         device, note = cuda_or_fallback(allow_cpu_fallback=True)
-        self.torch_kernels = TorchCkfKernels(detector, device, note=note)
-        self.kernels = self.torch_work = self.torch_kernels
+        self.kernels = self.torch_work = TorchCkfKernels(detector, device, note=note)
