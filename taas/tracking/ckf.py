@@ -56,13 +56,15 @@ Per batch of seeds (best seed quality first):
    one at a time, so every seed sees all earlier tracks; here a seed sharing a measurement
    with a better seed of the same batch is deferred to a later batch (``defer_shared``),
    which keeps batches large and still lets most of a particle's other seeds be skipped.
-6. **device hook** (``kernels``): the per-step track arithmetic -- propagation of (candidate,
-   module) pairs with the transport Jacobian and material noise, the chi2 of measurements and
-   the Kalman update -- goes through a ``CkfKernels`` object: ``NUMBA_KERNELS`` (numpy +
-   numba, the default) or ``taas.tracking.batched.ckf_kernels.TorchCkfKernels`` (the same
-   formulas in torch on a torch device). Navigation, branching bookkeeping, seed selection
-   and estimation stay on the host with the candidates: this is where the GPU path differs
-   from traccc's GPU CKF, which navigates on the device and keeps its candidates there.
+6. **device hook** (``kernels``): the navigation (next layer, candidate modules) and the
+   per-step track arithmetic -- propagation of (candidate, module) pairs with the transport
+   Jacobian and material noise, the chi2 of measurements and the Kalman update -- go through
+   a ``CkfKernels`` object: ``NUMBA_KERNELS`` (numpy + numba, the default) or
+   ``taas.tracking.batched.ckf_kernels.TorchCkfKernels`` (the same formulas in torch on a
+   torch device). Branching bookkeeping, seed selection and estimation stay on the host with
+   the candidates, so each call copies its inputs to the device and its results back: this is
+   where the GPU path still differs from traccc's GPU CKF, which keeps its candidates on the
+   device.
 """
 
 from __future__ import annotations
@@ -192,11 +194,26 @@ class Prediction(NamedTuple):
 
 
 class CkfKernels(Protocol):
-    """The CKF's per-step arithmetic on arrays (module docstring, step 6): a device hook.
+    """The CKF's per-step navigation and arithmetic on arrays (module docstring, step 6): a
+    device hook.
 
     Every argument and result is a host (numpy) array, so the host-side bookkeeping is the
     same whichever device computes.
     """
+
+    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
+                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``Navigation.next_layer``: the nearest layer beyond ``s_min`` per free state (n, 8)
+        and the path to it."""
+        ...
+
+    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
+                          direction: np.ndarray, tolerance: float,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """``Navigation.candidate_modules``: CSR lists of the modules each reference crossing
+        on ``layer`` may cross."""
+        ...
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
                 rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
@@ -228,8 +245,19 @@ def pair_step_bz(detector: Detector, params: np.ndarray, rows: np.ndarray,
 
 
 class NumbaKernels:
-    """The CPU kernels: numba propagation (``taas.tracking.propagation``), numpy noise and
-    chi2, ``taas.tracking.kalman.kalman_update``."""
+    """The CPU kernels: numba navigation (``taas.tracking.navigation``) and propagation
+    (``taas.tracking.propagation``), numpy noise and chi2, ``taas.tracking.kalman``'s
+    update."""
+
+    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
+                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return navigation.next_layer(free, s_min, exclude, bz, s_max)
+
+    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
+                          direction: np.ndarray, tolerance: float,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        return navigation.candidate_modules(layer, xyz, direction, tolerance)
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
                 rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
@@ -784,7 +812,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
         tt2 = np.maximum(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24)
         s_max = np.maximum(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0)
     field = field_of(detector, config.bz)
-    layer, s = navigation.next_layer(free, live.s_min, live.layer, point_bz(field, free), s_max)
+    layer, s = event.kernels.next_layer(navigation, free, live.s_min, live.layer,
+                                        point_bz(field, free), s_max)
     forced: list[_Candidates] = []
     if seeds is not None:
         forced, live, free, layer, s = _split_seed_hits(detector, event, nodes, live, free,
@@ -798,8 +827,8 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     layer, s = layer[moving], s[moving]
     # the field where each moving candidate is (the seed split above may have dropped rows)
     at = helix.helix_at(free[moving], s, point_bz(field, free[moving]), config.mass)
-    offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS], at[:, helix.DIR],
-                                                    config.bounds_tolerance)
+    offsets, modules = event.kernels.candidate_modules(navigation, layer, at[:, helix.POS],
+                                                       at[:, helix.DIR], config.bounds_tolerance)
     pair_c, modules, path, pred, pred_cov = _cross(detector, cand, at, offsets, modules,
                                                    config, stats, event.kernels)
 

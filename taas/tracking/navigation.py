@@ -36,6 +36,7 @@ import numpy as np
 
 from taas.detector.detector import Detector
 from taas.tracking import helix
+from taas.tracking.batched.flavours import NUMBA as _formulas
 
 BARREL, ENDCAP = 0, 1
 _TWO_PI = 2.0 * np.pi
@@ -244,46 +245,28 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
     enclosing cylinder (or would only come back to a layer after looping) is finished. A
     barrel layer is solved for only when it could beat the nearest layer found so far: the
     helix covers st per unit path across the beam, so reaching radius R from r0 takes a path
-    of at least |R - r0| / st.
+    of at least |R - r0| / st. Ties go to the lower layer index (as ``torch.min`` does).
     """
-    n_layers = len(kind)
     for i in range(len(free)):
         x0, y0, z0 = free[i, 0], free[i, 1], free[i, 2]
         tx, ty, tz = free[i, 4], free[i, 5], free[i, 6]
         st = np.sqrt(tx * tx + ty * ty)
         r0 = np.hypot(x0, y0)
-        # path to the world boundary: the outer cylinder or the end planes
-        best = min(helix.cylinder_path(x0, y0, tx, ty, h[i], world_r, 0.0), s_max[i])
-        if abs(tz) > 1e-12:
-            best = min(best, ((world_z if tz > 0 else -world_z) - z0) / tz)
-        if abs(h[i]) > 0:
-            best = min(best, np.pi / abs(h[i]))  # loopers: half a turn at most
+        best = _formulas.world_path(x0, y0, z0, tx, ty, tz, h[i], world_r, world_z, s_max[i])
         best_l = -1
-        for lay in range(n_layers):
+        for lay in range(len(kind)):
             if lay == exclude[i]:
                 continue
             if kind[lay] == BARREL:
                 if abs(ref[lay] - r0) * (1.0 - 1e-9) - 1e-9 >= best * st:
                     continue
-                s = helix.cylinder_path(x0, y0, tx, ty, h[i], ref[lay], s_min[i])
-                if s >= best:
-                    continue
-                z = z0 + s * tz
-                slack = margin + half[lay] * abs(tz) / max(st, 1e-6)
-                if z < lo[lay] - slack or z > hi[lay] + slack:
-                    continue
+                s = _formulas.barrel_crossing(x0, y0, z0, tx, ty, tz, h[i], s_min[i], ref[lay],
+                                              lo[lay], hi[lay], half[lay], margin)
             else:
-                if abs(tz) < 1e-12:
-                    continue
-                s = (ref[lay] - z0) / tz
-                if s <= s_min[i] or s >= best:
-                    continue
-                x, y, _z, _tx, _ty = helix.point_on_helix(x0, y0, z0, tx, ty, tz, h[i], s)
-                r = np.hypot(x, y)
-                slack = margin + half[lay] * st / abs(tz)
-                if r < lo[lay] - slack or r > hi[lay] + slack:
-                    continue
-            best, best_l = s, lay
+                s = _formulas.endcap_crossing(x0, y0, z0, tx, ty, tz, h[i], s_min[i], ref[lay],
+                                              lo[lay], hi[lay], half[lay], margin)
+            if s < best:
+                best, best_l = s, lay
         out_layer[i] = best_l
         out_s[i] = best if best_l >= 0 else np.inf
 
@@ -294,39 +277,18 @@ def _lookup(layer: np.ndarray, xyz: np.ndarray, direction: np.ndarray, tolerance
             lo2: np.ndarray, hi2: np.ndarray, first_bin: np.ndarray, bin_offsets: np.ndarray,
             bin_modules: np.ndarray, stamp: np.ndarray, counts: np.ndarray, out: np.ndarray,
             offsets: np.ndarray, fill: bool) -> None:
-    """Count (fill=False) or write (fill=True) the modules in each query's bin window."""
+    """Count (fill=False) or write (fill=True) the modules in each query's bin window, each
+    module once, in the order the window's bins (phi-major) list them."""
     for i in range(len(layer)):
         lay = layer[i]
-        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
-        tx, ty, tz = direction[i, 0], direction[i, 1], direction[i, 2]
-        r = max(np.hypot(x, y), 1e-6)
-        st = max(np.sqrt(tx * tx + ty * ty), 1e-6)
-        if kind[lay] == BARREL:
-            c2 = z
-            # cos of the angle between the transverse direction and the radial one
-            cos_a = max(abs(x * tx + y * ty) / (r * st), 0.2)
-            d_trans = half[lay] / cos_a
-            d2 = half[lay] * abs(tz) / st + tolerance
-        else:
-            c2 = r
-            d_trans = half[lay] * st / max(abs(tz), 1e-6)
-            d2 = d_trans + tolerance
-        dphi = min((d_trans + tolerance) / r, np.pi)
-        phi = np.arctan2(y, x)
-        bw_phi = _TWO_PI / n_phi[lay]
-        bw_2 = (hi2[lay] - lo2[lay]) / n_2[lay]
-        i_lo = int(np.floor((phi - dphi + np.pi) / bw_phi))
-        i_hi = int(np.floor((phi + dphi + np.pi) / bw_phi))
-        if i_hi - i_lo + 1 > n_phi[lay]:
-            i_hi = i_lo + n_phi[lay] - 1
-        j_lo = int(np.floor((c2 - d2 - lo2[lay]) / bw_2))
-        j_hi = int(np.floor((c2 + d2 - lo2[lay]) / bw_2))
-        j_lo = max(j_lo, 0)
-        j_hi = min(j_hi, n_2[lay] - 1)
+        i_lo, i_hi, j_lo, j_hi = _formulas.module_window(
+            xyz[i, 0], xyz[i, 1], xyz[i, 2], direction[i, 0], direction[i, 1], direction[i, 2],
+            kind[lay] == ENDCAP, half[lay], tolerance, float(n_phi[lay]), float(n_2[lay]),
+            lo2[lay], hi2[lay])
         k = offsets[i] if fill else 0
-        for ii in range(i_lo, i_hi + 1):
+        for ii in range(int(i_lo), int(i_hi) + 1):
             ip = ii % n_phi[lay]
-            for jj in range(j_lo, j_hi + 1):
+            for jj in range(int(j_lo), int(j_hi) + 1):
                 b = first_bin[lay] + ip * n_2[lay] + jj
                 for q in range(bin_offsets[b], bin_offsets[b + 1]):
                     mod = bin_modules[q]

@@ -1,14 +1,15 @@
 """The CKF's device hook in torch: ``taas.tracking.ckf.CkfKernels`` on a torch device.
 
-``taas.tracking.ckf`` keeps its candidates, navigation, branching and seed bookkeeping on the
-host and hands the per-step arithmetic -- propagation of (candidate, module) pairs with the
-transport Jacobian and material noise, chi2 of measurements, gain-matrix update -- to a
-kernels object. ``TorchCkfKernels`` runs that arithmetic with ``ckf_step`` (the same formulas
-as the numba kernels, ``taas.tracking.batched.formulas``) on a given torch device, so on the
-CPU device it reproduces the numba CKF's tracks and on CUDA it is the CKF's GPU path.
+``taas.tracking.ckf`` keeps its candidates, branching and seed bookkeeping on the host and
+hands the navigation -- next layer, candidate modules -- and the per-step arithmetic --
+propagation of (candidate, module) pairs with the transport Jacobian and material noise, chi2
+of measurements, gain-matrix update -- to a kernels object. ``TorchCkfKernels`` runs them with
+``navigation_tensors`` and ``ckf_step`` (the numba kernels' formulas,
+``taas.tracking.batched.formulas``) on a given torch device, so on the CPU device it
+reproduces the numba CKF's tracks and on CUDA it is the CKF's GPU path.
 
 Every call moves its inputs to the device and its results back: the host owns the candidates
-(traccc's GPU CKF keeps them on the device and navigates there; this one does not). The
+(traccc's GPU CKF keeps them on the device; this one does not yet). The
 ``TransferCounter`` (``taas.stages.transfers``, the one home of the chain's copy counting;
 re-exported here) counts those copies per event, so the chain's host <-> device traffic can be
 stated; on the CPU device they are the same crossings of the kernel interface, but
@@ -26,7 +27,10 @@ import torch
 from taas.detector.detector import Detector
 from taas.stages.device_tensors import TransferCounter
 from taas.tracking.batched import ckf_step
+from taas.tracking.batched.navigation_tensors import NavigationTensors
 from taas.tracking.ckf import CkfConfig, Prediction, pair_step_bz
+from taas.tracking.helix import turning_rate
+from taas.tracking.navigation import Navigation
 
 __all__ = ["TorchCkfKernels", "TransferCounter"]
 
@@ -51,6 +55,41 @@ class TorchCkfKernels:
             self.modules.hv, self.modules.min_hu, self.modules.max_hu,
             *(() if self.modules.slabs is None else (self.modules.slabs,))))
         self.transfers = TransferCounter()
+        self._navigation: tuple[Navigation, NavigationTensors] | None = None
+
+    def _navigation_on_device(self, navigation: Navigation) -> NavigationTensors:
+        """The layers and module grids on the device, moved there once per ``Navigation``
+        (like the module geometry: not counted per event)."""
+        if self._navigation is None or self._navigation[0] is not navigation:
+            self._navigation = (navigation, NavigationTensors(navigation, self.device))
+        return self._navigation[1]
+
+    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
+                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(free)
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        up, down = self.transfers.upload, self.transfers.download
+        per_state = [np.array(np.broadcast_to(a, (n,)), float)  # a writable copy each
+                     for a in (turning_rate(free[:, 7], bz), s_min, s_max)]
+        h, s_min_t, s_max_t = (up(a, self.device, torch.float64) for a in per_state)
+        layer, s = self._navigation_on_device(navigation).next_layer(
+            up(free, self.device, torch.float64), h, s_min_t,
+            up(np.array(np.broadcast_to(exclude, (n,)), np.int64), self.device, torch.int64),
+            s_max_t)
+        return down(layer), down(s)
+
+    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
+                          direction: np.ndarray, tolerance: float,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        if len(layer) == 0:
+            return np.zeros(1, np.int64), np.zeros(0, np.int64)
+        up, down = self.transfers.upload, self.transfers.download
+        offsets, rows = self._navigation_on_device(navigation).candidate_modules(
+            up(layer, self.device, torch.int64), up(xyz, self.device, torch.float64),
+            up(direction, self.device, torch.float64), tolerance)
+        return down(offsets), down(rows)
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
                 rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,

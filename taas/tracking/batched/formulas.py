@@ -214,6 +214,69 @@ def cylinder_segment_path(x, y, tx, ty, h, s_end, radius):
     return ops.select(found, s, 0.0), found
 
 
+# --- navigation (taas.tracking.navigation) ---------------------------------------------------
+@ops.kernel
+def barrel_crossing(x0, y0, z0, tx, ty, tz, h, s_min, radius, z_lo, z_hi, half, margin):
+    """Path beyond ``s_min`` to a barrel layer's reference cylinder ``radius``; inf where there
+    is none or its z lies outside the layer's modules [z_lo, z_hi], widened by ``margin`` and
+    by the z the track covers while crossing the layer's envelope (half-thickness ``half``)."""
+    s = cylinder_path(x0, y0, tx, ty, h, radius, s_min)
+    z = z0 + s * tz
+    slack = margin + half * ops.abs(tz) / ops.max_scalar(ops.sqrt(tx * tx + ty * ty), 1e-6)
+    return ops.select((z >= z_lo - slack) & (z <= z_hi + slack), s, INF)
+
+
+@ops.kernel
+def endcap_crossing(x0, y0, z0, tx, ty, tz, h, s_min, disc_z, r_lo, r_hi, half, margin):
+    """Path beyond ``s_min`` to an endcap layer's reference disc at ``disc_z``; inf where the
+    track never gets there or crosses outside the modules' radii [r_lo, r_hi] (widened by
+    ``margin`` and by the radius covered while crossing the envelope ``half``)."""
+    moving = ops.abs(tz) >= 1e-12
+    abs_tz = ops.select(moving, ops.abs(tz), 1.0)
+    s = (disc_z - z0) / ops.select(moving, tz, 1.0)
+    x, y, _z, _tx, _ty = point_on_helix(x0, y0, z0, tx, ty, tz, h, s)
+    r = ops.hypot(x, y)
+    slack = margin + half * ops.sqrt(tx * tx + ty * ty) / abs_tz
+    return ops.select(moving & (s > s_min) & (r >= r_lo - slack) & (r <= r_hi + slack), s, INF)
+
+
+@ops.kernel
+def world_path(x0, y0, z0, tx, ty, tz, h, world_r, world_z, s_max):
+    """Path after which a track has left the cylinder (``world_r``, +-``world_z``) enclosing
+    every module, reached ``s_max``, or turned half a circle (a looper): nothing beyond it is
+    navigated to."""
+    s = ops.minimum(cylinder_path(x0, y0, tx, ty, h, world_r, 0.0), s_max)
+    moving = ops.abs(tz) > 1e-12
+    end = (ops.select(tz > 0, world_z, -world_z) - z0) / ops.select(moving, tz, 1.0)
+    s = ops.select(moving, ops.minimum(s, end), s)
+    turning = ops.abs(h) > 0
+    return ops.select(turning, ops.minimum(s, math.pi / ops.select(turning, ops.abs(h), 1.0)), s)
+
+
+@ops.kernel
+def module_window(x, y, z, tx, ty, tz, endcap, half, tolerance, n_phi, n_2, lo2, hi2):
+    """Grid bins (phi bins i_lo..i_hi, wrapping; second-coordinate bins j_lo..j_hi, clipped to
+    the grid) around a layer's reference crossing at (x, y, z) with direction T: wide enough
+    to hold the crossing with every module plane within the layer's envelope ``half``, plus
+    ``tolerance`` (mm). Floats holding whole numbers."""
+    r = ops.max_scalar(ops.hypot(x, y), 1e-6)
+    st = ops.max_scalar(ops.sqrt(tx * tx + ty * ty), 1e-6)
+    # barrel: the transverse direction's angle to the radial one; endcap: the incidence on z
+    cos_a = ops.max_scalar(ops.abs(x * tx + y * ty) / (r * st), 0.2)
+    d_trans = ops.select(endcap, half * st / ops.max_scalar(ops.abs(tz), 1e-6), half / cos_a)
+    d2 = ops.select(endcap, d_trans, half * ops.abs(tz) / st) + tolerance
+    c2 = ops.select(endcap, r, z)
+    dphi = ops.min_scalar((d_trans + tolerance) / r, math.pi)
+    phi = ops.atan2(y, x)
+    bw_phi = TWO_PI / n_phi
+    bw_2 = (hi2 - lo2) / n_2
+    i_lo = ops.floor((phi - dphi + math.pi) / bw_phi)
+    i_hi = ops.minimum(ops.floor((phi + dphi + math.pi) / bw_phi), i_lo + n_phi - 1)
+    j_lo = ops.max_scalar(ops.floor((c2 - d2 - lo2) / bw_2), 0.0)
+    j_hi = ops.minimum(ops.floor((c2 + d2 - lo2) / bw_2), n_2 - 1.0)
+    return i_lo, i_hi, j_lo, j_hi
+
+
 @ops.kernel
 def transport_matrix(jac, tangent, tx, ty, tz, qop, s, h_per_qop, mass):
     """Fill ``jac`` (8, 8) = d(free at s)/d(free at 0) and ``tangent`` (8,) = d(free)/ds for a

@@ -17,7 +17,7 @@ import numpy as np
 
 sin, cos, sqrt, log = np.sin, np.cos, np.sqrt, np.log
 atan2, hypot, sinc, sign = np.arctan2, np.hypot, np.sinc, np.sign
-abs, isfinite = np.abs, np.isfinite
+abs, isfinite, floor = np.abs, np.isfinite, np.floor
 
 
 def kernel(func: Callable[..., Any]) -> Any:

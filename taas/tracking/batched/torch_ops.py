@@ -18,7 +18,7 @@ from taas.tracking.batched.flavours import load_formulas
 
 sin, cos, sqrt, log = torch.sin, torch.cos, torch.sqrt, torch.log
 atan2, hypot, sinc, sign = torch.atan2, torch.hypot, torch.sinc, torch.sign
-abs, isfinite = torch.abs, torch.isfinite
+abs, isfinite, floor = torch.abs, torch.isfinite, torch.floor
 select = torch.where
 logical_not = torch.logical_not
 
