@@ -80,6 +80,7 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import Seeds, Tracks
 from taas.errors import InputError
 from taas.tracking import helix
+from taas.tracking.batched.flavours import NUMBA as _formulas
 from taas.tracking.estimation import estimate_parameters
 from taas.tracking.field import field_of, point_bz, step_bz
 from taas.tracking.fitter import check_measurements
@@ -208,11 +209,13 @@ class CkfKernels(Protocol):
         and the path to it."""
         ...
 
-    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
-                          direction: np.ndarray, tolerance: float,
+    def crossable_modules(self, detector: Detector, navigation: Navigation,
+                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
                           ) -> tuple[np.ndarray, np.ndarray]:
-        """``Navigation.candidate_modules``: CSR lists of the modules each reference crossing
-        on ``layer`` may cross."""
+        """(candidate, module row) pairs, ordered by candidate: the modules of ``layer`` that
+        each free state ``at`` (n, 8) on the layer's reference surface may cross
+        (``Navigation.candidate_modules``), less those its straight line misses by more than
+        the helix can bend (``line_misses``)."""
         ...
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
@@ -254,10 +257,15 @@ class NumbaKernels:
                    ) -> tuple[np.ndarray, np.ndarray]:
         return navigation.next_layer(free, s_min, exclude, bz, s_max)
 
-    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
-                          direction: np.ndarray, tolerance: float,
+    def crossable_modules(self, detector: Detector, navigation: Navigation,
+                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
                           ) -> tuple[np.ndarray, np.ndarray]:
-        return navigation.candidate_modules(layer, xyz, direction, tolerance)
+        offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS],
+                                                        at[:, helix.DIR],
+                                                        config.bounds_tolerance)
+        pair_c = np.repeat(np.arange(len(layer)), np.diff(offsets))
+        near = ~line_misses(detector, at, pair_c, modules, config)
+        return pair_c[near], modules[near]
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
                 rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
@@ -827,10 +835,9 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     layer, s = layer[moving], s[moving]
     # the field where each moving candidate is (the seed split above may have dropped rows)
     at = helix.helix_at(free[moving], s, point_bz(field, free[moving]), config.mass)
-    offsets, modules = event.kernels.candidate_modules(navigation, layer, at[:, helix.POS],
-                                                       at[:, helix.DIR], config.bounds_tolerance)
-    pair_c, modules, path, pred, pred_cov = _cross(detector, cand, at, offsets, modules,
-                                                   config, stats, event.kernels)
+    pair_c, modules = event.kernels.crossable_modules(detector, navigation, layer, at, config)
+    pair_c, modules, path, pred, pred_cov = _cross(detector, cand, pair_c, modules, config,
+                                                   stats, event.kernels)
 
     # gaps: no module crossed on this layer -> try the next layer from the same state
     crossed, gap = _gaps(cand, pair_c, layer, s)
@@ -879,24 +886,19 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     return nxt, _Candidates.concat(finished)
 
 
-def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.ndarray,
-           modules: np.ndarray, config: CkfConfig, stats: CkfStats,
-           kernels: CkfKernels = NUMBA_KERNELS,
+def _cross(detector: Detector, cand: _Candidates, pair_c: np.ndarray, modules: np.ndarray,
+           config: CkfConfig, stats: CkfStats, kernels: CkfKernels = NUMBA_KERNELS,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Predictions on the candidate modules each candidate actually crosses.
+    """Predictions on the modules each candidate actually crosses, of the crossable
+    (candidate ``pair_c``, module) pairs (``CkfKernels.crossable_modules``).
 
-    ``at``: the candidates' free states at the layer's reference surface. Pairs that a straight
-    line from there misses by more than the helix can bend away from it are dropped first
-    (``_line_misses``); the other (candidate, module) pairs are propagated with the
-    transport Jacobian and ``C' = J (C + Q) J^T`` (+ the passive surfaces' noise) by the
-    ``kernels`` in one pass (99.5% of them cross inside the module at ``medium``: a pass
-    without the Jacobian first would solve the same intersections twice), and the pairs whose
-    crossing lies inside the module are kept. Returns per crossing pair: candidate, module
-    row, path, params, covariance (pairs stay ordered by candidate).
+    The pairs are propagated with the transport Jacobian and ``C' = J (C + Q) J^T`` (+ the
+    passive surfaces' noise) by the ``kernels`` in one pass (99.5% of them cross inside the
+    module at ``medium``: a pass without the Jacobian first would solve the same
+    intersections twice), and the pairs whose crossing lies inside the module are kept.
+    Returns per crossing pair: candidate, module row, path, params, covariance (pairs stay
+    ordered by candidate).
     """
-    pair_c = np.repeat(np.arange(len(cand)), np.diff(offsets))
-    near = ~_line_misses(detector, at, pair_c, modules, config)
-    pair_c, modules = pair_c[near], modules[near]
     pred = kernels.predict(detector, cand.params, cand.cov, cand.row, pair_c, modules, config,
                            passive=True)
     inside = pred.ok & (pred.path > 0) & detector.inside_bounds(
@@ -908,12 +910,11 @@ def _cross(detector: Detector, cand: _Candidates, at: np.ndarray, offsets: np.nd
             0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2)))
 
 
-def _line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
-                 config: CkfConfig) -> np.ndarray:
+def line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
+                config: CkfConfig) -> np.ndarray:
     """Pairs whose module the helix cannot cross within the bounds tolerance: the straight line
-    along the state ``at[pair_c]`` meets the module's plane at path d outside its bounds by more
-    than the helix's distance from that line there (at most |h| d^2 / 2 across the track, taken
-    twice, plus 0.05 mm), magnified by the incidence on the plane. The exact test follows for
+    along the state ``at[pair_c]`` meets the module's plane outside its bounds by more than the
+    helix can stray from that line (``formulas.line_crossing``). The exact test follows for
     the other pairs, so this only saves their Newton solves (about four in five)."""
     u, v, margin, steep = _line_crossings(np.ascontiguousarray(at), pair_c, modules,
                                           detector.center, detector.rotation,
@@ -925,23 +926,15 @@ def _line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules
 def _line_crossings(at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
                     center: np.ndarray, rotation: np.ndarray, h_per_qop: float,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Local (u, v) of each pair's straight-line crossing, the helix margin there, and whether
-    the line meets the plane steeply enough (|cos incidence| > 0.1) to judge at all."""
+    """``formulas.line_crossing`` of every (candidate ``pair_c``, module) pair."""
     n = len(pair_c)
     u, v, margin = np.empty(n), np.empty(n), np.empty(n)
     steep = np.empty(n, np.bool_)
     for k in range(n):
         c, m = pair_c[k], modules[k]
-        rot = rotation[m]
-        along = rot[0, 2] * at[c, 4] + rot[1, 2] * at[c, 5] + rot[2, 2] * at[c, 6]
-        steep[k] = abs(along) > 0.1
-        scale = along if steep[k] else 1.0
-        ox, oy, oz = center[m, 0] - at[c, 0], center[m, 1] - at[c, 1], center[m, 2] - at[c, 2]
-        d = (rot[0, 2] * ox + rot[1, 2] * oy + rot[2, 2] * oz) / scale
-        hx, hy, hz = d * at[c, 4] - ox, d * at[c, 5] - oy, d * at[c, 6] - oz
-        u[k] = rot[0, 0] * hx + rot[1, 0] * hy + rot[2, 0] * hz
-        v[k] = rot[0, 1] * hx + rot[1, 1] * hy + rot[2, 1] * hz
-        margin[k] = (abs(h_per_qop * at[c, 7]) * d * d + 0.05) / abs(scale)
+        u[k], v[k], margin[k], steep[k] = _formulas.line_crossing(
+            at[c, 0], at[c, 1], at[c, 2], at[c, 4], at[c, 5], at[c, 6], at[c, 7], center[m],
+            rotation[m], h_per_qop)
     return u, v, margin, steep
 
 

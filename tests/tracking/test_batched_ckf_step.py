@@ -63,7 +63,9 @@ def step(tiny_sim_dir):
     offsets, modules = nav.candidate_modules(layer[moving], at[:, helix.POS], at[:, helix.DIR],
                                              config.bounds_tolerance)
     cand = ckf._Candidates(seed=np.arange(len(rows)), row=rows, params=params, cov=cov)
-    numba = ckf._cross(det, cand, at, offsets, modules, config, ckf.CkfStats())
+    near_c, near_modules = ckf.NUMBA_KERNELS.crossable_modules(det, nav, layer[moving], at,
+                                                               config)
+    numba = ckf._cross(det, cand, near_c, near_modules, config, ckf.CkfStats())
     pair_c = np.repeat(np.arange(len(rows)), np.diff(offsets))
     pred = ckf_step.predict(ckf_step.ModuleTensors(det), to_torch(params), to_torch(cov),
                             torch.as_tensor(rows), torch.as_tensor(pair_c),

@@ -189,11 +189,11 @@ def test_seed_skipping_a_layer_picks_up_its_hit(chain, ckf, dataset):
 
 
 def test_line_precheck_never_drops_a_crossing_module(generic_detector):
-    """``_line_misses`` only drops (state, module) pairs whose helix crossing lies outside the
+    """``line_misses`` only drops (state, module) pairs whose helix crossing lies outside the
     module (+ tolerance): checked against the exact intersection for states near random
     modules, soft and stiff, at any incidence."""
     from taas.tracking import helix
-    from taas.tracking.ckf import _line_misses
+    from taas.tracking.ckf import line_misses
 
     det = generic_detector
     rng = np.random.default_rng(8)
@@ -210,7 +210,7 @@ def test_line_precheck_never_drops_a_crossing_module(generic_detector):
     at[:, helix.POS], at[:, helix.DIR] = start, direction
     at[:, helix.QOP] = rng.choice([-1, 1], n) / rng.uniform(0.3, 20.0, n)
     config = CkfConfig()
-    misses = _line_misses(det, at, np.arange(n), modules, config)
+    misses = line_misses(det, at, np.arange(n), modules, config)
     s, ok = helix.intersect_plane(at, center, rot[:, :, 2], config.bz)
     end = helix.helix_at(at, np.where(ok, s, 0.0), config.bz)
     offset = end[:, helix.POS] - center

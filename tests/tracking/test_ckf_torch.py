@@ -56,15 +56,15 @@ class _CallCounting(TorchCkfKernels):
     def __init__(self, detector: Detector) -> None:
         super().__init__(detector)
         self.calls = {"predict": 0, "chi2": 0, "update": 0, "next_layer": 0,
-                      "candidate_modules": 0}
+                      "crossable_modules": 0}
 
     def next_layer(self, navigation, free, *args):
         self.calls["next_layer"] += len(free) > 0
         return super().next_layer(navigation, free, *args)
 
-    def candidate_modules(self, navigation, layer, *args):
-        self.calls["candidate_modules"] += len(layer) > 0
-        return super().candidate_modules(navigation, layer, *args)
+    def crossable_modules(self, detector, navigation, layer, *args):
+        self.calls["crossable_modules"] += len(layer) > 0
+        return super().crossable_modules(detector, navigation, layer, *args)
 
     def predict(self, *args, **kwargs):
         self.calls["predict"] += len(args[4]) > 0
@@ -108,14 +108,14 @@ def test_torch_kernels_find_the_numba_tracks_on_a_tiny_event(tiny_inputs):
     # every call moves its inputs over and its results back, counted one tensor each:
     # predict 5 up (params, cov, rows, pairs, targets) / 4 down (ok, path, params, cov),
     # chi2 4 / 1, update 4 / 3, next_layer 5 (states, turning rates, path floors, excluded
-    # layers, path limits) / 2 (layers, paths), candidate_modules 3 (layers, positions,
-    # directions) / 2 (offsets, modules)
+    # layers, path limits) / 2 (layers, paths), crossable_modules 2 (layers, states) / 2
+    # (candidates, modules)
     calls, moved = kernels.calls, kernels.transfers
     assert min(calls.values()) > 0
     assert moved.to_device == (5 * calls["predict"] + 4 * calls["chi2"] + 4 * calls["update"]
-                               + 5 * calls["next_layer"] + 3 * calls["candidate_modules"])
+                               + 5 * calls["next_layer"] + 2 * calls["crossable_modules"])
     assert moved.to_host == (4 * calls["predict"] + calls["chi2"] + 3 * calls["update"]
-                             + 2 * calls["next_layer"] + 2 * calls["candidate_modules"])
+                             + 2 * calls["next_layer"] + 2 * calls["crossable_modules"])
     # at least the (K, 6, 6) covariances of every update went over and came back
     assert moved.to_device_bytes > 8 * 36 * numba_stats.branches
     assert moved.to_host_bytes > 8 * 36 * numba_stats.branches

@@ -26,10 +26,12 @@ import torch
 
 from taas.detector.detector import Detector
 from taas.stages.device_tensors import TransferCounter
+from taas.tracking import helix
 from taas.tracking.batched import ckf_step
 from taas.tracking.batched.navigation_tensors import NavigationTensors
+from taas.tracking.batched.torch_ops import FORMULAS as F
 from taas.tracking.ckf import CkfConfig, Prediction, pair_step_bz
-from taas.tracking.helix import turning_rate
+from taas.tracking.field import field_of
 from taas.tracking.navigation import Navigation
 
 __all__ = ["TorchCkfKernels", "TransferCounter"]
@@ -72,7 +74,7 @@ class TorchCkfKernels:
             return np.zeros(0, np.int64), np.zeros(0)
         up, down = self.transfers.upload, self.transfers.download
         per_state = [np.array(np.broadcast_to(a, (n,)), float)  # a writable copy each
-                     for a in (turning_rate(free[:, 7], bz), s_min, s_max)]
+                     for a in (helix.turning_rate(free[:, 7], bz), s_min, s_max)]
         h, s_min_t, s_max_t = (up(a, self.device, torch.float64) for a in per_state)
         layer, s = self._navigation_on_device(navigation).next_layer(
             up(free, self.device, torch.float64), h, s_min_t,
@@ -80,16 +82,27 @@ class TorchCkfKernels:
             s_max_t)
         return down(layer), down(s)
 
-    def candidate_modules(self, navigation: Navigation, layer: np.ndarray, xyz: np.ndarray,
-                          direction: np.ndarray, tolerance: float,
+    def crossable_modules(self, detector: Detector, navigation: Navigation,
+                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
                           ) -> tuple[np.ndarray, np.ndarray]:
         if len(layer) == 0:
-            return np.zeros(1, np.int64), np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         up, down = self.transfers.upload, self.transfers.download
-        offsets, rows = self._navigation_on_device(navigation).candidate_modules(
-            up(layer, self.device, torch.int64), up(xyz, self.device, torch.float64),
-            up(direction, self.device, torch.float64), tolerance)
-        return down(offsets), down(rows)
+        at_t = up(at, self.device, torch.float64)  # (8, n)
+        offsets, modules = self._navigation_on_device(navigation).candidate_modules(
+            up(layer, self.device, torch.int64), at_t[helix.POS], at_t[helix.DIR],
+            config.bounds_tolerance)
+        pair_c = torch.repeat_interleave(torch.arange(len(layer), device=self.device),
+                                         torch.diff(offsets))
+        # taas.tracking.ckf.line_misses, on the device
+        x, y, z, _t, tx, ty, tz, qop = at_t[:, pair_c]
+        u, v, margin, steep = F.line_crossing(
+            x, y, z, tx, ty, tz, qop, self.modules.center[:, modules],
+            self.modules.rotation[:, :, modules],
+            -helix.K_FIELD * field_of(detector, config.bz).max_bz)
+        misses = steep & ~self.modules.inside_bounds(modules, u, v,
+                                                     config.bounds_tolerance + margin)
+        return down(pair_c[~misses]), down(modules[~misses])
 
     def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
                 rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,

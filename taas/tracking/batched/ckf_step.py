@@ -56,7 +56,7 @@ class ModuleTensors:
                         if passive is not None and len(passive) else None)
 
     def inside_bounds(self, rows: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
-                      tolerance: float) -> torch.Tensor:
+                      tolerance: float | torch.Tensor) -> torch.Tensor:
         """``Detector.inside_bounds`` on the device: (u, v) within the module's trapezoid."""
         hv = self.hv[rows]
         half_u = self.min_hu[rows] + (self.max_hu[rows] - self.min_hu[rows]) * (v + hv) / (2 * hv)

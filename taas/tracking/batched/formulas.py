@@ -278,6 +278,26 @@ def module_window(x, y, z, tx, ty, tz, endcap, half, tolerance, n_phi, n_2, lo2,
 
 
 @ops.kernel
+def line_crossing(x, y, z, tx, ty, tz, qop, center, rot, h_per_qop):
+    """Where the straight line along a state (position, direction T, q/p) meets a module's
+    plane (``center`` (3,), ``rot`` (3, 3), local w along the third column): the local (u, v)
+    there, how far the helix can stray from the line by then (at most |h| d^2 / 2 across the
+    track at path d, taken twice, plus 0.05 mm) magnified by the incidence, and whether the
+    line meets the plane steeply enough (|cos incidence| > 0.1) to judge at all. ``h_per_qop``
+    bounds the turning rate per unit q/p (the field's largest value)."""
+    along = rot[0, 2] * tx + rot[1, 2] * ty + rot[2, 2] * tz
+    steep = ops.abs(along) > 0.1
+    scale = ops.select(steep, along, 1.0)
+    ox, oy, oz = center[0] - x, center[1] - y, center[2] - z
+    d = (rot[0, 2] * ox + rot[1, 2] * oy + rot[2, 2] * oz) / scale
+    hx, hy, hz = d * tx - ox, d * ty - oy, d * tz - oz
+    u = rot[0, 0] * hx + rot[1, 0] * hy + rot[2, 0] * hz
+    v = rot[0, 1] * hx + rot[1, 1] * hy + rot[2, 1] * hz
+    margin = (ops.abs(h_per_qop * qop) * d * d + 0.05) / ops.abs(scale)
+    return u, v, margin, steep
+
+
+@ops.kernel
 def transport_matrix(jac, tangent, tx, ty, tz, qop, s, h_per_qop, mass):
     """Fill ``jac`` (8, 8) = d(free at s)/d(free at 0) and ``tangent`` (8,) = d(free)/ds for a
     unit direction (tx, ty, tz): x = x0 + s M(a) T0 and T = Rz(a) T0 with a = h s, h = h_per_qop
