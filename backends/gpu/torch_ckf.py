@@ -1,9 +1,10 @@
 """What both GPU CKF stages add to their CKF stage base (a mixin before it): torch kernels.
 
-Propagation with the transport Jacobian and material noise, chi2 and Kalman updates run
-batched on CUDA (``taas.tracking.batched.ckf_kernels``, the numba kernels' formulas);
-navigation, branching and seed bookkeeping stay on the host -- unlike traccc's GPU CKF, which
-navigates on the device -- so every step copies its pairs to the device and its predictions
+Navigation (next layer, crossable modules), propagation with the transport Jacobian and
+material noise, chi2 and Kalman updates run batched on CUDA
+(``taas.tracking.batched.ckf_kernels``, the numba kernels' formulas); the candidates'
+branching and seed bookkeeping stay on the host -- unlike traccc's GPU CKF, which keeps its
+candidates on the device -- so every step copies its states to the device and its answers
 back (``transfers`` counts them per event: ``backends.gpu.torch_hook``). Without CUDA it runs
 on the CPU device and ``device`` says so.
 """
