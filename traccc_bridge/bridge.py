@@ -52,7 +52,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
@@ -62,64 +61,12 @@ from taas.edm.tracks import ProtoTracks, Seeds
 from taas.seeding.config import SeedingConfig
 from taas.seeding.shapes import spacepoint_shapes
 from taas.seeding.triplets import find_seeds
+from taas.tracking.arrays import HOST, Array, ArrayOps
 from taas.tracking.ckf import SeedStarts
 from taas.tracking.estimation import helix_parameters
 from taas.tracking.fitter import check_prototracks, fit_prototracks
 from taas.tracking.parameters import QOP, THETA
 from traccc_bridge.config import TracccSeedingConfig
-
-#: An array of ``ArrayOps.xp``: ``np.ndarray`` on the host, ``torch.Tensor`` on a device.
-Array = Any
-
-
-class ArrayOps:
-    """Where the bridge's array work runs: numpy on the host (this class, ``HOST``).
-
-    The formulas below are written once against ``xp`` with the functions numpy and torch
-    spell alike (``where``, ``diff``, ``cumsum(axis=0)``, ``bincount``, ``linalg.norm``,
-    creation with ``device=``); the methods are what they spell differently. ``upload`` and
-    ``download`` are the only ways across the host boundary: the identity here; the gpu
-    backend's torch subclass copies and counts.
-    """
-
-    xp: ModuleType = np
-    device: Any = "cpu"
-
-    def upload(self, array: np.ndarray) -> Array:
-        """A host array where the work runs."""
-        return array
-
-    def download(self, array: Array) -> np.ndarray:
-        """An array of this namespace back on the host."""
-        return np.asarray(array)
-
-    def geometry(self, detector: Detector) -> tuple[Array, Array]:
-        """The detector's module centres (n, 3) and rotations (n, 3, 3) where the work runs."""
-        return detector.center, detector.rotation
-
-    def stable_argsort(self, a: Array) -> Array:
-        """The sorting permutation of ``a``; equal entries keep their order."""
-        return np.argsort(a, kind="stable")
-
-    def repeat(self, values: Array, counts: Array) -> Array:
-        """``values[i]`` repeated ``counts[i]`` times, in order."""
-        return np.repeat(values, counts)
-
-    def segment_sum(self, values: Array, segment: Array, n: int) -> Array:
-        """Per segment 0..n-1, the sum of the float ``values`` in it."""
-        return np.bincount(segment, weights=values, minlength=n)
-
-    def full(self, shape: tuple[int, ...], value: float, dtype: Any) -> Array:
-        """A new array of ``value`` where the work runs."""
-        return self.xp.full(shape, value, dtype=dtype, device=self.device)
-
-    def arange(self, n: int) -> Array:
-        """0..n-1 (int64) where the work runs."""
-        return self.xp.arange(n, dtype=self.xp.int64, device=self.device)
-
-
-#: The host: numpy, no copies.
-HOST = ArrayOps()
 
 
 def _offsets(arrays: ArrayOps, counts: Array) -> Array:

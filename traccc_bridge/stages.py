@@ -16,9 +16,10 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.table import Table, col
 from taas.edm.tracks import ProtoTracks, Seeds, Tracks, take_lists
 from taas.stages.base import RowOrder, Stage
+from taas.tracking.arrays import HOST, ArrayOps
 from taas.tracking.ckf import NUMBA_KERNELS, CkfKernels, CkfStats, SeedStarts, find_tracks
 from taas.tracking.navigation import build_navigation
-from traccc_bridge.bridge import HOST, ArrayOps, passes_momentum_cuts, seed_prototracks
+from traccc_bridge.bridge import passes_momentum_cuts, seed_prototracks
 from traccc_bridge.config import TracccFindingConfig, TracccSeedingConfig
 
 #: Per seed, its proto-track's measurements (CSR), as ``ProtoTracks`` columns.
@@ -70,7 +71,7 @@ class PrototrackSeedingStage(Stage):
     0.07% fakes against 0.9857 / 0.13% (``free``). A fit pulled by the wrong hits a GNN
     proto-track carries starts the CKF worse than a clean triplet does, and costs more.
 
-    ``arrays`` is the device hook (``traccc_bridge.bridge.ArrayOps``): numpy on the host here,
+    ``arrays`` is the device hook (``taas.tracking.arrays.ArrayOps``): numpy on the host here,
     torch in the gpu backend.
     """
 

@@ -16,12 +16,13 @@ import torch
 from backends.cpu.clustering import CpuClustering
 from backends.cpu.prototrack_seeding import CpuPrototrackSeeding
 from backends.cpu.spacepoints import CpuSpacepoints
-from backends.gpu.prototrack_seeding import GpuPrototrackSeeding, TorchArrays
+from backends.gpu.prototrack_seeding import GpuPrototrackSeeding
 from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import ProtoTracks
 from taas.events.dataset import open_dataset
 from taas.metrics.truth_link import measurement_particles
 from taas.stages.registry import resolve
+from taas.tracking.batched.torch_arrays import TorchArrays
 from taas.tracking.estimation import estimate_parameters, helix_parameters
 from tests.traccc_bridge.bridge_toy import spacepoints_of
 from tests.tracking.toy import barrel_detector, generate_particles, measure, simulate
