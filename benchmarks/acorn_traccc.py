@@ -13,7 +13,7 @@ Variants: ``cpu``; ``acorn`` (its shipped settings); ``acorn_traccc`` in both CK
 (``constrained``, ``free``) times both seeding methods (``triplet``, ``fit``), and with the
 other choices of supplementary triplet seeding (``none``, ``uncovered``, ``all``); with
 ``--gpu-ckf`` (the default when torch sees CUDA) also the default one with its CKF on the gpu
-backend (``acorn_traccc/free/triplet/ckf=gpu``: torch navigation and track arithmetic),
+backend (``acorn_traccc/free/triplet/ckf=gpu``: the whole CKF in torch),
 whose host <-> device copies of the last event are recorded (``transfers``). All variants
 share one front end and one GNN pass per event (the GNN stages are deterministic and
 identical in ``acorn`` and ``acorn_traccc``; only track building's settings differ, so it is

@@ -1,12 +1,13 @@
 """What both GPU CKF stages add to their CKF stage base (a mixin before it): torch kernels.
 
-Navigation (next layer, crossable modules), propagation with the transport Jacobian and
-material noise, chi2 and Kalman updates run batched on CUDA
-(``taas.tracking.batched.ckf_kernels``, the numba kernels' formulas); the candidates'
-branching and seed bookkeeping stay on the host -- unlike traccc's GPU CKF, which keeps its
-candidates on the device -- so every step copies its states to the device and its answers
-back (``transfers`` counts them per event: ``backends.gpu.torch_hook``). Without CUDA it runs
-on the CPU device and ``device`` says so.
+The CKF (``taas.tracking.ckf``) runs with ``taas.tracking.batched.ckf_kernels.TorchCkfKernels``:
+navigation, propagation with the transport Jacobian and material noise, chi2, Kalman updates
+and the candidates' bookkeeping in torch, on CUDA, the candidates staying on the device for a
+batch of seeds as traccc's do. The seed selection and deduplication between batches, and the
+seeds' estimates, run on the host: per event the measurements go up once, per batch the seeds
+go up and the found tracks' measurements come down, and the tracks come down at the end
+(``transfers`` counts them: ``backends.gpu.torch_hook``). Without CUDA it runs on the CPU
+device and ``device`` says so.
 """
 
 from __future__ import annotations

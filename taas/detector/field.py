@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,9 +26,10 @@ import numpy as np
 class Field(Protocol):
     """What the track math asks of a field."""
 
-    def effective_bz(self, xyz: np.ndarray, cot_theta: np.ndarray) -> float | np.ndarray:
+    def effective_bz(self, xyz: Any, cot_theta: Any, xp: ModuleType = np) -> float | Any:
         """The field (T) that turns tracks at ``xyz`` (n, 3) with ``cot_theta`` (n,) in the
-        transverse plane: a float for a uniform field, else (n,)."""
+        transverse plane: a float for a uniform field, else (n,). ``xp``: the arrays'
+        namespace (numpy, or torch for tensors on a device)."""
         ...
 
     @property
@@ -46,7 +48,7 @@ class UniformField:
         if not math.isfinite(self.bz) or self.bz == 0:
             raise ValueError(f"UniformField.bz must be finite and non-zero (T), got {self.bz}")
 
-    def effective_bz(self, xyz: np.ndarray, cot_theta: np.ndarray) -> float:
+    def effective_bz(self, xyz: Any, cot_theta: Any, xp: ModuleType = np) -> float:
         return self.bz
 
     @property
@@ -75,11 +77,11 @@ class SolenoidField:
                 raise ValueError(f"SolenoidField.{name} must be > 0 (mm), "
                                  f"got {getattr(self, name)}")
 
-    def _profile(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _profile(self, z: Any, xp: ModuleType = np) -> tuple[Any, Any]:
         """f(z) and f'(z)."""
         a2 = self.fall_off ** 2
         up, down = z + self.half_length, z - self.half_length
-        rho_up, rho_down = np.sqrt(up ** 2 + a2), np.sqrt(down ** 2 + a2)
+        rho_up, rho_down = xp.sqrt(up ** 2 + a2), xp.sqrt(down ** 2 + a2)
         value = up / rho_up - down / rho_down
         slope = a2 / rho_up ** 3 - a2 / rho_down ** 3
         return value, slope
@@ -88,16 +90,19 @@ class SolenoidField:
     def _norm(self) -> float:
         return float(self.bz_center / self._profile(np.zeros(1))[0][0])
 
-    def bz_br(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Bz, Br) in tesla at the points ``xyz`` (n, 3)."""
-        xyz = np.asarray(xyz, float)
-        value, slope = self._profile(xyz[:, 2])
-        r = np.hypot(xyz[:, 0], xyz[:, 1])
+    def bz_br(self, xyz: Any, xp: ModuleType = np) -> tuple[Any, Any]:
+        """(Bz, Br) in tesla at the points ``xyz`` (n, 3) (arrays of ``xp``)."""
+        if xp is np:
+            xyz = np.asarray(xyz, float)
+        value, slope = self._profile(xyz[:, 2], xp)
+        r = xp.hypot(xyz[:, 0], xyz[:, 1])
         return self._norm * value, -0.5 * r * self._norm * slope
 
-    def effective_bz(self, xyz: np.ndarray, cot_theta: np.ndarray) -> np.ndarray:
-        bz, br = self.bz_br(xyz)
-        return bz - np.asarray(cot_theta, float) * br
+    def effective_bz(self, xyz: Any, cot_theta: Any, xp: ModuleType = np) -> Any:
+        bz, br = self.bz_br(xyz, xp)
+        if xp is np:
+            cot_theta = np.asarray(cot_theta, float)
+        return bz - cot_theta * br
 
     @property
     def max_bz(self) -> float:

@@ -90,7 +90,7 @@ ACORN_TRACCC = PipelineSpec(
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
     # the bridge, the CKF's track arithmetic and the ambiguity solver go to the accelerator
     # too (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
-    # supplementary seeding; prototrack_ckf/gpu: torch navigation and kernels;
+    # supplementary seeding; prototrack_ckf/gpu: the CKF in torch, seed batches on the host;
     # ambiguity/gpu: the greedy solver in torch)
     accel_stages=("graph_construction", "edge_classification", "track_building",
                   "prototrack_seeding", "prototrack_ckf", "ambiguity"),

@@ -61,6 +61,12 @@ class ArrayOps:
         """0..n-1 (int64) where the work runs."""
         return self.xp.arange(n, dtype=self.xp.int64, device=self.device)
 
+    def entries(self, counts: Array) -> tuple[Array, Array]:
+        """For lists of ``counts`` entries, per entry: its list and its position there."""
+        owner = self.repeat(self.arange(len(counts)), counts)
+        firsts = self.xp.cumsum(counts, axis=0) - counts
+        return owner, self.arange(len(owner)) - firsts[owner]
+
     def flatnonzero(self, mask: Array) -> Array:
         """Indices (int64) where ``mask`` is true."""
         return np.flatnonzero(mask)

@@ -56,30 +56,38 @@ Per batch of seeds (best seed quality first):
    one at a time, so every seed sees all earlier tracks; here a seed sharing a measurement
    with a better seed of the same batch is deferred to a later batch (``defer_shared``),
    which keeps batches large and still lets most of a particle's other seeds be skipped.
-6. **device hook** (``kernels``): the navigation (next layer, candidate modules) and the
-   per-step track arithmetic -- propagation of (candidate, module) pairs with the transport
-   Jacobian and material noise, the chi2 of measurements and the Kalman update -- go through
-   a ``CkfKernels`` object: ``NUMBA_KERNELS`` (numpy + numba, the default) or
-   ``taas.tracking.batched.ckf_kernels.TorchCkfKernels`` (the same formulas in torch on a
-   torch device). Branching bookkeeping, seed selection and estimation stay on the host with
-   the candidates, so each call copies its inputs to the device and its results back: this is
-   where the GPU path still differs from traccc's GPU CKF, which keeps its candidates on the
-   device.
+6. **device hook** (``kernels``): the navigation (next layer, crossable modules) and the
+   track arithmetic -- free states, helix steps, the field, propagation of (candidate,
+   module) pairs with the transport Jacobian and material noise, the chi2 of measurements
+   and the Kalman update -- go through a ``CkfKernels`` object: ``NUMBA_KERNELS`` (numpy +
+   numba, the default) or ``taas.tracking.batched.ckf_kernels.TorchCkfKernels`` (the same
+   formulas in torch on a torch device). The candidates' bookkeeping -- branching, holes,
+   overlaps, the per-seed cap, the measurement tree and its walk -- is written once against
+   the hook's ``arrays`` (``taas.tracking.arrays.ArrayOps``: numpy, or torch on the device),
+   so within a batch the candidates stay where the kernels work, as traccc's GPU CKF keeps
+   them. What the host keeps, and so what crosses (``arrays.upload`` / ``download``, counted
+   by the torch hook): the event's measurements, once; per batch the seed selection and
+   deduplication (sequential, ACTS' one-seed-at-a-time order) with the seeds' estimates or
+   given starts, and the found tracks' measurements back; the tracks at the end.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import NamedTuple, Protocol
 
 import numba
 import numpy as np
 
 from taas.detector.detector import Detector
+from taas.detector.field import Field
 from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import Seeds, Tracks
 from taas.errors import InputError
 from taas.tracking import helix
+from taas.tracking.arrays import HOST, Array, ArrayOps
 from taas.tracking.batched.flavours import NUMBA as _formulas
 from taas.tracking.estimation import estimate_parameters
 from taas.tracking.field import field_of, point_bz, step_bz
@@ -92,7 +100,7 @@ from taas.tracking.measurement_errors import (
     measurement_variances,
 )
 from taas.tracking.navigation import Navigation, group_by_module
-from taas.tracking.parameters import PHI, THETA, bound_to_free, direction
+from taas.tracking.parameters import PHI, QOP, THETA, bound_to_free, direction
 from taas.tracking.propagation import propagate
 
 
@@ -188,78 +196,118 @@ class SeedStarts(NamedTuple):
 class Prediction(NamedTuple):
     """States propagated to target modules (``CkfKernels.predict``), one row per pair."""
 
-    ok: np.ndarray  #: (P,) bool: the intersection exists
-    path: np.ndarray  #: (P,) mm
-    params: np.ndarray  #: (P, 6) bound parameters on the target module
-    cov: np.ndarray  #: (P, 6, 6) ``J (C + Q_module) J^T`` (+ ``Q_passive``)
+    ok: Array  #: (P,) bool: the intersection exists
+    path: Array  #: (P,) mm
+    params: Array  #: (P, 6) bound parameters on the target module
+    cov: Array  #: (P, 6, 6) ``J (C + Q_module) J^T`` (+ ``Q_passive``)
 
 
 class CkfKernels(Protocol):
-    """The CKF's per-step navigation and arithmetic on arrays (module docstring, step 6): a
-    device hook.
+    """The CKF's device hook (module docstring, step 6): where its arrays live (``arrays``)
+    and the navigation and track arithmetic on them.
 
-    Every argument and result is a host (numpy) array, so the host-side bookkeeping is the
-    same whichever device computes.
+    Every argument and result is an array of ``arrays`` (numpy for the CPU kernels, tensors
+    on a torch device for the torch ones), track axis first. The candidates' bookkeeping
+    between the calls is written against the same ``arrays``, so within a batch of seeds the
+    candidates never leave the device.
     """
 
-    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
-                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def arrays(self) -> ArrayOps:
+        """The namespace the hook's arrays belong to, and their way across the host boundary."""
+        ...
+
+    def free_states(self, detector: Detector, params: Array, rows: Array) -> Array:
+        """Free vectors (n, 8) of bound parameters ``params`` (n, 6) on module ``rows``."""
+        ...
+
+    def point_field(self, detector: Detector, config: CkfConfig, free: Array) -> float | Array:
+        """The effective field at free states (n, 8) (``taas.tracking.field.point_bz``)."""
+        ...
+
+    def helix_at(self, free: Array, s: Array, bz: float | Array, mass: float) -> Array:
+        """Free states after paths ``s`` along their helices (``taas.tracking.helix``)."""
+        ...
+
+    def layer_of(self, navigation: Navigation, rows: Array) -> Array:
+        """The navigation layer of module ``rows``."""
+        ...
+
+    def inside_bounds(self, detector: Detector, rows: Array, u: Array, v: Array,
+                      tolerance: float) -> Array:
+        """``Detector.inside_bounds``: local (u, v) within module ``rows`` (+ tolerance)."""
+        ...
+
+    def next_layer(self, navigation: Navigation, free: Array, s_min: Array, exclude: Array,
+                   bz: float | Array, s_max: float | Array) -> tuple[Array, Array]:
         """``Navigation.next_layer``: the nearest layer beyond ``s_min`` per free state (n, 8)
         and the path to it."""
         ...
 
-    def crossable_modules(self, detector: Detector, navigation: Navigation,
-                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    def crossable_modules(self, detector: Detector, navigation: Navigation, layer: Array,
+                          at: Array, config: CkfConfig) -> tuple[Array, Array]:
         """(candidate, module row) pairs, ordered by candidate: the modules of ``layer`` that
         each free state ``at`` (n, 8) on the layer's reference surface may cross
         (``Navigation.candidate_modules``), less those its straight line misses by more than
         the helix can bend (``line_misses``)."""
         ...
 
-    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
-                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
-                *, passive: bool) -> Prediction:
+    def predict(self, detector: Detector, params: Array, cov: Array, rows: Array,
+                pair_c: Array, targets: Array, config: CkfConfig, *,
+                passive: bool) -> Prediction:
         """Candidates ``params`` (C, 6) / ``cov`` (C, 6, 6) on modules ``rows`` (C,),
         propagated to ``targets`` (P,) for the pairs ``pair_c`` (P,): the material noise of
         the module left behind added before the transport, the passive surfaces' on the way
         after it when ``passive``."""
         ...
 
-    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
-             var: np.ndarray) -> np.ndarray:
+    def chi2(self, params: Array, cov: Array, meas: Array, var: Array) -> Array:
         """Predicted chi2 (K,) of 2D measurements ``meas`` / variances ``var`` (K, 2)."""
         ...
 
-    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def update(self, params: Array, cov: Array, meas: Array, var: Array,
+               ) -> tuple[Array, Array, Array]:
         """Gain-matrix update: filtered parameters, covariances and chi2 increments."""
         ...
 
 
-def pair_step_bz(detector: Detector, params: np.ndarray, rows: np.ndarray,
-                 pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
-                 ) -> float | np.ndarray:
+def pair_step_bz(field: Field, centers: Array, params: Array, rows: Array, pair_c: Array,
+                 targets: Array, xp: ModuleType = np) -> float | Array:
     """The effective field of each (candidate ``pair_c``, target module) step of a prediction
-    (``taas.tracking.field.step_bz``): one home for every CKF kernel, whatever its device."""
-    return step_bz(field_of(detector, config.bz), detector.center[rows[pair_c]],
-                   detector.center[targets], params[pair_c, THETA])
+    (``taas.tracking.field.step_bz``; module ``centers`` (n_modules, 3) and the other arrays
+    of ``xp``): one home for every CKF kernel, whatever its device."""
+    return step_bz(field, centers[rows[pair_c]], centers[targets], params[pair_c, THETA], xp)
 
 
 class NumbaKernels:
-    """The CPU kernels: numba navigation (``taas.tracking.navigation``) and propagation
-    (``taas.tracking.propagation``), numpy noise and chi2, ``taas.tracking.kalman``'s
-    update."""
+    """The CPU kernels on numpy arrays (``HOST``): numba navigation
+    (``taas.tracking.navigation``) and propagation (``taas.tracking.propagation``), numpy
+    noise and chi2, ``taas.tracking.kalman``'s update."""
 
-    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
-                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    arrays: ArrayOps = HOST
+
+    def free_states(self, detector: Detector, params: Array, rows: Array) -> Array:
+        return bound_to_free(params, detector.center[rows], detector.rotation[rows])
+
+    def point_field(self, detector: Detector, config: CkfConfig, free: Array) -> float | Array:
+        return point_bz(field_of(detector, config.bz), free)
+
+    def helix_at(self, free: Array, s: Array, bz: float | Array, mass: float) -> Array:
+        return helix.helix_at(free, s, bz, mass)
+
+    def layer_of(self, navigation: Navigation, rows: Array) -> Array:
+        return navigation.module_layer[rows]
+
+    def inside_bounds(self, detector: Detector, rows: Array, u: Array, v: Array,
+                      tolerance: float) -> Array:
+        return detector.inside_bounds(rows, u, v, tolerance)
+
+    def next_layer(self, navigation: Navigation, free: Array, s_min: Array, exclude: Array,
+                   bz: float | Array, s_max: float | Array) -> tuple[Array, Array]:
         return navigation.next_layer(free, s_min, exclude, bz, s_max)
 
-    def crossable_modules(self, detector: Detector, navigation: Navigation,
-                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    def crossable_modules(self, detector: Detector, navigation: Navigation, layer: Array,
+                          at: Array, config: CkfConfig) -> tuple[Array, Array]:
         offsets, modules = navigation.candidate_modules(layer, at[:, helix.POS],
                                                         at[:, helix.DIR],
                                                         config.bounds_tolerance)
@@ -267,12 +315,12 @@ class NumbaKernels:
         near = ~line_misses(detector, at, pair_c, modules, config)
         return pair_c[near], modules[near]
 
-    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
-                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
-                *, passive: bool) -> Prediction:
+    def predict(self, detector: Detector, params: Array, cov: Array, rows: Array,
+                pair_c: Array, targets: Array, config: CkfConfig, *,
+                passive: bool) -> Prediction:
         center, rotation = detector.center, detector.rotation
         src = rows[pair_c]
-        bz = pair_step_bz(detector, params, rows, pair_c, targets, config)
+        bz = pair_step_bz(field_of(detector, config.bz), center, params, rows, pair_c, targets)
         prop = propagate(params[pair_c], center[src], rotation[src], center[targets],
                          rotation[targets], bz=bz, mass=config.mass)
         noisy = _scatter(detector, params, cov, rows, config)
@@ -283,12 +331,11 @@ class NumbaKernels:
                                                  prop.path, config)
         return Prediction(prop.ok, prop.path, prop.params, pred_cov)
 
-    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
-             var: np.ndarray) -> np.ndarray:
+    def chi2(self, params: Array, cov: Array, meas: Array, var: Array) -> Array:
         return _chi2(params, cov, meas, var)
 
-    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def update(self, params: Array, cov: Array, meas: Array, var: Array,
+               ) -> tuple[Array, Array, Array]:
         return kalman_update(params, cov, meas, var)
 
 
@@ -310,32 +357,32 @@ class CkfStats:
 
 
 class _Event:
-    """Per-event measurement data in the arrays the steps index."""
+    """Per-event measurement data in the arrays the steps index, where the kernels work; the
+    module rows also on the host (for the seed batches and constraints built there)."""
 
     def __init__(self, detector: Detector, measurements: Measurements,
                  errors: str = CALIBRATED, kernels: CkfKernels = NUMBA_KERNELS) -> None:
-        self.rows = detector.index_of(measurements["module_key"], column="measurements.module_key")
-        self.uv = np.stack([measurements["local_u"], measurements["local_v"]], axis=1)
-        self.var = measurement_variances(detector, measurements, errors)
-        self.offsets, self.order = group_by_module(self.rows, len(detector))
+        self.host_rows = detector.index_of(measurements["module_key"],
+                                           column="measurements.module_key")
+        offsets, order = group_by_module(self.host_rows, len(detector))
+        #: the device hook that navigates and computes, and its arrays
+        self.kernels, self.arrays = kernels, kernels.arrays
+        up = self.arrays.upload
+        self.rows = up(self.host_rows)
+        self.uv = up(np.stack([measurements["local_u"], measurements["local_v"]], axis=1))
+        self.var = up(measurement_variances(detector, measurements, errors))
+        self.offsets, self.order = up(offsets), up(order)
         self.n_modules = len(detector)
         #: the current batch's ``_Constraint`` (None: every measurement competes)
         self.constraint: _Constraint | None = None
-        #: the device hook that computes predictions, chi2 and updates
-        self.kernels = kernels
-
-    def allowed(self, seed: np.ndarray, module: np.ndarray, meas: np.ndarray) -> np.ndarray:
-        """Mask of (batch seed, module row, measurement) combinations the constraint allows."""
-        if self.constraint is None:
-            return np.ones(len(meas), bool)
-        return self.constraint.allowed(seed, module, meas, self.n_modules, len(self.rows))
 
 
 class _Constraint:
     """Per batch seed, the measurements it may use on the modules its list covers.
 
     Keys ``seed * n_modules + module`` and ``seed * n_measurements + measurement``, sorted, so
-    that a combination is looked up with one binary search each.
+    that a combination is looked up with one binary search each; built on the host from the
+    given lists, used where the kernels work.
     """
 
     def __init__(self, offsets: np.ndarray, indices: np.ndarray, batch: np.ndarray,
@@ -344,20 +391,25 @@ class _Constraint:
         local = np.repeat(np.arange(len(batch), dtype=np.int64), lengths)
         first = np.repeat(offsets[batch] - (np.cumsum(lengths) - lengths), lengths)
         meas = indices[first + np.arange(len(local))]
-        self.module_keys = np.unique(local * event.n_modules + event.rows[meas])
-        self.meas_keys = np.unique(local * len(event.rows) + meas)
+        self.arrays = event.arrays
+        self.n_modules, self.n_measurements = event.n_modules, len(event.host_rows)
+        self.module_keys = self.arrays.upload(
+            np.unique(local * event.n_modules + event.host_rows[meas]))
+        self.meas_keys = self.arrays.upload(np.unique(local * self.n_measurements + meas))
 
-    def allowed(self, seed: np.ndarray, module: np.ndarray, meas: np.ndarray, n_modules: int,
-                n_measurements: int) -> np.ndarray:
-        covered = _in_sorted(seed * n_modules + module, self.module_keys)
-        return ~covered | _in_sorted(seed * n_measurements + meas, self.meas_keys)
+    def allowed(self, seed: Array, module: Array, meas: Array) -> Array:
+        """Mask of (batch seed, module row, measurement) combinations the constraint allows."""
+        covered = _in_sorted(self.arrays, seed * self.n_modules + module, self.module_keys)
+        return ~covered | _in_sorted(self.arrays, seed * self.n_measurements + meas,
+                                     self.meas_keys)
 
 
-def _in_sorted(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+def _in_sorted(arrays: ArrayOps, keys: Array, table: Array) -> Array:
     """Mask of ``keys`` present in the sorted array ``table``."""
     if len(table) == 0:
-        return np.zeros(len(keys), bool)
-    pos = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+        return arrays.full((len(keys),), False, arrays.xp.bool)
+    pos = arrays.xp.searchsorted(table, keys)
+    pos = arrays.xp.where(pos < len(table) - 1, pos, len(table) - 1)
     return table[pos] == keys
 
 
@@ -366,56 +418,60 @@ class _Candidates:
 
     FIELDS = ("seed", "params", "cov", "row", "fparams", "fcov", "frow", "node", "n_meas",
               "n_holes", "n_skip", "chi2", "s_min", "layer", "target")
-    seed: np.ndarray
-    params: np.ndarray
-    cov: np.ndarray
-    row: np.ndarray
-    fparams: np.ndarray
-    fcov: np.ndarray
-    frow: np.ndarray
-    node: np.ndarray
-    n_meas: np.ndarray
-    n_holes: np.ndarray
-    n_skip: np.ndarray
-    chi2: np.ndarray
-    s_min: np.ndarray
-    layer: np.ndarray
-    target: np.ndarray
+    seed: Array
+    params: Array
+    cov: Array
+    row: Array
+    fparams: Array
+    fcov: Array
+    frow: Array
+    node: Array
+    n_meas: Array
+    n_holes: Array
+    n_skip: Array
+    chi2: Array
+    s_min: Array
+    layer: Array
+    target: Array
 
-    def __init__(self, **arrays: np.ndarray) -> None:
+    def __init__(self, **arrays: Array) -> None:
         self.__dict__.update(arrays)
 
     def __len__(self) -> int:
         return len(self.seed)
 
-    def take(self, idx: np.ndarray) -> _Candidates:
+    def take(self, idx: Array) -> _Candidates:
         return _Candidates(**{f: getattr(self, f)[idx] for f in self.FIELDS})
 
     @staticmethod
-    def concat(parts: list[_Candidates]) -> _Candidates:
-        return _Candidates(**{f: np.concatenate([getattr(p, f) for p in parts])
+    def concat(arrays: ArrayOps, parts: list[_Candidates]) -> _Candidates:
+        return _Candidates(**{f: arrays.xp.concatenate([getattr(p, f) for p in parts])
                               for f in _Candidates.FIELDS})
 
 
 class _Nodes:
     """Append-only tree of (parent node, measurement): measurement lists without copies."""
 
-    def __init__(self) -> None:
-        self.parents: list[np.ndarray] = []
-        self.meas: list[np.ndarray] = []
+    def __init__(self, arrays: ArrayOps) -> None:
+        self.arrays = arrays
+        self.parents: list[Array] = []
+        self.meas: list[Array] = []
         self.size = 0
 
-    def add(self, parents: np.ndarray, meas: np.ndarray) -> np.ndarray:
-        ids = self.size + np.arange(len(meas), dtype=np.int64)
-        self.parents.append(np.asarray(parents, np.int64))
-        self.meas.append(np.asarray(meas, np.int64))
+    def add(self, parents: Array, meas: Array) -> Array:
+        ids = self.size + self.arrays.arange(len(meas))
+        self.parents.append(parents)
+        self.meas.append(meas)
         self.size += len(meas)
         return ids
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def tree(self) -> tuple[Array, Array]:
+        """Every node's parent and measurement."""
         if not self.parents:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(self.parents), np.concatenate(self.meas)
+            empty = self.arrays.full((0,), 0, self.arrays.xp.int64)
+            return empty, empty
+        return (self.arrays.xp.concatenate(self.parents),
+                self.arrays.xp.concatenate(self.meas))
 
 
 def check_seeds(seeds: Seeds, spacepoints: Spacepoints, n_measurements: int) -> np.ndarray:
@@ -457,7 +513,8 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
     ``starts``: per seed, start parameters to use instead of the helix estimate through its
     space points; ``seed_measurements``: per seed, a CSR list ``(offsets, indices)`` of the
     measurements it may use on the modules the list covers (module docstring, step 4);
-    ``kernels``: the device that computes the per-step arithmetic (step 6).
+    ``kernels``: the device that navigates and computes, and where the candidates live
+    (step 6).
     """
     config = config or CkfConfig()
     check_measurements(measurements)
@@ -467,13 +524,14 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
     if len(seeds) == 0 or len(measurements) == 0:
         return Tracks.empty(), stats
     event = _Event(detector, measurements, config.measurement_errors, kernels)
+    arrays, xp = event.arrays, event.arrays.xp
     start_rows = (np.zeros(0, np.int64) if starts is None
                   else detector.index_of(starts.module_key, column="starts.module_key"))
     xyz_sp = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
     seed_xyz = xyz_sp[seeds["spacepoints"]]
     order = np.argsort(-seeds["quality"].astype(np.float64), kind="stable")
     used = np.zeros(len(measurements), bool)
-    nodes = _Nodes()
+    nodes = _Nodes(arrays)
     finished: list[_Candidates] = []
     pending = order
     while len(pending):
@@ -487,31 +545,30 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
         batch_seeds = _SeedBatch(seed_meas[batch], seed_xyz[batch], event, navigation)
         if seed_measurements is not None:
             event.constraint = _Constraint(*seed_measurements, batch, event)
-        back_nodes = _Nodes()
+        back_nodes = _Nodes(arrays)
         start = (None if starts is None else
                  (starts.params[batch], starts.covariance[batch], start_rows[batch]))
-        inward = _fit_seeds(detector, event, back_nodes, batch_seeds.meas[:, ::-1],
-                            batch_seeds.xyz[:, ::-1], config, start)
-        live = _outward_start(inward)
-        first_parent = np.full(len(batch), -1, np.int64)
-        n_inner, chi2_inner = np.zeros(len(batch), np.int64), np.zeros(len(batch))
+        inward = _fit_seeds(detector, event, back_nodes, batch_seeds, config, start)
+        live = _outward_start(arrays, inward)
+        n = len(batch)
+        first_parent = arrays.full((n,), -1, xp.int64)
+        n_inner, chi2_inner = arrays.full((n,), 0, xp.int64), arrays.full((n,), 0.0, xp.float64)
         if config.two_way:
             first_parent, n_inner, chi2_inner = _inward(
-                detector, navigation, event, nodes, back_nodes, inward, len(batch), config,
-                stats)
+                detector, navigation, event, nodes, back_nodes, inward, n, config, stats)
         live.node = nodes.add(first_parent[live.seed], batch_seeds.meas[live.seed, 0])
         live.n_meas += n_inner[live.seed]
         live.chi2 += chi2_inner[live.seed]
         stats.seeds_processed += len(live)
         done = _run_batch(detector, navigation, event, nodes, live, config, stats,
                           seeds=batch_seeds)
-        good = done.n_meas >= config.min_measurements
-        if good.any():
-            parents, meas = nodes.arrays()
-            lists = _walk(parents, meas, done.node[good], done.n_meas[good])
-            used[lists] = True
+        good = arrays.flatnonzero(done.n_meas >= config.min_measurements)
+        if len(good):
+            parents, meas = nodes.tree()
+            used[arrays.download(_walk(arrays, parents, meas, done.node[good],
+                                       done.n_meas[good]))] = True
         finished.append(done)
-    return _to_tracks(detector, nodes, finished, config, stats), stats
+    return _to_tracks(detector, arrays, nodes, finished, config, stats), stats
 
 
 def _check_seed_inputs(n_seeds: int, n_measurements: int, starts: SeedStarts | None,
@@ -565,18 +622,22 @@ def _select_batch(seed_meas: np.ndarray, n_measurements: int, batch_size: int,
 
 
 class _SeedBatch:
-    """The seeds of one batch: measurements, space points, and where those lie."""
+    """The seeds of one batch: measurements, space points, and where those lie; on the host
+    (``host_*``, for the seed estimate) and where the kernels work."""
 
     def __init__(self, meas: np.ndarray, xyz: np.ndarray, event: _Event,
                  navigation: Navigation) -> None:
-        self.meas, self.xyz = meas, xyz  #: (n, 3) measurement indices, (n, 3, 3) positions
-        self.rows = event.rows[meas]  #: (n, 3) module rows
-        self.layers = navigation.module_layer[self.rows]  #: (n, 3) layer indices
+        #: (n, 3) measurement indices, (n, 3, 3) positions, (n, 3) module rows
+        self.host_meas, self.host_xyz = meas.astype(np.int64), xyz
+        self.host_rows = event.host_rows[meas]
+        self.meas, self.xyz = event.arrays.upload(self.host_meas), event.arrays.upload(xyz)
+        self.rows = event.rows[self.meas]
+        self.layers = event.kernels.layer_of(navigation, self.rows)  #: (n, 3) layer indices
 
 
 def _inward(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
             back_nodes: _Nodes, live: _Candidates, n: int, config: CkfConfig,
-            stats: CkfStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            stats: CkfStats) -> tuple[Array, Array, Array]:
     """Measurements inside the seeds' bottom space points (ACTS ``twoWay`` finding).
 
     ``live`` are the seeds filtered top -> middle -> bottom (``_fit_seeds`` on the reversed
@@ -587,99 +648,112 @@ def _inward(detector: Detector, navigation: Navigation, event: _Event, nodes: _N
     seed (``n`` of the batch) the node to chain the seed's bottom measurement to (-1: none),
     the number of inner measurements and their chi2 increments.
     """
-    tip, n_inner, chi2_inner = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n)
+    arrays, xp = event.arrays, event.arrays.xp
+    tip = arrays.full((n,), -1, xp.int64)
+    n_inner, chi2_inner = arrays.full((n,), 0, xp.int64), arrays.full((n,), 0.0, xp.float64)
     if len(live) == 0:
         return tip, n_inner, chi2_inner
-    seed_chi2 = np.zeros(n)
+    seed_chi2 = arrays.full((n,), 0.0, xp.float64)
     seed_chi2[live.seed] = live.chi2
     done = _run_batch(detector, navigation, event, back_nodes, live, config, stats,
                       backward=True)
-    done = done.take(np.flatnonzero(done.n_meas > 3))
+    done = done.take(arrays.flatnonzero(done.n_meas > 3))
     if len(done) == 0:
         return tip, n_inner, chi2_inner
-    order = np.lexsort((done.chi2, -done.n_meas, done.seed))
-    first = np.r_[True, done.seed[order][1:] != done.seed[order][:-1]]
+    order = arrays.lexsort((done.chi2, -done.n_meas, done.seed))
+    seed = done.seed[order]
+    first = xp.concatenate([arrays.full((1,), True, xp.bool), seed[1:] != seed[:-1]])
     best = done.take(order[first])
-    parents, node_meas = back_nodes.arrays()
-    lists = _walk(parents, node_meas, best.node, best.n_meas)
-    ends = np.cumsum(best.n_meas)
+    parents, node_meas = back_nodes.tree()
+    lists = _walk(arrays, parents, node_meas, best.node, best.n_meas)
+    ends = xp.cumsum(best.n_meas, axis=0)
     k = best.n_meas - 3
     n_inner[best.seed] = k
     chi2_inner[best.seed] = best.chi2 - seed_chi2[best.seed]
     # chain innermost first: depth d holds the d-th measurement counted from the inside
     for d in range(int(k.max())):
-        has = np.flatnonzero(k > d)
+        has = arrays.flatnonzero(k > d)
         inner_meas = lists[ends[has] - 1 - d]
         tip[best.seed[has]] = nodes.add(tip[best.seed[has]], inner_meas)
     return tip, n_inner, chi2_inner
 
 
-def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, meas: np.ndarray,
-               xyz: np.ndarray, config: CkfConfig,
-               start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Candidates:
-    """Estimate + Kalman filter through the three seed measurements, in the order given.
+#: The seed's space points top -> middle -> bottom.
+_TOP_DOWN = [2, 1, 0]
 
-    Called with the space points reversed (top -> middle -> bottom): the result is the
-    seed's best state on the bottom module, moving inwards, which both the inward search and,
-    turned round, the outward search start from. ``start``: (parameters, covariance, module
-    rows) moving outwards, used instead of the estimate: propagated to the top module and
-    turned round.
+
+def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, seeds: _SeedBatch,
+               config: CkfConfig,
+               start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Candidates:
+    """Estimate + Kalman filter through the three seed measurements, top -> middle -> bottom.
+
+    The result is the seed's best state on the bottom module, moving inwards, which both the
+    inward search and, turned round, the outward search start from. ``start``: (parameters,
+    covariance, module rows) moving outwards, used instead of the estimate: propagated to the
+    top module and turned round. The estimate (or the start's transport) is computed on the
+    host, where the seeds are; the filter runs where the kernels work.
     """
-    rows = event.rows[meas]
+    arrays, xp, kernels = event.arrays, event.arrays.xp, event.kernels
+    top = seeds.host_rows[:, 2]
     center, rotation = detector.center, detector.rotation
-    if start is None:
-        params, cov = estimate_parameters(xyz, center[rows[:, 0]], rotation[rows[:, 0]],
-                                          config.bz)
-        ok = np.all(np.isfinite(params), axis=1)
-    else:
-        params, cov, src = start
-        bz = step_bz(field_of(detector, config.bz), center[src], center[rows[:, 0]],
-                     params[:, THETA])
-        prop = propagate(params, center[src], rotation[src], center[rows[:, 0]],
-                         rotation[rows[:, 0]], bz=bz, mass=config.mass)
-        params, cov = _reverse(prop.params, prop.transport @ cov @ np.swapaxes(prop.transport,
-                                                                            1, 2))
-        ok = prop.ok & np.all(np.isfinite(params), axis=1)
-    chi2 = np.zeros(len(meas))
-    node = np.full(len(meas), -1, np.int64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if start is None:
+            params, cov = estimate_parameters(seeds.host_xyz[:, _TOP_DOWN], center[top],
+                                              rotation[top], config.bz)
+            ok = np.all(np.isfinite(params), axis=1)
+        else:
+            params, cov, src = start
+            bz = step_bz(field_of(detector, config.bz), center[src], center[top],
+                         params[:, THETA])
+            prop = propagate(params, center[src], rotation[src], center[top], rotation[top],
+                             bz=bz, mass=config.mass)
+            params, cov = _reverse(HOST, prop.params, prop.transport @ cov
+                                   @ np.swapaxes(prop.transport, 1, 2))
+            ok = prop.ok & np.all(np.isfinite(params), axis=1)
+        params, cov, ok = arrays.upload(params), arrays.upload(cov), arrays.upload(ok)
+        meas, rows = seeds.meas[:, _TOP_DOWN], seeds.rows[:, _TOP_DOWN]
+        n = len(meas)
+        chi2 = arrays.full((n,), 0.0, xp.float64)
+        node = arrays.full((n,), -1, xp.int64)
         for k in range(3):
             if k:
-                pred = event.kernels.predict(detector, params, cov, rows[:, k - 1],
-                                             np.arange(len(meas)), rows[:, k], config,
-                                             passive=True)
+                pred = kernels.predict(detector, params, cov, rows[:, k - 1], arrays.arange(n),
+                                       rows[:, k], config, passive=True)
                 ok &= pred.ok
                 params, cov = pred.params, pred.cov
-            params, cov, dchi2 = event.kernels.update(params, cov, event.uv[meas[:, k]],
-                                                      event.var[meas[:, k]])
+            params, cov, dchi2 = kernels.update(params, cov, event.uv[meas[:, k]],
+                                                event.var[meas[:, k]])
             chi2 += dchi2
             node = nodes.add(node, meas[:, k])
-        ok &= _valid(params, cov)
-    n = len(meas)
-    live = _Candidates(seed=np.arange(n), params=params, cov=cov, row=rows[:, 2].copy(),
-                       fparams=params, fcov=cov, frow=rows[:, 2].copy(), node=node,
-                       n_meas=np.full(n, 3, np.int64), n_holes=np.zeros(n, np.int64),
-                       n_skip=np.zeros(n, np.int64), chi2=chi2, s_min=np.zeros(n),
-                       layer=np.full(n, -1, np.int64), target=np.full(n, 3, np.int64))
-    return live.take(np.flatnonzero(ok))
+        ok &= _valid(xp, params, cov)
+    live = _Candidates(seed=arrays.arange(n), params=params, cov=cov, row=rows[:, 2],
+                       fparams=params, fcov=cov, frow=rows[:, 2], node=node,
+                       n_meas=arrays.full((n,), 3, xp.int64),
+                       n_holes=arrays.full((n,), 0, xp.int64),
+                       n_skip=arrays.full((n,), 0, xp.int64), chi2=chi2,
+                       s_min=arrays.full((n,), 0.0, xp.float64),
+                       layer=arrays.full((n,), -1, xp.int64),
+                       target=arrays.full((n,), 3, xp.int64))
+    return live.take(arrays.flatnonzero(ok))
 
 
 #: mm: a layer crossed at least this much before the next seed space point is searched first
 _SEED_LAYER_GAP = 1.0
 
-#: Jacobian of turning a bound state round on its plane (phi + pi, pi - theta, -q/p).
-_FLIP = np.array([1.0, 1.0, 1.0, -1.0, -1.0, 1.0])
+
+def _reverse(arrays: ArrayOps, params: Array, cov: Array) -> tuple[Array, Array]:
+    """The same states moving the other way: (phi + pi, pi - theta, -q/p); the covariance by
+    the Jacobian of that turn, diag(1, 1, 1, -1, -1, 1)."""
+    xp = arrays.xp
+    slot = arrays.arange(6)
+    turned = (slot == THETA) | (slot == QOP)
+    out = xp.where(turned, -params, params)
+    out[:, PHI] = xp.where(out[:, PHI] > 0, out[:, PHI] - math.pi, out[:, PHI] + math.pi)
+    out[:, THETA] += math.pi
+    return out, xp.where(turned[:, None] ^ turned[None, :], -cov, cov)
 
 
-def _reverse(params: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same states moving the other way: (phi + pi, pi - theta, -q/p), cov by ``_FLIP``."""
-    out = params * _FLIP
-    out[:, PHI] = np.where(out[:, PHI] > 0, out[:, PHI] - np.pi, out[:, PHI] + np.pi)
-    out[:, THETA] += np.pi
-    return out, cov * _FLIP[:, None] * _FLIP[None, :]
-
-
-def _outward_start(inward: _Candidates) -> _Candidates:
+def _outward_start(arrays: ArrayOps, inward: _Candidates) -> _Candidates:
     """Outward candidates on the bottom modules from the seeds' inward (reversed) fits.
 
     The reversed fit's state already holds all three seed measurements, so the outward search
@@ -688,20 +762,18 @@ def _outward_start(inward: _Candidates) -> _Candidates:
     measurements are picked up on the way (``_to_seed_hits``) without a second update, which
     would count them twice. ``node`` is left to the caller (it chains to the inward hits).
     """
-    out = inward.take(np.arange(len(inward)))
-    params, cov = _reverse(out.params, out.cov)
+    out = inward.take(arrays.arange(len(inward)))
+    params, cov = _reverse(arrays, out.params, out.cov)
     out.params = out.fparams = params
     out.cov = out.fcov = cov
-    out.n_meas = np.ones(len(out), np.int64)
-    out.target = np.ones(len(out), np.int64)
+    out.n_meas = arrays.full((len(out),), 1, arrays.xp.int64)
+    out.target = arrays.full((len(out),), 1, arrays.xp.int64)
     return out
 
 
 def _split_seed_hits(detector: Detector, event: _Event, nodes: _Nodes, live: _Candidates,
-                     free: np.ndarray,
-                     layer: np.ndarray, s: np.ndarray, seeds: _SeedBatch, config: CkfConfig,
-                     ) -> tuple[list[_Candidates], _Candidates, np.ndarray, np.ndarray,
-                                np.ndarray]:
+                     free: Array, layer: Array, s: Array, seeds: _SeedBatch, config: CkfConfig,
+                     ) -> tuple[list[_Candidates], _Candidates, Array, Array, Array]:
     """Move the candidates whose next stop is their next seed space point onto it.
 
     That is the case where the next layer is the space point's own, where there is none, or
@@ -709,17 +781,18 @@ def _split_seed_hits(detector: Detector, event: _Event, nodes: _Nodes, live: _Ca
     before the space point; otherwise the layer before it is searched like any other. Returns
     ``([moved], rest of live, free, layer, s)``.
     """
-    on = np.flatnonzero(live.target < 3)
+    arrays, xp = event.arrays, event.arrays.xp
+    on = arrays.flatnonzero(live.target < 3)
     seed, target = live.seed[on], live.target[on]
-    dist = np.linalg.norm(seeds.xyz[seed, target] - free[on, :3], axis=1)
+    dist = xp.linalg.norm(seeds.xyz[seed, target] - free[on, :3], axis=1)
     go = on[(layer[on] < 0) | (layer[on] == seeds.layers[seed, target])
             | (s[on] > dist - _SEED_LAYER_GAP)]
     if len(go) == 0:
         return [], live, free, layer, s
     moved = _to_seed_hits(detector, event, nodes, live.take(go), seeds, config)
-    rest = np.ones(len(live), bool)
+    rest = arrays.full((len(live),), True, xp.bool)
     rest[go] = False
-    rest = np.flatnonzero(rest)
+    rest = arrays.flatnonzero(rest)
     return [moved], live.take(rest), free[rest], layer[rest], s[rest]
 
 
@@ -730,24 +803,25 @@ def _to_seed_hits(detector: Detector, event: _Event, nodes: _Nodes, cand: _Candi
     Their state already holds the seed measurements (``_outward_start``): the prediction is
     taken as is, without a Kalman update; a failed propagation drops the candidate.
     """
+    arrays, xp = event.arrays, event.arrays.xp
     target = seeds.rows[cand.seed, cand.target]
     prop = event.kernels.predict(detector, cand.params, cand.cov, cand.row,
-                                 np.arange(len(cand)), target, config, passive=False)
-    cand.params, cand.cov = prop.params, 0.5 * (prop.cov + np.swapaxes(prop.cov, 1, 2))
+                                 arrays.arange(len(cand)), target, config, passive=False)
+    cand.params, cand.cov = prop.params, 0.5 * (prop.cov + xp.swapaxes(prop.cov, 1, 2))
     cand.node = nodes.add(cand.node, seeds.meas[cand.seed, cand.target])
     cand.layer = seeds.layers[cand.seed, cand.target]
     cand.row = target
     cand.n_meas = cand.n_meas + 1
-    cand.n_skip = np.zeros(len(cand), np.int64)
+    cand.n_skip = arrays.full((len(cand),), 0, xp.int64)
     cand.target = cand.target + 1
-    cand.s_min = np.zeros(len(cand))
-    return cand.take(np.flatnonzero(prop.ok & _valid(cand.params, cand.cov)))
+    cand.s_min = arrays.full((len(cand),), 0.0, xp.float64)
+    return cand.take(arrays.flatnonzero(prop.ok & _valid(xp, cand.params, cand.cov)))
 
 
-def _valid(params: np.ndarray, cov: np.ndarray) -> np.ndarray:
+def _valid(xp: ModuleType, params: Array, cov: Array) -> Array:
     theta = params[:, THETA]
-    return (np.all(np.isfinite(params), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
-            & (theta > 0) & (theta < np.pi) & (cov[:, 0, 0] > 0) & (cov[:, 1, 1] > 0))
+    return (xp.isfinite(params).all(axis=1) & xp.isfinite(cov).all(axis=(1, 2))
+            & (theta > 0) & (theta < math.pi) & (cov[:, 0, 0] > 0) & (cov[:, 1, 1] > 0))
 
 
 def _scatter(detector: Detector, params: np.ndarray, cov: np.ndarray, rows: np.ndarray,
@@ -788,7 +862,7 @@ def _run_batch(detector: Detector, navigation: Navigation, event: _Event, nodes:
     """Step all candidates of a batch until every one has finished."""
     finished: list[_Candidates] = []
     # the layer each candidate sits on is excluded from the next-layer search
-    live.layer = navigation.module_layer[live.row]
+    live.layer = event.kernels.layer_of(navigation, live.row)
     step = 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         while len(live) and step < config.max_steps:
@@ -798,7 +872,7 @@ def _run_batch(detector: Detector, navigation: Navigation, event: _Event, nodes:
             step += 1
     finished.append(live)
     stats.steps.append(step)
-    return _Candidates.concat(finished)
+    return _Candidates.concat(event.arrays, finished)
 
 
 def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nodes,
@@ -813,82 +887,83 @@ def _step(detector: Detector, navigation: Navigation, event: _Event, nodes: _Nod
     onto the next seed space point unless the next layer lies before it, in which case that
     layer is searched like any other.
     """
-    center, rotation = detector.center, detector.rotation
-    free = bound_to_free(live.params, center[live.row], rotation[live.row])
-    s_max = np.inf
+    arrays, xp, kernels = event.arrays, event.arrays.xp, event.kernels
+    free = kernels.free_states(detector, live.params, live.row)
+    s_max: float | Array = math.inf
     if backward:
-        tt2 = np.maximum(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24)
-        s_max = np.maximum(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0)
-    field = field_of(detector, config.bz)
-    layer, s = event.kernels.next_layer(navigation, free, live.s_min, live.layer,
-                                        point_bz(field, free), s_max)
+        tt2 = xp.clip(free[:, 4] ** 2 + free[:, 5] ** 2, 1e-24, None)
+        s_max = xp.clip(-(free[:, 0] * free[:, 4] + free[:, 1] * free[:, 5]) / tt2, 0.0, None)
+    layer, s = kernels.next_layer(navigation, free, live.s_min, live.layer,
+                                  kernels.point_field(detector, config, free), s_max)
     forced: list[_Candidates] = []
     if seeds is not None:
         forced, live, free, layer, s = _split_seed_hits(detector, event, nodes, live, free,
                                                         layer, s, seeds, config)
     out = layer < 0
-    moving = np.flatnonzero(~out)
-    finished = [live.take(np.flatnonzero(out))]
+    moving = arrays.flatnonzero(~out)
+    finished = [live.take(arrays.flatnonzero(out))]
     if len(moving) == 0:
-        return _Candidates.concat([live.take(moving), *forced]), finished[0]
+        return _Candidates.concat(arrays, [live.take(moving), *forced]), finished[0]
     cand = live.take(moving)
-    layer, s = layer[moving], s[moving]
+    layer, s, free = layer[moving], s[moving], free[moving]
     # the field where each moving candidate is (the seed split above may have dropped rows)
-    at = helix.helix_at(free[moving], s, point_bz(field, free[moving]), config.mass)
-    pair_c, modules = event.kernels.crossable_modules(detector, navigation, layer, at, config)
+    at = kernels.helix_at(free, s, kernels.point_field(detector, config, free), config.mass)
+    pair_c, modules = kernels.crossable_modules(detector, navigation, layer, at, config)
     pair_c, modules, path, pred, pred_cov = _cross(detector, cand, pair_c, modules, config,
-                                                   stats, event.kernels)
+                                                   stats, kernels)
 
     # gaps: no module crossed on this layer -> try the next layer from the same state
-    crossed, gap = _gaps(cand, pair_c, layer, s)
+    crossed, gap = _gaps(arrays, cand, pair_c, layer, s)
 
     # measurements on crossed modules: (pair, measurement) combinations, chi2, best per cand.
     combo_p, combo_m = _combinations(event, modules, cand.seed[pair_c])
-    chi2 = event.kernels.chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m],
-                              event.var[combo_m])
+    chi2 = kernels.chi2(pred[combo_p], pred_cov[combo_p], event.uv[combo_m],
+                        event.var[combo_m])
     ok = chi2 < config.chi2_cut
     combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
     combo_c = pair_c[combo_p]
-    best = _best_per_group(combo_c, chi2, config.max_branches_per_surface)
+    best = _best_per_group(arrays, combo_c, chi2, config.max_branches_per_surface)
     combo_p, combo_m, combo_c = combo_p[best], combo_m[best], combo_c[best]
 
-    new_params, new_cov, dchi2 = event.kernels.update(pred[combo_p], pred_cov[combo_p],
-                                                      event.uv[combo_m], event.var[combo_m])
+    new_params, new_cov, dchi2 = kernels.update(pred[combo_p], pred_cov[combo_p],
+                                                event.uv[combo_m], event.var[combo_m])
     parent = cand.take(combo_c)
     node = nodes.add(parent.node, combo_m)
     stats.branches += len(combo_m)
     rows = modules[combo_p]
+    n_branches = len(rows)
     branch = _Candidates(seed=parent.seed, params=new_params, cov=new_cov, row=rows,
                          fparams=new_params, fcov=new_cov, frow=rows, node=node,
                          n_meas=parent.n_meas + 1, n_holes=parent.n_holes,
-                         n_skip=np.zeros(len(rows), np.int64), chi2=parent.chi2 + dchi2,
-                         s_min=np.zeros(len(rows)),
+                         n_skip=arrays.full((n_branches,), 0, xp.int64),
+                         chi2=parent.chi2 + dchi2,
+                         s_min=arrays.full((n_branches,), 0.0, xp.float64),
                          layer=layer[combo_c], target=parent.target)
     if config.overlaps:
-        nxt_pair = _overlap_pair(combo_p, pair_c, modules, path)
-        with_overlap = np.flatnonzero(nxt_pair >= 0)
+        nxt_pair = _overlap_pair(arrays, combo_p, pair_c, modules, path)
+        with_overlap = arrays.flatnonzero(nxt_pair >= 0)
         if len(with_overlap):
             _overlap_update(detector, event, nodes, branch, with_overlap,
                             modules[nxt_pair[with_overlap]], config, stats)
-    branch = branch.take(np.flatnonzero(_valid(branch.params, branch.cov)))  # broken updates
+    branch = branch.take(arrays.flatnonzero(_valid(xp, branch.params, branch.cov)))
 
     # holes: crossed a module, no compatible measurement -> go on with the prediction
-    has_meas = np.zeros(len(cand), bool)
+    has_meas = arrays.full((len(cand),), False, xp.bool)
     has_meas[combo_c] = True
-    hole_c = np.flatnonzero(crossed & ~has_meas)
-    hole = _holes(cand.take(hole_c), np.searchsorted(pair_c, hole_c), layer[hole_c], modules,
-                  pred, pred_cov)
-    hole, branch, stopped = _limits(hole, branch, config)
+    hole_c = arrays.flatnonzero(crossed & ~has_meas)
+    hole = _holes(arrays, cand.take(hole_c), xp.searchsorted(pair_c, hole_c), layer[hole_c],
+                  modules, pred, pred_cov)
+    hole, branch, stopped = _limits(arrays, hole, branch, config)
     finished.append(stopped)
 
-    nxt = _Candidates.concat([branch, hole, gap, *forced])
-    nxt = nxt.take(_cap_per_seed(nxt, config.max_branches_per_seed))
-    return nxt, _Candidates.concat(finished)
+    nxt = _Candidates.concat(arrays, [branch, hole, gap, *forced])
+    nxt = nxt.take(_cap_per_seed(arrays, nxt, config.max_branches_per_seed))
+    return nxt, _Candidates.concat(arrays, finished)
 
 
-def _cross(detector: Detector, cand: _Candidates, pair_c: np.ndarray, modules: np.ndarray,
+def _cross(detector: Detector, cand: _Candidates, pair_c: Array, modules: Array,
            config: CkfConfig, stats: CkfStats, kernels: CkfKernels = NUMBA_KERNELS,
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           ) -> tuple[Array, Array, Array, Array, Array]:
     """Predictions on the modules each candidate actually crosses, of the crossable
     (candidate ``pair_c``, module) pairs (``CkfKernels.crossable_modules``).
 
@@ -901,13 +976,13 @@ def _cross(detector: Detector, cand: _Candidates, pair_c: np.ndarray, modules: n
     """
     pred = kernels.predict(detector, cand.params, cand.cov, cand.row, pair_c, modules, config,
                            passive=True)
-    inside = pred.ok & (pred.path > 0) & detector.inside_bounds(
-        modules, pred.params[:, 0], pred.params[:, 1], config.bounds_tolerance)
+    inside = pred.ok & (pred.path > 0) & kernels.inside_bounds(
+        detector, modules, pred.params[:, 0], pred.params[:, 1], config.bounds_tolerance)
     stats.pairs += len(inside)
-    keep = np.flatnonzero(inside)
+    keep = kernels.arrays.flatnonzero(inside)
     pred_cov = pred.cov[keep]
     return (pair_c[keep], modules[keep], pred.path[keep], pred.params[keep],
-            0.5 * (pred_cov + np.swapaxes(pred_cov, 1, 2)))
+            0.5 * (pred_cov + kernels.arrays.xp.swapaxes(pred_cov, 1, 2)))
 
 
 def line_misses(detector: Detector, at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
@@ -938,18 +1013,18 @@ def _line_crossings(at: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
     return u, v, margin, steep
 
 
-def _gaps(cand: _Candidates, pair_c: np.ndarray, layer: np.ndarray,
-          s: np.ndarray) -> tuple[np.ndarray, _Candidates]:
+def _gaps(arrays: ArrayOps, cand: _Candidates, pair_c: Array, layer: Array,
+          s: Array) -> tuple[Array, _Candidates]:
     """Mask of candidates crossing a module of ``layer``; the others, set to look beyond it."""
-    crossed = np.zeros(len(cand), bool)
+    crossed = arrays.full((len(cand),), False, arrays.xp.bool)
     crossed[pair_c] = True
-    gap = cand.take(np.flatnonzero(~crossed))
+    gap = cand.take(arrays.flatnonzero(~crossed))
     gap.s_min = s[~crossed] + 1e-3
     gap.layer = layer[~crossed]
     return crossed, gap
 
 
-def _limits(hole: _Candidates, branch: _Candidates, config: CkfConfig,
+def _limits(arrays: ArrayOps, hole: _Candidates, branch: _Candidates, config: CkfConfig,
             ) -> tuple[_Candidates, _Candidates, _Candidates]:
     """(holes, branches, stopped): candidates past ``max_holes`` (in total) or
     ``max_consecutive_holes``, and branches with ``max_measurements``, stop."""
@@ -957,66 +1032,61 @@ def _limits(hole: _Candidates, branch: _Candidates, config: CkfConfig,
     if config.max_consecutive_holes is not None:
         too_many |= hole.n_skip > config.max_consecutive_holes
     full = (branch.n_meas >= config.max_measurements if config.max_measurements is not None
-            else np.zeros(len(branch), bool))
-    stopped = _Candidates.concat([hole.take(np.flatnonzero(too_many)),
-                                  branch.take(np.flatnonzero(full))])
-    return (hole.take(np.flatnonzero(~too_many)), branch.take(np.flatnonzero(~full)),
+            else arrays.full((len(branch),), False, arrays.xp.bool))
+    stopped = _Candidates.concat(arrays, [hole.take(arrays.flatnonzero(too_many)),
+                                          branch.take(arrays.flatnonzero(full))])
+    return (hole.take(arrays.flatnonzero(~too_many)), branch.take(arrays.flatnonzero(~full)),
             stopped)
 
 
-def _holes(hole: _Candidates, pair: np.ndarray, layer: np.ndarray, modules: np.ndarray,
-           pred: np.ndarray, pred_cov: np.ndarray) -> _Candidates:
+def _holes(arrays: ArrayOps, hole: _Candidates, pair: Array, layer: Array, modules: Array,
+           pred: Array, pred_cov: Array) -> _Candidates:
     """Candidates that go on with the prediction on crossing pair ``pair``, one hole more."""
     hole.params, hole.cov = pred[pair], pred_cov[pair]
     hole.row, hole.layer = modules[pair], layer
-    hole.s_min = np.zeros(len(pair))
+    hole.s_min = arrays.full((len(pair),), 0.0, arrays.xp.float64)
     hole.n_holes = hole.n_holes + 1
     hole.n_skip = hole.n_skip + 1
     return hole
 
 
-def _combinations(event: _Event, modules: np.ndarray,
-                  seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _combinations(event: _Event, modules: Array, seeds: Array) -> tuple[Array, Array]:
     """Every (position in ``modules``, measurement on that module) combination that the
     batch's constraint allows the seed ``seeds[position]``."""
-    counts = event.offsets[modules + 1] - event.offsets[modules]
-    combo_p = np.repeat(np.arange(len(modules)), counts)
-    first = np.repeat(event.offsets[modules] - (np.cumsum(counts) - counts), counts)
-    combo_m = event.order[first + np.arange(len(combo_p))]
+    combo_p, k = event.arrays.entries(event.offsets[modules + 1] - event.offsets[modules])
+    combo_m = event.order[event.offsets[modules][combo_p] + k]
     if event.constraint is None:
         return combo_p, combo_m
-    ok = event.allowed(seeds[combo_p], modules[combo_p], combo_m)
+    ok = event.constraint.allowed(seeds[combo_p], modules[combo_p], combo_m)
     return combo_p[ok], combo_m[ok]
 
 
-@numba.njit(cache=True)
-def _overlap_pair(chosen: np.ndarray, pair_c: np.ndarray, modules: np.ndarray,
-                  path: np.ndarray) -> np.ndarray:
-    """Per chosen pair, the nearest other crossed module of its candidate further along (-1).
-
-    ``pair_c`` is sorted, so a candidate's pairs are contiguous.
-    """
-    out = np.full(len(chosen), -1, np.int64)
-    n = len(pair_c)
-    for i in range(len(chosen)):
-        p = chosen[i]
-        c = pair_c[p]
-        lo = p
-        while lo > 0 and pair_c[lo - 1] == c:
-            lo -= 1
-        best = np.inf
-        q = lo
-        while q < n and pair_c[q] == c:
-            if modules[q] != modules[p] and path[q] > path[p] and path[q] < best:
-                best = path[q]
-                out[i] = q
-            q += 1
+def _overlap_pair(arrays: ArrayOps, chosen: Array, pair_c: Array, modules: Array,
+                  path: Array) -> Array:
+    """Per chosen pair, the nearest other crossed module of its candidate further along (-1):
+    each chosen pair against every pair of its candidate at once (``pair_c`` is sorted, so a
+    candidate's pairs are contiguous); the nearest by path, the first of equals."""
+    xp = arrays.xp
+    out = arrays.full((len(chosen),), -1, xp.int64)
+    if len(chosen) == 0:
+        return out
+    cand = pair_c[chosen]
+    first = xp.searchsorted(pair_c, cand)
+    owner, k = arrays.entries(xp.searchsorted(pair_c, cand, side="right") - first)
+    other = first[owner] + k
+    mine = chosen[owner]
+    ahead = (modules[other] != modules[mine]) & (path[other] > path[mine])
+    owner, other = owner[ahead], other[ahead]
+    order = arrays.lexsort((other, path[other], owner))
+    owner, other = owner[order], other[order]
+    nearest = xp.concatenate([arrays.full((min(len(owner), 1),), True, xp.bool),
+                              owner[1:] != owner[:-1]])
+    out[owner[nearest]] = other[nearest]
     return out
 
 
 def _overlap_update(detector: Detector, event: _Event, nodes: _Nodes, branch: _Candidates,
-                    sel: np.ndarray, target: np.ndarray, config: CkfConfig,
-                    stats: CkfStats) -> None:
+                    sel: Array, target: Array, config: CkfConfig, stats: CkfStats) -> None:
     """Add a second measurement on the same layer where the track crosses a module overlap.
 
     ACTS navigates module by module, so a track crossing two overlapping modules of one layer
@@ -1024,21 +1094,20 @@ def _overlap_update(detector: Detector, event: _Event, nodes: _Nodes, branch: _C
     module further along: propagate there, take the best compatible measurement (no extra
     branching, no hole when there is none) and update ``branch`` in place.
     """
-    prop = event.kernels.predict(detector, branch.params[sel], branch.cov[sel],
-                                 branch.row[sel], np.arange(len(sel)), target, config,
-                                 passive=False)
+    arrays, kernels = event.arrays, event.kernels
+    prop = kernels.predict(detector, branch.params[sel], branch.cov[sel], branch.row[sel],
+                           arrays.arange(len(sel)), target, config, passive=False)
     pred_cov = prop.cov
     combo_p, combo_m = _combinations(event, target, branch.seed[sel])
-    chi2 = event.kernels.chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
-                              event.var[combo_m])
+    chi2 = kernels.chi2(prop.params[combo_p], pred_cov[combo_p], event.uv[combo_m],
+                        event.var[combo_m])
     ok = (chi2 < config.chi2_cut) & prop.ok[combo_p]
     combo_p, combo_m, chi2 = combo_p[ok], combo_m[ok], chi2[ok]
-    best = _best_per_group(combo_p, chi2, 1)
+    best = _best_per_group(arrays, combo_p, chi2, 1)
     combo_p, combo_m = combo_p[best], combo_m[best]
-    new_params, new_cov, dchi2 = event.kernels.update(prop.params[combo_p],
-                                                      pred_cov[combo_p], event.uv[combo_m],
-                                                      event.var[combo_m])
-    good = _valid(new_params, new_cov)
+    new_params, new_cov, dchi2 = kernels.update(prop.params[combo_p], pred_cov[combo_p],
+                                                event.uv[combo_m], event.var[combo_m])
+    good = _valid(arrays.xp, new_params, new_cov)
     combo_p, combo_m = combo_p[good], combo_m[good]
     rows = sel[combo_p]
     stats.branches += len(rows)
@@ -1058,54 +1127,56 @@ def _chi2(params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray
     return (r0 * r0 * s11 - 2 * r0 * r1 * s01 + r1 * r1 * s00) / det
 
 
-def _best_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+def _best_per_group(arrays: ArrayOps, group: Array, score: Array, k: int) -> Array:
     """Indices of the ``k`` lowest scores of each group."""
-    order = np.lexsort((score, group))
+    xp = arrays.xp
+    order = arrays.lexsort((score, group))
     g = group[order]
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
-    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    new = xp.concatenate([arrays.full((min(len(g), 1),), True, xp.bool), g[1:] != g[:-1]])
+    starts = arrays.flatnonzero(new)
+    rank = arrays.arange(len(g)) - starts[xp.cumsum(new, axis=0) - 1]
     return order[rank < k]
 
 
-def _cap_per_seed(cands: _Candidates, k: int) -> np.ndarray:
-    """Rows to keep: the ``k`` candidates of each seed with the lowest chi2/ndf."""
-    ndf = np.maximum(2 * cands.n_meas - 5, 1)
-    keep = _best_per_group(cands.seed, cands.chi2 / ndf, k)
-    return np.sort(keep)
+def _cap_per_seed(arrays: ArrayOps, cands: _Candidates, k: int) -> Array:
+    """Rows to keep: the ``k`` candidates of each seed with the lowest chi2/ndf, in order."""
+    ndf = 2 * cands.n_meas - 5
+    keep = _best_per_group(arrays, cands.seed, cands.chi2 / arrays.xp.where(ndf > 1, ndf, 1), k)
+    return keep[arrays.stable_argsort(keep)]
 
 
-@numba.njit(cache=True)
-def _walk(parents: np.ndarray, meas: np.ndarray, tips: np.ndarray,
-          lengths: np.ndarray) -> np.ndarray:
-    """Measurement lists (concatenated, in order along each track) from the tip nodes."""
-    total = 0
-    for n in lengths:
-        total += n
-    out = np.empty(total, np.int64)
-    pos = 0
-    for i in range(len(tips)):
-        node = tips[i]
-        for k in range(lengths[i] - 1, -1, -1):
-            out[pos + k] = meas[node]
-            node = parents[node]
-        pos += lengths[i]
+def _walk(arrays: ArrayOps, parents: Array, meas: Array, tips: Array, lengths: Array) -> Array:
+    """Measurement lists (concatenated, in order along each track) from the tip nodes: one
+    step up the tree per depth, for every list at once."""
+    xp = arrays.xp
+    ends = xp.cumsum(lengths, axis=0)
+    out = arrays.full((int(ends[-1]) if len(ends) else 0,), 0, xp.int64)
+    lists, node = arrays.arange(len(tips)), tips
+    for depth in range(int(lengths.max()) if len(lengths) else 0):
+        deep = lengths[lists] > depth
+        lists, node = lists[deep], node[deep]
+        out[ends[lists] - 1 - depth] = meas[node]
+        node = parents[node]
     return out
 
 
-def _to_tracks(detector: Detector, nodes: _Nodes, finished: list[_Candidates],
-               config: CkfConfig, stats: CkfStats) -> Tracks:
+def _to_tracks(detector: Detector, arrays: ArrayOps, nodes: _Nodes,
+               finished: list[_Candidates], config: CkfConfig, stats: CkfStats) -> Tracks:
+    """The finished candidates with enough measurements as host ``Tracks``."""
     if not finished:
         return Tracks.empty()
-    done = _Candidates.concat(finished)
+    done = _Candidates.concat(arrays, finished)
     stats.candidates += len(done)
-    done = done.take(np.flatnonzero(done.n_meas >= config.min_measurements))
+    done = done.take(arrays.flatnonzero(done.n_meas >= config.min_measurements))
     stats.tracks = len(done)
     if len(done) == 0:
         return Tracks.empty()
-    parents, meas = nodes.arrays()
-    lists = _walk(parents, meas, done.node, done.n_meas)
-    offsets = np.zeros(len(done) + 1, np.int64)
-    np.cumsum(done.n_meas, out=offsets[1:])
-    return Tracks(module_key=detector.modules["module_key"][done.frow], params=done.fparams,
-                  covariance=done.fcov, chi2=done.chi2, ndf=2 * done.n_meas - 5,
-                  meas_offsets=offsets, meas_indices=lists)
+    parents, meas = nodes.tree()
+    down = arrays.download
+    n_meas = down(done.n_meas)
+    offsets = np.zeros(len(n_meas) + 1, np.int64)
+    np.cumsum(n_meas, out=offsets[1:])
+    return Tracks(module_key=detector.modules["module_key"][down(done.frow)],
+                  params=down(done.fparams), covariance=down(done.fcov), chi2=down(done.chi2),
+                  ndf=2 * n_meas - 5, meas_offsets=offsets,
+                  meas_indices=down(_walk(arrays, parents, meas, done.node, done.n_meas)))

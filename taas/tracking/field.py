@@ -22,6 +22,9 @@ its exact results) when no solenoid is attached.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 
 from taas.detector.detector import Detector
@@ -37,23 +40,25 @@ def field_of(detector: Detector, bz: float) -> Field:
     return UniformField(bz)
 
 
-def step_bz(field: Field, start: np.ndarray, end: np.ndarray,
-            theta: np.ndarray) -> float | np.ndarray:
+def step_bz(field: Field, start: Any, end: Any, theta: Any,
+            xp: ModuleType = np) -> float | Any:
     """The effective field of steps from ``start`` to ``end`` (n, 3) of tracks at polar angle
-    ``theta`` (n,): at the midpoint."""
+    ``theta`` (n,): at the midpoint. ``xp``: the arrays' namespace (numpy or torch)."""
     if isinstance(field, UniformField):
         return field.bz
-    return field.effective_bz(0.5 * (np.asarray(start) + np.asarray(end)),
-                              1.0 / np.tan(np.asarray(theta, float)))
+    if xp is np:
+        start, end, theta = np.asarray(start), np.asarray(end), np.asarray(theta, float)
+    return field.effective_bz(0.5 * (start + end), 1.0 / xp.tan(theta), xp)
 
 
-def point_bz(field: Field, free: np.ndarray) -> float | np.ndarray:
-    """The effective field at free vectors ``free`` (n, 8) (position, direction)."""
+def point_bz(field: Field, free: Any, xp: ModuleType = np) -> float | Any:
+    """The effective field at free vectors ``free`` (n, 8) (position, direction), arrays of
+    ``xp``."""
     if isinstance(field, UniformField):
         return field.bz
     tz = free[:, 6]
-    tt = np.hypot(free[:, 4], free[:, 5])
-    return field.effective_bz(free[:, :3], tz / np.maximum(tt, 1e-12))
+    tt = xp.hypot(free[:, 4], free[:, 5])
+    return field.effective_bz(free[:, :3], tz / xp.clip(tt, 1e-12, None), xp)
 
 
 def track_step_bz(field: Field, centers: np.ndarray, theta: np.ndarray) -> float | np.ndarray:

@@ -245,7 +245,8 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
     enclosing cylinder (or would only come back to a layer after looping) is finished. A
     barrel layer is solved for only when it could beat the nearest layer found so far: the
     helix covers st per unit path across the beam, so reaching radius R from r0 takes a path
-    of at least |R - r0| / st. Ties go to the lower layer index (as ``torch.min`` does).
+    of at least |R - r0| / st; an endcap layer only when its disc lies between ``s_min`` and
+    that path. Ties go to the lower layer index (as ``torch.min`` does).
     """
     for i in range(len(free)):
         x0, y0, z0 = free[i, 0], free[i, 1], free[i, 2]
@@ -263,6 +264,10 @@ def _next_layer(free: np.ndarray, h: np.ndarray, s_min: np.ndarray, s_max: np.nd
                 s = _formulas.barrel_crossing(x0, y0, z0, tx, ty, tz, h[i], s_min[i], ref[lay],
                                               lo[lay], hi[lay], half[lay], margin)
             else:
+                # the disc's path is one division: skip the point on the helix behind it
+                # where it cannot beat the nearest layer so far
+                if abs(tz) < 1e-12 or not s_min[i] < (ref[lay] - z0) / tz < best:
+                    continue
                 s = _formulas.endcap_crossing(x0, y0, z0, tx, ty, tz, h[i], s_min[i], ref[lay],
                                               lo[lay], hi[lay], half[lay], margin)
             if s < best:

@@ -9,6 +9,7 @@ import torch
 
 from taas.tracking import helix
 from taas.tracking.batched.navigation_tensors import NavigationTensors
+from taas.tracking.batched.torch_arrays import TorchArrays
 from taas.tracking.navigation import build_navigation
 from taas.tracking.parameters import direction
 
@@ -52,7 +53,7 @@ def test_next_layer_and_candidate_modules_match_the_numba_navigation(navigation,
     assert (layer < 0).sum() > 50
     assert len(np.unique(layer)) > 30  # barrels and endcaps
 
-    on = NavigationTensors(navigation, device)
+    on = NavigationTensors(navigation, TorchArrays(torch.device(device)))
 
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), device=device)
@@ -73,7 +74,7 @@ def test_next_layer_and_candidate_modules_match_the_numba_navigation(navigation,
 
 
 def test_candidate_modules_of_no_queries(navigation):
-    on = NavigationTensors(navigation)
+    on = NavigationTensors(navigation, TorchArrays(torch.device("cpu")))
     offsets, rows = on.candidate_modules(torch.zeros(0, dtype=torch.int64),
                                          torch.zeros((3, 0)), torch.zeros((3, 0)))
     assert offsets.tolist() == [0]

@@ -1,37 +1,39 @@
 """The CKF's device hook in torch: ``taas.tracking.ckf.CkfKernels`` on a torch device.
 
-``taas.tracking.ckf`` keeps its candidates, branching and seed bookkeeping on the host and
-hands the navigation -- next layer, candidate modules -- and the per-step arithmetic --
-propagation of (candidate, module) pairs with the transport Jacobian and material noise, chi2
-of measurements, gain-matrix update -- to a kernels object. ``TorchCkfKernels`` runs them with
-``navigation_tensors`` and ``ckf_step`` (the numba kernels' formulas,
-``taas.tracking.batched.formulas``) on a given torch device, so on the CPU device it
-reproduces the numba CKF's tracks and on CUDA it is the CKF's GPU path.
+``taas.tracking.ckf`` writes its candidates' bookkeeping once against the hook's ``arrays``
+(``taas.tracking.arrays.ArrayOps``) and hands the navigation -- next layer, crossable
+modules -- and the track arithmetic -- propagation of (candidate, module) pairs with the
+transport Jacobian and material noise, chi2 of measurements, gain-matrix update, free states,
+helix steps, the field -- to the hook. ``TorchCkfKernels`` runs all of it in torch on a given
+device with ``navigation_tensors`` and ``ckf_step`` (the numba kernels' formulas,
+``taas.tracking.batched.formulas``), its ``arrays`` being ``TorchArrays``: the candidates
+live on the device for a whole batch of seeds, as traccc's do. On the CPU device it
+reproduces the numba CKF's tracks; on CUDA it is the CKF's GPU path.
 
-Every call moves its inputs to the device and its results back: the host owns the candidates
-(traccc's GPU CKF keeps them on the device; this one does not yet). The
-``TransferCounter`` (``taas.stages.transfers``, the one home of the chain's copy counting;
-re-exported here) counts those copies per event, so the chain's host <-> device traffic can be
-stated; on the CPU device they are the same crossings of the kernel interface, but
-``torch.as_tensor`` shares memory instead of copying (the pipeline's ledger calls them
-handovers).
+What crosses the host boundary, counted per event by ``transfers``
+(``taas.stages.transfers``): the event's measurements once; per batch of seeds, the seeds
+(their estimate or given start is computed on the host, where the seeds are: the seed
+selection and deduplication between batches are sequential) and, back, the found tracks'
+measurement lists for that deduplication; at the end, the tracks. On the CPU device the same
+crossings are handovers (``torch.as_tensor`` shares memory).
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from taas.detector.detector import Detector
 from taas.stages.device_tensors import TransferCounter
 from taas.tracking import helix
 from taas.tracking.batched import ckf_step
+from taas.tracking.batched.fit import bound_to_free_torch
 from taas.tracking.batched.navigation_tensors import NavigationTensors
+from taas.tracking.batched.torch_arrays import TorchArrays
 from taas.tracking.batched.torch_ops import FORMULAS as F
 from taas.tracking.ckf import CkfConfig, Prediction, pair_step_bz
-from taas.tracking.field import field_of
+from taas.tracking.field import field_of, point_bz
 from taas.tracking.navigation import Navigation
 
 __all__ = ["TorchCkfKernels", "TransferCounter"]
@@ -40,116 +42,129 @@ __all__ = ["TorchCkfKernels", "TransferCounter"]
 class TorchCkfKernels:
     """``CkfKernels`` in torch (float64) on ``device`` for one detector.
 
-    The detector's geometry and material go to the device once, here (``setup_bytes``, not
-    counted per event); ``transfers`` counts the per-call copies. ``label``: the device as a
-    stage reports it, with ``note`` appended (e.g. `` (CUDA unavailable)``).
+    The detector's geometry, material and navigation grids go to the device once
+    (``setup_bytes``: geometry and material slabs; not counted per event); ``transfers``
+    counts the copies of the CKF's arrays (``arrays``). ``label``: the device as a stage
+    reports it, with ``note`` appended (e.g. `` (CUDA unavailable)``). Tensors at this
+    interface have the track axis first, as the CKF's bookkeeping keeps them; the batched
+    formulas take it last, so each call moves it there (on the device).
     """
 
     def __init__(self, detector: Detector, device: torch.device | str = "cpu", *,
                  note: str = "") -> None:
         self.detector = detector
         self.device = torch.device(device)
-        self.label = f"{self.device}{note}"
+        self.arrays = TorchArrays(self.device, note=note)
+        self.label, self.transfers = self.arrays.label, self.arrays.transfers
         self.modules = ckf_step.ModuleTensors(detector, self.device)
+        self.centers = self.modules.center.T  #: (n_modules, 3)
         #: bytes of module geometry and material slabs moved once (passive surfaces not counted)
         self.setup_bytes = sum(t.numel() * t.element_size() for t in (
             self.modules.center, self.modules.rotation, self.modules.thickness,
             self.modules.hv, self.modules.min_hu, self.modules.max_hu,
             *(() if self.modules.slabs is None else (self.modules.slabs,))))
-        self.transfers = TransferCounter()
         self._navigation: tuple[Navigation, NavigationTensors] | None = None
+
+    def _check(self, detector: Detector) -> None:
+        if detector is not self.detector:
+            raise ValueError("TorchCkfKernels: called with another detector than it was "
+                             "built for")
 
     def _navigation_on_device(self, navigation: Navigation) -> NavigationTensors:
         """The layers and module grids on the device, moved there once per ``Navigation``
         (like the module geometry: not counted per event)."""
         if self._navigation is None or self._navigation[0] is not navigation:
-            self._navigation = (navigation, NavigationTensors(navigation, self.device))
+            self._navigation = (navigation, NavigationTensors(navigation, self.arrays))
         return self._navigation[1]
 
-    def next_layer(self, navigation: Navigation, free: np.ndarray, s_min: np.ndarray,
-                   exclude: np.ndarray, bz: float | np.ndarray, s_max: float | np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def free_states(self, detector: Detector, params: torch.Tensor,
+                    rows: torch.Tensor) -> torch.Tensor:
+        self._check(detector)
+        return bound_to_free_torch(params.T, self.modules.center[:, rows],
+                                   self.modules.rotation[:, :, rows]).T
+
+    def point_field(self, detector: Detector, config: CkfConfig,
+                    free: torch.Tensor) -> float | torch.Tensor:
+        return point_bz(field_of(detector, config.bz), free, torch)
+
+    def helix_at(self, free: torch.Tensor, s: torch.Tensor, bz: float | torch.Tensor,
+                 mass: float) -> torch.Tensor:
+        out = torch.empty_like(free.T)
+        F.free_state_at(free.T, s, -helix.K_FIELD * bz, mass, out)
+        return out.T
+
+    def layer_of(self, navigation: Navigation, rows: torch.Tensor) -> torch.Tensor:
+        return self._navigation_on_device(navigation).module_layer[rows]
+
+    def inside_bounds(self, detector: Detector, rows: torch.Tensor, u: torch.Tensor,
+                      v: torch.Tensor, tolerance: float) -> torch.Tensor:
+        self._check(detector)
+        return self.modules.inside_bounds(rows, u, v, tolerance)
+
+    def next_layer(self, navigation: Navigation, free: torch.Tensor, s_min: torch.Tensor,
+                   exclude: torch.Tensor, bz: float | torch.Tensor,
+                   s_max: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(free)
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0)
-        up, down = self.transfers.upload, self.transfers.download
-        per_state = [np.array(np.broadcast_to(a, (n,)), float)  # a writable copy each
-                     for a in (helix.turning_rate(free[:, 7], bz), s_min, s_max)]
-        h, s_min_t, s_max_t = (up(a, self.device, torch.float64) for a in per_state)
-        layer, s = self._navigation_on_device(navigation).next_layer(
-            up(free, self.device, torch.float64), h, s_min_t,
-            up(np.array(np.broadcast_to(exclude, (n,)), np.int64), self.device, torch.int64),
-            s_max_t)
-        return down(layer), down(s)
+        if isinstance(s_max, float):
+            s_max = torch.full((n,), s_max, dtype=free.dtype, device=self.device)
+        h = -helix.K_FIELD * bz * free[:, helix.QOP]
+        return self._navigation_on_device(navigation).next_layer(free.T, h, s_min, exclude,
+                                                                 s_max)
 
     def crossable_modules(self, detector: Detector, navigation: Navigation,
-                          layer: np.ndarray, at: np.ndarray, config: CkfConfig,
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        if len(layer) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        up, down = self.transfers.upload, self.transfers.download
-        at_t = up(at, self.device, torch.float64)  # (8, n)
+                          layer: torch.Tensor, at: torch.Tensor, config: CkfConfig,
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(detector)
         offsets, modules = self._navigation_on_device(navigation).candidate_modules(
-            up(layer, self.device, torch.int64), at_t[helix.POS], at_t[helix.DIR],
-            config.bounds_tolerance)
-        pair_c = torch.repeat_interleave(torch.arange(len(layer), device=self.device),
-                                         torch.diff(offsets))
+            layer, at[:, helix.POS].T, at[:, helix.DIR].T, config.bounds_tolerance)
+        pair_c, _ = self.arrays.entries(torch.diff(offsets))
         # taas.tracking.ckf.line_misses, on the device
-        x, y, z, _t, tx, ty, tz, qop = at_t[:, pair_c]
+        x, y, z, _t, tx, ty, tz, qop = at[pair_c].T
         u, v, margin, steep = F.line_crossing(
             x, y, z, tx, ty, tz, qop, self.modules.center[:, modules],
             self.modules.rotation[:, :, modules],
             -helix.K_FIELD * field_of(detector, config.bz).max_bz)
         misses = steep & ~self.modules.inside_bounds(modules, u, v,
                                                      config.bounds_tolerance + margin)
-        return down(pair_c[~misses]), down(modules[~misses])
+        return pair_c[~misses], modules[~misses]
 
-    def predict(self, detector: Detector, params: np.ndarray, cov: np.ndarray,
-                rows: np.ndarray, pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
-                *, passive: bool) -> Prediction:
-        if detector is not self.detector:
-            raise ValueError("TorchCkfKernels: called with another detector than it was "
-                             "built for")
+    def predict(self, detector: Detector, params: torch.Tensor, cov: torch.Tensor,
+                rows: torch.Tensor, pair_c: torch.Tensor, targets: torch.Tensor,
+                config: CkfConfig, *, passive: bool) -> Prediction:
+        self._check(detector)
         if len(pair_c) == 0:
-            return Prediction(np.zeros(0, bool), np.zeros(0), np.zeros((0, 6)),
-                              np.zeros((0, 6, 6)))
-        up, down = self.transfers.upload, self.transfers.download
-        # bounds are judged on the host (Detector.inside_bounds), so none here
+            return Prediction(torch.zeros(0, dtype=torch.bool, device=self.device),
+                              params.new_zeros(0), params.new_zeros((0, 6)),
+                              params.new_zeros((0, 6, 6)))
+        bz = pair_step_bz(field_of(detector, config.bz), self.centers, params, rows, pair_c,
+                          targets, torch)
+        # bounds are judged by the caller (inside_bounds), so none here
         pred = ckf_step.predict(
-            self.modules, up(params, self.device, torch.float64),
-            up(cov, self.device, torch.float64), up(rows, self.device, torch.int64),
-            up(pair_c, self.device, torch.int64), up(targets, self.device, torch.int64),
-            bz=self._pair_field(detector, params, rows, pair_c, targets, config),
-            mass=config.mass, x0=config.x0,
-            multiple_scattering=config.multiple_scattering, bounds_tolerance=math.inf,
-            passive=passive)
-        return Prediction(down(pred.ok), down(pred.path), down(pred.params), down(pred.cov))
+            self.modules, _last(params), _last(cov), rows, pair_c, targets, bz=bz,
+            mass=config.mass, x0=config.x0, multiple_scattering=config.multiple_scattering,
+            bounds_tolerance=math.inf, passive=passive)
+        return Prediction(pred.ok, pred.path, _first(pred.params), _first(pred.cov))
 
-    def _pair_field(self, detector: Detector, params: np.ndarray, rows: np.ndarray,
-                    pair_c: np.ndarray, targets: np.ndarray, config: CkfConfig,
-                    ) -> float | torch.Tensor:
-        """Each pair's step field (``taas.tracking.ckf.pair_step_bz``, computed on the host as
-        the numba kernels do, uploaded only when it is not one uniform value)."""
-        bz = pair_step_bz(detector, params, rows, pair_c, targets, config)
-        if isinstance(bz, np.ndarray):
-            return self.transfers.upload(bz, self.device, torch.float64)
-        return bz
-
-    def chi2(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray,
-             var: np.ndarray) -> np.ndarray:
+    def chi2(self, params: torch.Tensor, cov: torch.Tensor, meas: torch.Tensor,
+             var: torch.Tensor) -> torch.Tensor:
         if len(params) == 0:
-            return np.zeros(0)
-        up = self.transfers.upload
-        return self.transfers.download(ckf_step.chi2(
-            up(params, self.device, torch.float64), up(cov, self.device, torch.float64),
-            up(meas, self.device, torch.float64), up(var, self.device, torch.float64)))
+            return params.new_zeros(0)
+        return ckf_step.chi2(_last(params), _last(cov), _last(meas), _last(var))
 
-    def update(self, params: np.ndarray, cov: np.ndarray, meas: np.ndarray, var: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def update(self, params: torch.Tensor, cov: torch.Tensor, meas: torch.Tensor,
+               var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(params) == 0:
-            return np.zeros((0, 6)), np.zeros((0, 6, 6)), np.zeros(0)
-        up, down = self.transfers.upload, self.transfers.download
-        new_params, new_cov, dchi2 = ckf_step.update(
-            up(params, self.device, torch.float64), up(cov, self.device, torch.float64),
-            up(meas, self.device, torch.float64), up(var, self.device, torch.float64))
-        return down(new_params), down(new_cov), down(dchi2)
+            return params.new_zeros((0, 6)), cov.new_zeros((0, 6, 6)), params.new_zeros(0)
+        new_params, new_cov, dchi2 = ckf_step.update(_last(params), _last(cov), _last(meas),
+                                                     _last(var))
+        return _first(new_params), _first(new_cov), dchi2
+
+
+def _last(a: torch.Tensor) -> torch.Tensor:
+    """(K, ...) -> (..., K): the batched formulas' layout."""
+    return a.movedim(0, -1).contiguous()
+
+
+def _first(a: torch.Tensor) -> torch.Tensor:
+    """(..., K) -> (K, ...): the CKF's layout."""
+    return a.movedim(-1, 0).contiguous()

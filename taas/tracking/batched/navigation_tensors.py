@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from taas.tracking.batched.torch_arrays import TorchArrays
 from taas.tracking.batched.torch_ops import FORMULAS as F
 from taas.tracking.navigation import BARREL, ENDCAP, Navigation
 
@@ -31,12 +32,13 @@ from taas.tracking.navigation import BARREL, ENDCAP, Navigation
 class NavigationTensors:
     """A ``Navigation``'s layers and module grids on one torch device (built once)."""
 
-    def __init__(self, navigation: Navigation, device: torch.device | str = "cpu") -> None:
-        self.device = torch.device(device)
+    def __init__(self, navigation: Navigation, arrays: TorchArrays) -> None:
+        self.arrays, self.device = arrays, arrays.device
 
         def put(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
 
+        self.module_layer = put(navigation.module_layer, torch.int64)
         self.endcap = put(navigation.kind == ENDCAP, torch.bool)
         self.barrel_layers = put(np.flatnonzero(navigation.kind == BARREL), torch.int64)
         self.endcap_layers = put(np.flatnonzero(navigation.kind == ENDCAP), torch.int64)
@@ -90,14 +92,14 @@ class NavigationTensors:
         i_lo, i_hi, j_lo, j_hi = (w.to(torch.int64) for w in window)
         n_i, n_j = (i_hi - i_lo + 1).clamp_min(0), (j_hi - j_lo + 1).clamp_min(0)
         # every bin of every window, phi-major as the numba loop visits them
-        owner, k = _entries(n_i * n_j)
+        owner, k = self.arrays.entries(n_i * n_j)
         n_j_of = n_j[owner]
         bins = (self.first_bin[layer[owner]]
                 + (i_lo[owner] + k // n_j_of) % n_phi[owner] * n_2[owner]
                 + j_lo[owner] + k % n_j_of)
         # every module listed in those bins, then each (candidate, module) once: its first
         start = self.bin_offsets[bins]
-        in_bin, q = _entries(self.bin_offsets[bins + 1] - start)
+        in_bin, q = self.arrays.entries(self.bin_offsets[bins + 1] - start)
         cand = owner[in_bin]
         modules = self.bin_modules[start[in_bin] + q]
         _, inverse = torch.unique(cand * self.n_modules + modules, return_inverse=True)
@@ -110,9 +112,3 @@ class NavigationTensors:
         offsets = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
         return offsets, modules[keep]
 
-
-def _entries(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For lists of ``counts`` entries, per entry: its list and its position in the list."""
-    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    firsts = torch.cumsum(counts, 0) - counts
-    return owner, torch.arange(len(owner), device=counts.device) - firsts[owner]
