@@ -7,7 +7,8 @@ flipped by such an ulp would change a measurement list; on the tiny event none i
 and a failure here names the first differing list.
 
 Prints the ckf stage's time per tiny event (CUDA vs numba, same process, after a warm-up) and
-its host <-> device copies: the host navigates, so every step copies its pairs over and back.
+its host <-> device copies: the candidates stay on the device for a batch of seeds, so the
+measurements go up once and each batch's seeds go up and its found measurements come down.
 """
 
 from __future__ import annotations
