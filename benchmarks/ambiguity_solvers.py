@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scaling_runs import SEED, simulated
+from scaling_runs import SEED, interleaved_stage_seconds, simulated
 
 from backends.cpu.ambiguity import CpuAmbiguityResolution
 from backends.gpu.ambiguity import GpuAmbiguityResolution
@@ -47,29 +45,16 @@ def up_to_ckf() -> PipelineSpec:
         k: v for k, v in spec.stage_configs.items() if k in kept})
 
 
-def timed(stage: Stage, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = stage.run(inputs)
-    return out, time.perf_counter() - start
-
-
 def compare(tracks: dict[str, np.ndarray], cpu: Stage, gpu: Stage,
             repeats: int) -> dict[str, Any]:
     """Both solvers on one event's CKF tracks: counts, agreement, median seconds."""
-    cpu_out, _ = timed(cpu, tracks)
-    gpu_out, _ = timed(gpu, tracks)
-    seconds: dict[str, list[float]] = {"cpu": [], "gpu": []}
-    for r in range(repeats):
-        for name, stage in (("cpu", cpu), ("gpu", gpu)) if r % 2 == 0 else (("gpu", gpu),
-                                                                            ("cpu", cpu)):
-            seconds[name].append(timed(stage, tracks)[1])
+    outputs, seconds = interleaved_stage_seconds({"cpu": cpu, "gpu": gpu}, tracks, repeats)
+    cpu_out, gpu_out = outputs["cpu"], outputs["gpu"]
     n_in = len(tracks["tracks.meas_offsets"]) - 1
     n_out = len(cpu_out["prototracks.offsets"]) - 1
     same = all(np.array_equal(cpu_out[k], gpu_out[k]) for k in cpu_out)
     return {"tracks_in": n_in, "tracks_out": n_out, "same_tracks": same,
-            "median_seconds": {k: statistics.median(v) for k, v in seconds.items()},
+            "median_seconds": seconds,
             "gpu_transfers": gpu.transfers}  # type: ignore[attr-defined]
 
 

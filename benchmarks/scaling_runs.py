@@ -151,3 +151,30 @@ def write_result(result: dict[str, Any], name: str) -> Path:
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
     return path
+
+
+def interleaved_stage_seconds(stages: dict[str, Any], inputs: dict[str, np.ndarray],
+                              repeats: int) -> tuple[dict[str, dict[str, np.ndarray]],
+                                                     dict[str, float]]:
+    """Each stage's outputs on ``inputs`` and its median seconds over ``repeats`` passes after
+    one untimed pass (caches, CUDA context), the stages' order alternating pass by pass so that
+    the machine's load falls on all of them alike (CUDA synchronised around each call)."""
+    import torch
+
+    def timed(stage: Any) -> tuple[dict[str, np.ndarray], float]:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = stage.run(inputs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - start
+
+    outputs = {name: timed(stage)[0] for name, stage in stages.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in stages}
+    names = list(stages)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            seconds[name].append(timed(stages[name])[1])
+    return outputs, {name: float(np.median(s)) for name, s in seconds.items()}
+
