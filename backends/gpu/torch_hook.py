@@ -9,6 +9,7 @@ The torch work (the CKF's ``TorchCkfKernels``, the bridge's ``TorchArrays``) is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,15 @@ class TorchWork(Protocol):
 
     label: str
     transfers: TransferCounter
+
+
+@dataclass
+class DeviceWork:
+    """``TorchWork`` of a stage whose torch code takes a counter rather than holding one (the
+    gpu track fit)."""
+
+    label: str
+    transfers: TransferCounter = field(default_factory=TransferCounter)
 
 
 class TorchDeviceHook:

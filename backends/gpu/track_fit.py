@@ -2,8 +2,10 @@
 
 Filter and smoother run batched over tracks (``taas.tracking.batched.fit``), from the same
 formulas as the CPU backend's numba kernels (``taas.tracking.batched.formulas``); the host
-keeps the bookkeeping (ordering, grouping by length, start parameters). Without CUDA it runs on
-the CPU device when ``config.allow_cpu_fallback`` (the default) and ``device`` says so.
+keeps the bookkeeping (ordering, grouping by length, start parameters), so each batch of
+equal-length tracks goes to the device and its fitted states come back: ``transfers`` counts
+those copies per event (``backends.gpu.torch_hook``). Without CUDA it runs on the CPU device
+when ``config.allow_cpu_fallback`` (the default) and ``device`` says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from backends.gpu.torch_hook import DeviceWork, TorchDeviceHook
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements
 from taas.edm.tracks import ProtoTracks, Tracks
@@ -21,7 +24,7 @@ from taas.tracking.stages import TrackFitStage
 __all__ = ["BatchedFitConfig", "GpuTrackFit"]
 
 
-class GpuTrackFit(TrackFitStage):
+class GpuTrackFit(TorchDeviceHook, TrackFitStage):
     """The track_fit stage with filter and smoother in torch (float64), on CUDA when present."""
 
     BACKEND = "gpu"
@@ -34,13 +37,11 @@ class GpuTrackFit(TrackFitStage):
             config = BatchedFitConfig(**config)
         super().__init__(detector, config)
         self.config: BatchedFitConfig = config
-        self.torch_device, self._device_note = cuda_or_fallback(config.allow_cpu_fallback)
-
-    @property
-    def device(self) -> str:
-        return f"{self.torch_device}{self._device_note}"
+        self.torch_device, note = cuda_or_fallback(config.allow_cpu_fallback)
+        self.torch_work = DeviceWork(f"{self.torch_device}{note}")
 
     def fit(self, measurements: Measurements, prototracks: ProtoTracks) -> Tracks:
         tracks, _ = fit_prototracks_torch(self.detector, measurements, prototracks, self.config,
-                                          device=self.torch_device)
+                                          device=self.torch_device,
+                                          transfers=self.torch_work.transfers)
         return tracks

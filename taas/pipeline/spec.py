@@ -88,12 +88,12 @@ ACORN_TRACCC = PipelineSpec(
      ("edge_classification", "gpu"), ("track_building", "gpu"), ("prototrack_seeding", "cpu"),
      ("prototrack_ckf", "cpu"), ("ambiguity", "cpu"), ("track_fit", "cpu")),
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
-    # the bridge, the CKF's track arithmetic and the ambiguity solver go to the accelerator
-    # too (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
+    # the bridge, the CKF, the ambiguity solver and the fit go to the accelerator too
+    # (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
     # supplementary seeding; prototrack_ckf/gpu: the CKF in torch, seed batches on the host;
-    # ambiguity/gpu: the greedy solver in torch)
+    # ambiguity/gpu: the greedy solver in torch; track_fit/gpu: filter and smoother in torch)
     accel_stages=("graph_construction", "edge_classification", "track_building",
-                  "prototrack_seeding", "prototrack_ckf", "ambiguity"),
+                  "prototrack_seeding", "prototrack_ckf", "ambiguity", "track_fit"),
     # Track building as acorn's, so that one model repository serves both pipelines with the
     # same track_building models (a stage model has one configuration). Keeping the short
     # proto-tracks ACORN drops (min_hits 3) for the CKF to complete gained little: two medium

@@ -15,11 +15,11 @@ from taas.pipeline.runner import Pipeline, PipelineResult
 from taas.pipeline.spec import ACORN_TRACCC
 from taas.pipeline.timings import transfer_fields
 from taas.reco.hit_spacepoints import event_inputs
-from taas.stages.transfers import COPY, HANDOVER, NOT_COUNTED, StageTraffic, Traffic
+from taas.stages.transfers import COPY, HANDOVER, StageTraffic, Traffic
 
 GNN = ("graph_construction", "edge_classification", "track_building")
-#: acorn_traccc on the accelerator, and the fit on the gpu backend (which does not count)
-SPEC = ACORN_TRACCC.with_accel("gpu").with_routing({"track_fit": "gpu"})
+#: acorn_traccc on the accelerator, the fit included
+SPEC = ACORN_TRACCC.with_accel("gpu")
 KIND = COPY if torch.cuda.is_available() else HANDOVER
 
 
@@ -94,16 +94,14 @@ def test_gnn_stages_cross_as_many_times_as_their_inputs_say(runs) -> None:
 
 
 def test_every_stage_is_labelled(runs) -> None:
-    """Bytes only for real copies; the gpu stages that count (GNN, bridge, CKF) say which kind
-    they made; host stages cross nothing; the fit's gpu backend does not count, and says so;
-    the CKF's per-step copies do not depend on residency."""
+    """Bytes only for real copies; every gpu stage (GNN, bridge, CKF, ambiguity, fit) says
+    which kind it made; host stages cross nothing; the CKF's per-batch copies do not depend on
+    residency."""
     for name in ("plain", "resident"):
         for timing in runs[name].timings:
             kind = transfer_fields(timing.transfers, timing.counted)["transfer_kind"]
             if timing.backend == "cpu":
                 assert (timing.counted, kind) == (True, "none"), timing
-            elif timing.stage == "track_fit":
-                assert (timing.counted, kind) == (False, NOT_COUNTED), timing
             else:
                 assert (timing.counted, kind) == (True, KIND), timing
                 traffic = timing.transfers.by_kind[KIND]

@@ -31,6 +31,7 @@ import torch
 from taas.detector.detector import Detector
 from taas.edm.hits import Measurements
 from taas.edm.tracks import ProtoTracks, Tracks
+from taas.stages.device_tensors import TransferCounter
 from taas.tracking import helix
 from taas.tracking.batched import torch_ops
 from taas.tracking.batched.constants import PHI, QOP, THETA
@@ -93,8 +94,14 @@ class PassiveSurfaces:
     Every (segment, surface) pair gets the cheap test at once (a few tens of surfaces); the
     survivors are gathered for the intersection, then the crossings for their noise."""
 
-    def __init__(self, passive: PassiveMaterial, like: torch.Tensor) -> None:
+    def __init__(self, passive: PassiveMaterial, like: torch.Tensor,
+                 transfers: TransferCounter | None = None) -> None:
+        """``transfers``: counts the surfaces' copies to the device (None: not counted, for
+        geometry moved once)."""
         def put(a: np.ndarray) -> torch.Tensor:
+            if transfers is not None:
+                return transfers.to_device_tensor(np.ascontiguousarray(a), like.device,
+                                                  like.dtype)
             return torch.as_tensor(np.ascontiguousarray(a), dtype=like.dtype,
                                    device=like.device)
 
@@ -191,15 +198,19 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      multiple_scattering: bool = True, x0: float = X0_SILICON,
                      mass: float = helix.PION_MASS, module_slab: np.ndarray | None = None,
                      passive: PassiveMaterial | None = None,
-                     device: torch.device | str = "cpu") -> KalmanResult:
+                     device: torch.device | str = "cpu",
+                     transfers: TransferCounter | None = None) -> KalmanResult:
     """``taas.tracking.kalman.kalman_fit`` on ``device``: filter and smooth N tracks of n
-    measurements each (arrays (N, n, ...) in, numpy ``KalmanResult`` out)."""
+    measurements each (arrays (N, n, ...) in, numpy ``KalmanResult`` out). ``transfers``
+    counts every copy between host and device (the inputs, the passive surfaces, the
+    results)."""
     dtype = torch.float64
     device = torch.device(device)
+    moved = transfers if transfers is not None else TransferCounter()
 
     def put(a: np.ndarray, *order: int) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a, float), dtype=dtype,
-                               device=device).permute(*order).contiguous()
+        return moved.to_device_tensor(np.asarray(a, float), device,
+                                      dtype).permute(*order).contiguous()
 
     n_tracks, n_meas = np.shape(meas)[:2]
     center, rotation = put(surfaces.center, 1, 2, 0), put(surfaces.rotation, 1, 2, 3, 0)
@@ -207,7 +218,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     uv, variance = put(meas, 1, 2, 0), put(var, 1, 2, 0)
     slabs = put(module_slab, 1, 2, 0) if module_slab is not None else None
     state, state_cov = put(params0, 1, 0), put(cov0, 1, 2, 0)
-    surfaces_passive = (PassiveSurfaces(passive, state)
+    surfaces_passive = (PassiveSurfaces(passive, state, moved)
                         if multiple_scattering and passive is not None and len(passive) else None)
     # the field: one for all, or (N, n) per track and step (kalman_fit's ``bz``)
     h_per_qop: float | torch.Tensor = (
@@ -261,9 +272,8 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     ok &= torch.isfinite(chi2) & torch.isfinite(smooth).all(dim=1).all(dim=0)
     ok &= ((theta > 0) & (theta < torch.pi)).all(dim=0)
     ok &= torch.isfinite(smooth_cov).flatten(0, 2).all(dim=0)
-    return KalmanResult(smooth.permute(2, 0, 1).cpu().numpy(),
-                        smooth_cov.permute(3, 0, 1, 2).cpu().numpy(), chi2.cpu().numpy(),
-                        ok.cpu().numpy())
+    return KalmanResult(*(moved.to_host_array(out) for out in (
+        smooth.permute(2, 0, 1), smooth_cov.permute(3, 0, 1, 2), chi2, ok)))
 
 
 @dataclass(frozen=True)
@@ -276,8 +286,12 @@ class BatchedFitConfig(TrackFitConfig):
 
 def fit_prototracks_torch(detector: Detector, measurements: Measurements,
                           prototracks: ProtoTracks, config: TrackFitConfig | None = None, *,
-                          device: torch.device | str = "cpu") -> tuple[Tracks, np.ndarray]:
+                          device: torch.device | str = "cpu",
+                          transfers: TransferCounter | None = None,
+                          ) -> tuple[Tracks, np.ndarray]:
     """``taas.tracking.fitter.fit_prototracks`` with filter and smoother in torch on
-    ``device``: the tracks and, per track, its proto-track index."""
+    ``device``: the tracks and, per track, its proto-track index. ``transfers`` counts the
+    copies of every batch of equal-length tracks."""
     return fit_prototracks(detector, measurements, prototracks, config,
-                           kalman=partial(kalman_fit_torch, device=device))
+                           kalman=partial(kalman_fit_torch, device=device,
+                                          transfers=transfers))
