@@ -94,14 +94,8 @@ class PassiveSurfaces:
     Every (segment, surface) pair gets the cheap test at once (a few tens of surfaces); the
     survivors are gathered for the intersection, then the crossings for their noise."""
 
-    def __init__(self, passive: PassiveMaterial, like: torch.Tensor,
-                 transfers: TransferCounter | None = None) -> None:
-        """``transfers``: counts the surfaces' copies to the device (None: not counted, for
-        geometry moved once)."""
+    def __init__(self, passive: PassiveMaterial, like: torch.Tensor) -> None:
         def put(a: np.ndarray) -> torch.Tensor:
-            if transfers is not None:
-                return transfers.to_device_tensor(np.ascontiguousarray(a), like.device,
-                                                  like.dtype)
             return torch.as_tensor(np.ascontiguousarray(a), dtype=like.dtype,
                                    device=like.device)
 
@@ -193,6 +187,18 @@ def with_noise(cov: torch.Tensor, var_phi: torch.Tensor, var_theta: torch.Tensor
     return noisy
 
 
+def passive_on_device(passive: PassiveMaterial, like: torch.Tensor) -> PassiveSurfaces:
+    """``passive`` as tensors of ``like``'s device and dtype, moved there once per process and
+    device (geometry, like the CKF's module tensors; cached on ``passive``, which
+    ``taas.tracking.material.material_model`` caches on its detector)."""
+    cache: dict[tuple[torch.device, torch.dtype], PassiveSurfaces] = (
+        passive.__dict__.setdefault("_taas_on_device", {}))
+    key = (like.device, like.dtype)
+    if key not in cache:
+        cache[key] = PassiveSurfaces(passive, like)
+    return cache[key]
+
+
 def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      meas: np.ndarray, var: np.ndarray, *, bz: float | np.ndarray,
                      multiple_scattering: bool = True, x0: float = X0_SILICON,
@@ -202,8 +208,8 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      transfers: TransferCounter | None = None) -> KalmanResult:
     """``taas.tracking.kalman.kalman_fit`` on ``device``: filter and smooth N tracks of n
     measurements each (arrays (N, n, ...) in, numpy ``KalmanResult`` out). ``transfers``
-    counts every copy between host and device (the inputs, the passive surfaces, the
-    results)."""
+    counts every copy between host and device of the tracks' inputs and results (the passive
+    surfaces are geometry, moved once: ``passive_on_device``)."""
     dtype = torch.float64
     device = torch.device(device)
     moved = transfers if transfers is not None else TransferCounter()
@@ -218,7 +224,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     uv, variance = put(meas, 1, 2, 0), put(var, 1, 2, 0)
     slabs = put(module_slab, 1, 2, 0) if module_slab is not None else None
     state, state_cov = put(params0, 1, 0), put(cov0, 1, 2, 0)
-    surfaces_passive = (PassiveSurfaces(passive, state, moved)
+    surfaces_passive = (passive_on_device(passive, state)
                         if multiple_scattering and passive is not None and len(passive) else None)
     # the field: one for all, or (N, n) per track and step (kalman_fit's ``bz``)
     h_per_qop: float | torch.Tensor = (
