@@ -98,8 +98,8 @@ def _ledger(result: PipelineResult) -> list[dict]:
 def test_resident_chain_on_cuda(medium_event) -> None:
     detector, inputs = medium_event
     front = "gpu" if _opencl_gpu() else "cpu"
-    spec = ACORN_TRACCC.with_accel("gpu").with_routing(
-        {"clustering": front, "spacepoints": front, "track_fit": "gpu"})
+    spec = ACORN_TRACCC.with_accel("gpu").with_routing({"clustering": front,
+                                                        "spacepoints": front})
     pipelines = {"plain": Pipeline(spec, detector, resident=False),
                  "resident": Pipeline(spec, detector, resident=True)}
     for pipeline in pipelines.values():
