@@ -1,18 +1,21 @@
 """What the benchmarks that retrain the binary-strips GNN recipe on another particle gun share.
 
-``forward_eta_training.py`` and ``soft_spectrum_training.py`` train ``taas.gnn.binary_strips``'
-recipe (same preset, event counts, seeds, config and epochs) on events of another gun, into a
-scratch directory, and compare the result with the shipped set: the gun (``Gun``), its
-simulated events (``simulated``), the training (``train_set``), and what their records hold
-(``training_summary``, ``forward_efficiency``). One thread throughout (``THREADS``).
+``forward_eta_training.py``, ``soft_spectrum_training.py`` and ``noise_training.py`` train
+``taas.gnn.binary_strips``' recipe (same preset, event counts, seeds, config and epochs) on
+events of another gun, into a scratch directory, and compare the result with the shipped
+set: the gun (``Gun``), its simulated events (``simulated``), the training (``train_set``), and
+what their records hold (``training_summary``, ``forward_efficiency``). One thread throughout
+(``THREADS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +36,26 @@ FIDUCIAL_ETA_MAX = 2.5
 
 @dataclass(frozen=True)
 class Gun:
-    """The particle gun's kinematics (``taas.events.simulation.simulate``)."""
+    """The particle gun's kinematics (``taas.events.simulation.simulate``) and the share of
+    noise hits added to its events (``noise_fraction``; 0: none, as Fatras alone)."""
 
     pt_min: float
     pt_max: float
     pt_spectrum: str
     eta_max: float
+    noise_fraction: float = 0.0
 
     def kwargs(self) -> dict[str, Any]:
         """``simulate`` keyword arguments."""
         return {"pt_range": (self.pt_min, self.pt_max), "pt_spectrum": self.pt_spectrum,
-                "eta_max": self.eta_max}
+                "eta_max": self.eta_max, "noise_fraction": self.noise_fraction}
 
     def describe(self) -> dict[str, Any]:
+        """What a record says of the gun (the noise only where there is some, so that the
+        records of the noiseless guns stay as they were)."""
+        noise = {"noise_fraction": self.noise_fraction} if self.noise_fraction else {}
         return {"pt_range_gev": [self.pt_min, self.pt_max], "pt_spectrum": self.pt_spectrum,
-                "eta_max": self.eta_max}
+                "eta_max": self.eta_max, **noise}
 
 
 #: The shipped set's gun (taas' default: ACTS' benchmark gun).
@@ -61,8 +69,10 @@ def simulated(out: Path, preset: str, events: int, seed: int, gun: Gun) -> Path:
     if manifest.exists():
         meta = json.loads(manifest.read_text())
         have = (tuple(meta.get("pt_range_gev", ())), meta.get("pt_spectrum", "flat"),
-                meta.get("eta_max"), meta.get("seed"), meta.get("events"))
-        want = ((gun.pt_min, gun.pt_max), gun.pt_spectrum, gun.eta_max, seed, events)
+                meta.get("eta_max"), meta.get("noise_fraction", 0.0), meta.get("seed"),
+                meta.get("events"))
+        want = ((gun.pt_min, gun.pt_max), gun.pt_spectrum, gun.eta_max, gun.noise_fraction,
+                seed, events)
         if have != want:
             raise ValueError(f"{out} holds other events ({have}, want {want}); use another "
                              "--work")
@@ -73,13 +83,16 @@ def simulated(out: Path, preset: str, events: int, seed: int, gun: Gun) -> Path:
                     strip_readout="binary", progress=False, **gun.kwargs())
 
 
-def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bool
-              ) -> dict[str, Any]:
+def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bool,
+              training_seed: int = 0) -> dict[str, Any]:
     """The binary-strips recipe on events of ``gun`` into ``out`` (a run already there with the
-    same data and epochs is reused unless ``retrain``). ``epochs``: per-stage epoch counts for
-    ``binary_strips_config`` (None: the recipe's). Returns its metrics with wall times."""
+    same data, epochs and training seed is reused unless ``retrain``). ``epochs``: per-stage
+    epoch counts for ``binary_strips_config`` (None: the recipe's); ``training_seed``:
+    ``TrainingConfig.seed`` (the recipe's 0; the events stay the recipe's). Returns its metrics
+    with wall times."""
     data = {**BINARY_STRIPS_DATA, **gun.describe(),
-            "epochs": {k: v for k, v in epochs.items() if v is not None} or "recipe"}
+            "epochs": {k: v for k, v in epochs.items() if v is not None} or "recipe",
+            **({"training_seed": training_seed} if training_seed else {})}
     done = out / "metrics.json"
     if done.exists() and not retrain and all((out / f"{n}.pt").exists() for n in SHIPPED):
         metrics = json.loads(done.read_text())
@@ -96,9 +109,9 @@ def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bo
     simulation_s = time.perf_counter() - t0
     print(f"{out}: simulated the training events in {simulation_s:.0f} s", flush=True)
     t0 = time.perf_counter()
+    config = binary_strips_config(**{f"{k}_epochs": v for k, v in epochs.items()})
     metrics = train_all(out, events_dir=train, val_dir=val,
-                        config=binary_strips_config(**{f"{k}_epochs": v
-                                                       for k, v in epochs.items()}),
+                        config=replace(config, seed=training_seed),
                         num_threads=THREADS, progress=False)
     metrics["wall_s"] = {"simulation": simulation_s, "training": time.perf_counter() - t0}
     metrics["data"] = data
@@ -162,3 +175,14 @@ def retrain_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="train again even when --work holds a finished training")
     return parser
+
+
+def run_environment() -> dict[str, Any]:
+    """A retraining record's threads and machine (the timings mean little without them)."""
+    import torch
+
+    return {"threads": THREADS, "torch_threads": torch.get_num_threads(),
+            "thread_env": {var: os.environ.get(var) for var in
+                           ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")},
+            "machine": {"processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "note": "2 cores shared with other work"}}

@@ -58,8 +58,6 @@ training run.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -73,6 +71,7 @@ from gun_training import (
     evaluation_events,
     forward_efficiency,
     retrain_parser,
+    run_environment,
     train_set,
     training_summary,
 )
@@ -158,6 +157,27 @@ def evaluate(event: Event, spec: PipelineSpec) -> dict[str, Any]:
             "spacepoint_truth": composition(sample), "pipeline_wall_s": run_s}
 
 
+def run_sets(checkpoints: dict[str, Path], events: dict[str, Event]
+             ) -> dict[str, dict[str, Any]]:
+    """Every model set (the shipped one and ``checkpoints``) on every event: ``evaluate``'s
+    record per event and set, each printed as it comes."""
+    runs: dict[str, dict[str, Any]] = {name: {} for name in events}
+    for set_name, spec in specs(checkpoints).items():
+        for event_name, event in events.items():
+            runs[event_name][set_name] = evaluate(event, spec)
+            show(event_name, set_name, runs[event_name][set_name])
+    return runs
+
+
+def shipped_set_record() -> dict[str, Any]:
+    """What the records say of the shipped binary-strips set."""
+    metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
+    return {"checkpoints": str(shipped_dir(SHIPPED_SET)),
+            "data": {**metrics["data"], **SHIPPED_GUN.describe()},
+            "training": training_summary(metrics),
+            "validation_events": "small, binary strips, shipped gun (seed 202)"}
+
+
 def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
     eff, fake = r["efficiency"], r["fake_rate"]
     print(f"{event_name:>30} {set_name:>13}: eff {r['reconstructed']}/{r['fiducial_particles']}"
@@ -188,21 +208,9 @@ def main() -> None:
         script_train_s[name] = time.perf_counter() - t0
         torch.set_num_threads(THREADS)
         print(f"{name}: trained in {script_train_s[name]:.0f} s", flush=True)
-    shipped_metrics = json.loads((shipped_dir(SHIPPED_SET) / "metrics.json").read_text())
-
     events, event_info = evaluation_events(args.trackml, work / "eval", EVAL_EVENTS)
-
-    runs: dict[str, dict[str, Any]] = {name: {} for name in events}
-    for set_name, spec in specs(checkpoints).items():
-        for event_name, event in events.items():
-            runs[event_name][set_name] = evaluate(event, spec)
-            show(event_name, set_name, runs[event_name][set_name])
-
-    model_sets: dict[str, Any] = {
-        SHIPPED_SET: {"checkpoints": str(shipped_dir(SHIPPED_SET)),
-                      "data": {**shipped_metrics["data"], **SHIPPED_GUN.describe()},
-                      "training": training_summary(shipped_metrics),
-                      "validation_events": "small, binary strips, shipped gun (seed 202)"}}
+    runs = run_sets(checkpoints, events)
+    model_sets: dict[str, Any] = {SHIPPED_SET: shipped_set_record()}
     for name in NEW_SETS:
         model_sets[name] = {
             "checkpoints": str(checkpoints[name]), "data": metrics[name]["data"],
@@ -226,11 +234,7 @@ def main() -> None:
         "gnn_purity": f"true edges / edges with GNN score > {GNN_CUT:g}",
         "false_edges_above_cut": f"share of the GNN-scored (post-filter) edges that join no "
                                  f"truth pair and score above {GNN_CUT:g}",
-        "threads": THREADS, "torch_threads": torch.get_num_threads(),
-        "thread_env": {var: os.environ.get(var) for var in
-                       ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")},
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "note": "2 cores shared with other work"},
+        **run_environment(),
         "model_sets": model_sets,
         "events": event_info,
         "runs": runs,

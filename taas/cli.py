@@ -34,6 +34,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         strip_readout=args.strip_readout,
         field=args.field,
+        noise_fraction=args.noise_fraction,
     )
     print(f"wrote {args.events} events to {out}")
 
@@ -282,6 +283,10 @@ def _add_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--field", choices=sorted(SIMULATION_FIELDS), default="uniform",
                    help="magnetic field: uniform 2 T, or trackml (the real TrackML sample's "
                    "solenoid, falling to ~1 T at the far end caps; default: uniform)")
+    p.add_argument("--noise-fraction", type=float, default=0.0, metavar="F",
+                   help="add noise hits (particle 0) until they are F of each event's hits, "
+                   "0 <= F < 1, on random modules like the real TrackML sample's noise "
+                   "(there 0.15; default: 0, none)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
 

@@ -30,11 +30,13 @@ from taas.detector.acts_generic import (
     digitization_config_json,
     generic_tracking_geometry,
 )
+from taas.detector.detector import Detector
 from taas.detector.field import SolenoidField, UniformField, simulation_field
 from taas.detector.geometry_id import decode
 from taas.detector.material import MATERIAL_FILE, generic_material
 from taas.errors import InputError
 from taas.events.event import write_manifest
+from taas.events.noise import add_noise_hits, check_noise_fraction, noise_rng
 from taas.events.presets import DEFAULT_PDG
 from taas.io.atomic import atomic_write
 
@@ -137,6 +139,18 @@ def binarize_strip_cells(cells_csv: Path) -> int:
     return int(on_strips.sum())
 
 
+def _post_process(out: Path, event_ids: range, detector: Detector, *, seed: int,
+                  strip_readout: str, noise_fraction: float) -> None:
+    """What ACTS does not do, applied to its files: binary strip values, then noise hits
+    (after, so that analog noise strips draw from the event's own strip values)."""
+    for event in event_ids:
+        if strip_readout == "binary":
+            binarize_strip_cells(out / f"event{event:09d}-cells.csv")
+        if noise_fraction > 0:
+            added = add_noise_hits(out, event, detector, noise_fraction, noise_rng(seed, event))
+            log.debug("event %d: %d noise hits", event, added)
+
+
 def _progress_algorithm(ex: Any, level: Any, bar: Any) -> Any:
     """A sequencer algorithm that ticks ``bar`` once per event (runs last in each event)."""
 
@@ -154,14 +168,14 @@ def _progress_algorithm(ex: Any, level: Any, bar: Any) -> Any:
 def check_simulated(directory: str | Path, want: dict[str, Any], *, min_events: int = 0
                     ) -> Path:
     """``directory`` when its ``dataset.json`` records the simulation ``want`` (e.g. seed,
-    vertices, particles_per_vertex, strip_readout) with at least ``min_events`` events: events
-    simulated elsewhere (a GPU machine has no ACTS for its Python) then stand in for a fresh
-    :func:`simulate`. A ``ValueError`` names what differs otherwise. Manifests written before
-    the strip readout, the field and the pT spectrum were options record none: their strips
-    are analog, their field uniform, their pT flat."""
+    vertices, particles_per_vertex, strip_readout, noise_fraction) with at least ``min_events``
+    events: events simulated elsewhere (a GPU machine has no ACTS for its Python) then stand in
+    for a fresh :func:`simulate`. A ``ValueError`` names what differs otherwise. Manifests
+    written before the strip readout, the field, the pT spectrum and the noise were options
+    record none: their strips are analog, their field uniform, their pT flat, their noise 0."""
     directory = Path(directory)
     meta = {"strip_readout": "analog", "field": "uniform", "pt_spectrum": "flat",
-            **json.loads((directory / "dataset.json").read_text())}
+            "noise_fraction": 0.0, **json.loads((directory / "dataset.json").read_text())}
     if any(meta.get(k) != v for k, v in want.items()) or meta.get("events", 0) < min_events:
         raise ValueError(f"{directory}: dataset.json {meta} does not hold "
                          f"{min_events or 'the'} events of {want}")
@@ -194,6 +208,7 @@ def simulate(
     strip_readout: str = "analog",
     field: str = "uniform",
     pt_spectrum: str = "flat",
+    noise_fraction: float = 0.0,
 ) -> Path:
     """Simulate ``events`` particle-gun events on the Generic detector into ``out_dir``.
 
@@ -209,7 +224,10 @@ def simulate(
     ``field`` (``taas.detector.field.SIMULATION_FIELDS``): a uniform 2 T field, or
     ``"trackml"``, the real TrackML sample's solenoid (2 T at the centre, ~1 T at the end
     caps' far discs), given to Fatras and the digitization as an (r, z) map; the manifest
-    records it and readers attach it to the detector. Returns ``out_dir``.
+    records it and readers attach it to the detector. ``noise_fraction`` (0 <= F < 1): noise
+    hits, particle 0, are added to each event until they are F of its hits, on random modules
+    with clusters like the real TrackML sample's noise (``taas.events.noise``; TrackML: 0.15),
+    drawn from a generator of ``seed`` and the event number. Returns ``out_dir``.
     """
     import acts
     import acts.examples as ex
@@ -221,6 +239,7 @@ def simulate(
         raise ValueError("events, vertices and particles_per_vertex must be positive")
     _check_gun(pt_range, pt_spectrum, eta_max)
     check_strip_readout(strip_readout)
+    check_noise_fraction(noise_fraction)
     simulation_field(field)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,9 +287,8 @@ def simulate(
         t1 = time.perf_counter()
         seq.run()
         t_run = time.perf_counter() - t1
-    if strip_readout == "binary":
-        for event in range(skip, skip + events):
-            binarize_strip_cells(out / f"event{event:09d}-cells.csv")
+    _post_process(out, range(skip, skip + events), detector, seed=seed,
+                  strip_readout=strip_readout, noise_fraction=noise_fraction)
 
     info = {
         "source": "acts-fatras", "detector": detector.name, "seed": seed, "events": events,
@@ -279,6 +297,7 @@ def simulate(
         "pdg": list(pdg),
         "field_t": FIELD_T, "beam_sigma_xy_mm": BEAM_SIGMA_XY_MM,
         "beam_sigma_z_mm": BEAM_SIGMA_Z_MM, "strip_readout": strip_readout, "field": field,
+        "noise_fraction": noise_fraction,
         "acts_version": f"{acts.version.major}.{acts.version.minor}.{acts.version.patch}",
     }
     write_manifest(out, info)
