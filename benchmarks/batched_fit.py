@@ -12,7 +12,8 @@ code without CUDA; ``--device cuda`` on a GPU), in the same process, interleaved
 alternates every repeat), after one untimed warm-up fit of each. Recorded: per fit the median
 and best time per event, their ratio, the event sizes, torch's thread count and device, and the
 largest difference between the two fits' tracks in units of the parameters' sigmas (they share
-every formula: ``taas.tracking.batched.formulas``).
+every formula: ``taas.tracking.batched.formulas``), and the torch fit's host <-> device copies
+on the last event (one batch of up to ``batch_size`` tracks, every length together).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from taas.edm.hits import Measurements
 from taas.edm.tracks import ProtoTracks, Tracks
 from taas.events.dataset import open_dataset
 from taas.events.presets import PRESETS
+from taas.stages.device_tensors import TransferCounter
 from taas.tracking.batched.fit import fit_prototracks_torch
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks
 from taas.tracking.parameters import PHI, wrap_phi
@@ -100,8 +102,12 @@ def main() -> None:
     device = torch.device(args.device)
     torch_name = f"torch_{device.type}"
 
+    copies = TransferCounter()
+
     def torch_fit(meas: Measurements, protos: ProtoTracks) -> Tracks:
-        tracks = fit_prototracks_torch(detector, meas, protos, config, device=device)[0]
+        copies.reset()
+        tracks = fit_prototracks_torch(detector, meas, protos, config, device=device,
+                                       transfers=copies)[0]
         if device.type == "cuda":
             torch.cuda.synchronize()
         return tracks
@@ -136,6 +142,7 @@ def main() -> None:
         "torch_over_numba_median": per_fit[torch_name]["median_s"]
         / per_fit["numba"]["median_s"],
         "max_deviation": {k: max(d[k] for d in deviations) for k in deviations[0]},
+        "torch_copies_last_event": copies.summary(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -2,10 +2,11 @@
 
 Filter and smoother run batched over tracks (``taas.tracking.batched.fit``), from the same
 formulas as the CPU backend's numba kernels (``taas.tracking.batched.formulas``); the host
-keeps the bookkeeping (ordering, grouping by length, start parameters), so each batch of
-equal-length tracks goes to the device and its fitted states come back: ``transfers`` counts
-those copies per event (``backends.gpu.torch_hook``). Without CUDA it runs on the CPU device
-when ``config.allow_cpu_fallback`` (the default) and ``device`` says so.
+keeps the bookkeeping (ordering, padding, start parameters), so each batch of tracks (every
+length together, ``batch_size`` tracks) goes to the device once and its fitted states come
+back once: ``transfers`` counts those copies per event (``backends.gpu.torch_hook``).
+Without CUDA it runs on the CPU device when ``config.allow_cpu_fallback`` (the default) and
+``device`` says so.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ final fit. Steps per call:
    least 3 2D measurements): they are *absent* from the output, whose measurement lists
    identify every fitted track; ``fit_prototracks`` also returns the indices of those fitted;
 4. estimate start parameters from the helix through the measurements (``estimation``), then
-   run filter + smoother on batches of equal-length tracks; optionally iterate, restarting
+   run filter + smoother on batches of tracks sorted longest first, every length in one batch
+   (``kalman.kalman_fit``'s ``lengths``: on a GPU, one set of copies per batch rather than per
+   length); optionally iterate, restarting
    from the smoothed first state with the loose prior, to remove the linearisation error of a
    poor start. Tracks whose propagation fails (no intersection with the next module) or whose
    state turns invalid are skipped.
@@ -181,14 +183,16 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
     n = len(lengths)
     params, cov = np.empty((n, 6)), np.empty((n, 6, 6))
     chi2, fitted = np.empty(n), np.zeros(n, bool)
-    for length in np.unique(lengths[lengths >= config.min_measurements]):
-        group = np.flatnonzero(lengths == length)
-        for start in range(0, len(group), config.batch_size):
-            sel = group[start:start + config.batch_size]
-            meas_idx = ordered[offsets[sel][:, None] + np.arange(length)]
-            p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
-                                      var[meas_idx], config=config, kalman=kalman)
-            params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
+    longest_first = np.flatnonzero(lengths >= config.min_measurements)
+    longest_first = longest_first[np.argsort(-lengths[longest_first], kind="stable")]
+    for start in range(0, len(longest_first), config.batch_size):
+        sel = longest_first[start:start + config.batch_size]
+        # padded to the longest with each track's last measurement (ignored by the fit)
+        steps = np.minimum(np.arange(lengths[sel[0]]), lengths[sel][:, None] - 1)
+        meas_idx = ordered[offsets[sel][:, None] + steps]
+        p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
+                                  var[meas_idx], lengths[sel], config=config, kalman=kalman)
+        params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
     keep = np.flatnonzero(fitted)
     first_meas = ordered[offsets[keep]]
     kept_lengths = lengths[keep]
@@ -202,16 +206,22 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
 
 
 def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.ndarray,
-               var: np.ndarray, *, config: TrackFitConfig, kalman: KalmanFit = kalman_fit,
+               var: np.ndarray, lengths: np.ndarray, *, config: TrackFitConfig,
+               kalman: KalmanFit = kalman_fit,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Estimate + iterated Kalman fit of N tracks with n measurements each (arrays (N, n, ...))."""
+    """Estimate + iterated Kalman fit of N tracks of ``lengths`` measurements (longest first),
+    padded to the longest (arrays (N, n, ...))."""
     surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
                         detector.modules["thickness"][rows])
     module_slab, passive = (material_model(detector) if config.material
                             else (None, None))
     slabs = module_slab[rows] if module_slab is not None else None
-    start, prior = estimate_parameters(xyz, surfaces.center[:, 0], surfaces.rotation[:, 0],
-                                       config.bz)
+    start, prior = np.empty((len(xyz), 6)), np.empty((len(xyz), 6, 6))
+    for length in np.unique(lengths):  # the helix estimate reads each track's own points
+        group = lengths == length
+        start[group], prior[group] = estimate_parameters(
+            xyz[group, :length], surfaces.center[group, 0], surfaces.rotation[group, 0],
+            config.bz)
     ok = np.all(np.isfinite(start), axis=1)
     start[~ok] = np.nan
     field = field_of(detector, config.bz)
@@ -220,7 +230,8 @@ def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.nda
         bz = track_step_bz(field, surfaces.center, start[:, THETA])
         result = kalman(start, prior, surfaces, uv, var, bz=bz,
                         multiple_scattering=config.multiple_scattering, x0=config.x0,
-                        mass=config.mass, module_slab=slabs, passive=passive)
+                        mass=config.mass, module_slab=slabs, passive=passive,
+                        lengths=lengths)
         first, first_cov = result.params[:, 0], result.cov[:, 0]
         delta = first - start
         delta[:, PHI] = wrap_phi(delta[:, PHI])

@@ -3,8 +3,11 @@
 The textbook extended Kalman filter for track fitting (R. Frühwirth, NIM A 262 (1987) 444; the
 ACTS ``KalmanFitter`` with ``GainMatrixUpdater`` / ``GainMatrixSmoother``), written for many
 tracks at once: every array has a leading track axis N and a measurement axis n, and the loop
-runs over the n measurements with all N tracks advanced together. Tracks of equal length are
-batched by the caller (``taas.tracking.fitter``).
+runs over the n measurements with all N tracks advanced together. Tracks of different lengths
+share a batch (``lengths``, longest first): at measurement k only the prefix of tracks with more
+than k measurements runs, so a batch costs the sum of its tracks' steps, not N times the longest
+(and on a GPU one batch is one set of copies: ``taas.tracking.fitter`` batches every length
+together).
 
 Model, per measurement k on module k (ordered along the track):
 
@@ -65,6 +68,22 @@ class KalmanResult(NamedTuple):
 #: ``kalman_fit``'s signature: the hook through which ``fitter.fit_prototracks`` runs it on
 #: another device (``taas.tracking.batched.fit.kalman_fit_torch``).
 KalmanFit = Callable[..., KalmanResult]
+
+
+def running_tracks(lengths: np.ndarray | None, n_tracks: int, n_meas: int) -> np.ndarray:
+    """How many tracks are still running at each of ``n_meas`` measurements ((n,) counts):
+    a ragged batch's tracks are sorted longest first, so at measurement k the first counts[k]
+    tracks run. ``lengths`` None: all tracks have all ``n_meas``. Raises ``ValueError`` for
+    lengths that are not (N,), not longest first, or outside 1..n."""
+    if lengths is None:
+        return np.full(n_meas, n_tracks, np.int64)
+    lengths = np.asarray(lengths)
+    if (lengths.shape != (n_tracks,) or np.any(np.diff(lengths) > 0)
+            or (n_tracks and not 1 <= lengths[-1] <= lengths[0] <= n_meas)):
+        raise ValueError(f"lengths must be ({n_tracks},), longest first, within 1..{n_meas}; "
+                         f"got shape {lengths.shape}, range "
+                         f"{lengths.min(initial=0)}..{lengths.max(initial=0)}")
+    return (lengths[None, :] > np.arange(n_meas)[:, None]).sum(axis=1)
 
 
 def _symmetric(cov: np.ndarray) -> np.ndarray:
@@ -129,8 +148,10 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                var: np.ndarray, *, bz: float | np.ndarray, multiple_scattering: bool = True,
                x0: float = X0_SILICON, mass: float = helix.PION_MASS,
                module_slab: np.ndarray | None = None,
-               passive: PassiveMaterial | None = None) -> KalmanResult:
-    """Filter and smooth N tracks of n measurements each.
+               passive: PassiveMaterial | None = None,
+               lengths: np.ndarray | None = None) -> KalmanResult:
+    """Filter and smooth N tracks of n measurements each (``lengths`` (N,), longest first:
+    of at most n; a track's entries beyond its length are ignored and come back NaN).
 
     ``params0`` (N, 6) and ``cov0`` (N, 6, 6) are the prior on the first module (make it loose:
     it enters the result); ``meas`` and ``var`` are (N, n, 2). Material (with
@@ -142,9 +163,10 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
     """
     meas, var = np.asarray(meas, float), np.asarray(var, float)
     n_tracks, n_meas = meas.shape[:2]
+    running = running_tracks(lengths, n_tracks, n_meas)
     center, rotation, thickness = surfaces
-    filt = np.empty((n_tracks, n_meas, 6))
-    filt_cov = np.empty((n_tracks, n_meas, 6, 6))
+    filt = np.full((n_tracks, n_meas, 6), np.nan)
+    filt_cov = np.full((n_tracks, n_meas, 6, 6), np.nan)
     pred = np.empty_like(filt)
     pred_cov = np.empty_like(filt_cov)
     jac = np.empty((n_tracks, n_meas, 6, 6))
@@ -153,66 +175,72 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
     state, state_cov = np.asarray(params0, float), np.asarray(cov0, float)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for k in range(n_meas):
+            m = running[k]  # the tracks still running: a prefix
+            state, state_cov = state[:m], state_cov[:m]
             if k > 0:
                 noisy = state_cov
                 if multiple_scattering:
-                    cos_inc = np.einsum("ni,ni->n", rotation[:, k - 1, :, 2],
+                    cos_inc = np.einsum("ni,ni->n", rotation[:m, k - 1, :, 2],
                                         direction(state[:, PHI], state[:, THETA]))
                     if module_slab is None:
-                        noisy = add_scattering(state, state_cov, cos_inc, thickness[:, k - 1],
+                        noisy = add_scattering(state, state_cov, cos_inc, thickness[:m, k - 1],
                                                x0=x0, mass=mass)
                     else:
-                        q, de = slab_noise(state, cos_inc, module_slab[:, k - 1], mass)
+                        q, de = slab_noise(state, cos_inc, module_slab[:m, k - 1], mass)
                         noisy = state_cov + q
                         state = state.copy()
                         state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
-                step = bz[:, k] if isinstance(bz, np.ndarray) else bz
-                prop = propagate(state, center[:, k - 1], rotation[:, k - 1], center[:, k],
-                                 rotation[:, k], bz=step, mass=mass)
-                ok &= prop.ok
-                jac[:, k] = prop.jacobian
+                step = bz[:m, k] if isinstance(bz, np.ndarray) else bz
+                prop = propagate(state, center[:m, k - 1], rotation[:m, k - 1], center[:m, k],
+                                 rotation[:m, k], bz=step, mass=mass)
+                ok[:m] &= prop.ok
+                jac[:m, k] = prop.jacobian
                 start = state
                 state = prop.params
                 state_cov = _symmetric(prop.transport @ noisy @ np.swapaxes(prop.transport, 1, 2))
                 if multiple_scattering and passive is not None and len(passive):
                     q, de = passive.noise_at(
-                        bound_to_free(start, center[:, k - 1], rotation[:, k - 1]),
-                        np.where(prop.ok, prop.path, 0.0), center[:, k], rotation[:, k],
+                        bound_to_free(start, center[:m, k - 1], rotation[:m, k - 1]),
+                        np.where(prop.ok, prop.path, 0.0), center[:m, k], rotation[:m, k],
                         bz=step, mass=mass)
                     state_cov = _symmetric(state_cov + q)
                     state[:, QOP] = apply_energy_loss(state[:, QOP], de, mass)
-            pred[:, k], pred_cov[:, k] = state, state_cov
-            state, state_cov, dchi2 = kalman_update(state, state_cov, meas[:, k], var[:, k])
-            chi2 += dchi2
-            filt[:, k], filt_cov[:, k] = state, state_cov
-        smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac)
+            pred[:m, k], pred_cov[:m, k] = state, state_cov
+            state, state_cov, dchi2 = kalman_update(state, state_cov, meas[:m, k], var[:m, k])
+            chi2[:m] += dchi2
+            filt[:m, k], filt_cov[:m, k] = state, state_cov
+        within = np.arange(n_tracks)[:, None] < running[None, :]  # (N, n): a track's entries
+        smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac,
+                                           within.sum(axis=1))
         theta = smooth[:, :, THETA]
-        ok &= np.isfinite(chi2) & np.all(np.isfinite(smooth), axis=(1, 2))
-        ok &= np.all((theta > 0) & (theta < np.pi), axis=1)
-        ok &= np.all(np.isfinite(smooth_cov), axis=(1, 2, 3))
+        ok &= np.isfinite(chi2) & np.all(np.isfinite(smooth) | ~within[..., None], axis=(1, 2))
+        ok &= np.all(((theta > 0) & (theta < np.pi)) | ~within, axis=1)
+        ok &= np.all(np.isfinite(smooth_cov) | ~within[..., None, None], axis=(1, 2, 3))
     return KalmanResult(smooth, smooth_cov, chi2, ok)
 
 
 def _rts_smoother(filt: np.ndarray, filt_cov: np.ndarray, pred: np.ndarray,
-                  pred_cov: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rauch-Tung-Striebel pass; ``jac[:, k]`` transports module k-1 to k. One numba loop over
-    tracks and modules (``_rts_rows``); a track whose predicted covariance is not finite or is
-    singular is smoothed to NaN from there inwards (the fit then marks it failed)."""
+                  pred_cov: np.ndarray, jac: np.ndarray, lengths: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rauch-Tung-Striebel pass; ``jac[:, k]`` transports module k-1 to k; track i from its
+    measurement ``lengths[i] - 1`` inwards. One numba loop over tracks and modules
+    (``_rts_rows``); a track whose predicted covariance is not finite or is singular is
+    smoothed to NaN from there inwards (the fit then marks it failed)."""
     smooth, smooth_cov = filt.copy(), filt_cov.copy()
     _rts_rows(np.ascontiguousarray(pred), np.ascontiguousarray(pred_cov),
-              np.ascontiguousarray(jac), smooth, smooth_cov)
+              np.ascontiguousarray(jac), smooth, smooth_cov, lengths.astype(np.int64))
     return smooth, smooth_cov
 
 
 @numba.njit(cache=True)
 def _rts_rows(pred: np.ndarray, pred_cov: np.ndarray, jac: np.ndarray, smooth: np.ndarray,
-              smooth_cov: np.ndarray) -> None:
+              smooth_cov: np.ndarray, lengths: np.ndarray) -> None:
     """``_rts_smoother`` in place: ``smooth``/``smooth_cov`` enter holding the filtered states;
     one ``formulas.rts_step`` per track and module, outwards in. A failed step (singular or
     non-finite predicted covariance) leaves NaN there, which every inner step inherits."""
     work, lu, gain, diff = np.empty((6, 6)), np.empty((6, 6)), np.empty((6, 6)), np.empty(6)
     for n in range(smooth.shape[0]):
-        for k in range(smooth.shape[1] - 2, -1, -1):
+        for k in range(lengths[n] - 2, -1, -1):
             _formulas.rts_step(smooth[n, k], smooth_cov[n, k], smooth[n, k + 1],
                                smooth_cov[n, k + 1], pred[n, k + 1], pred_cov[n, k + 1],
                                jac[n, k + 1], smooth[n, k], smooth_cov[n, k], work, lu, gain,

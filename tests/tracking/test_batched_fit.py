@@ -157,6 +157,19 @@ def test_gpu_stage_runs_where_it_says(tiny_truth_tracks):
         assert_same_tracks(Tracks.from_tensors(CpuTrackFit(detector, ERRORS).run(inputs)), out)
 
 
+def test_gpu_stage_copies_once_per_batch(toy):
+    """Every length in one batch: the torch fit's inputs go up once (8 tensors: surfaces,
+    measurements, variances, start, prior, field) and the smoothed states come down once (4),
+    however many lengths the tracks have (here 3); a second batch copies as much again."""
+    detector, meas, protos = toy
+    inputs = {**meas.to_tensors(), **protos.to_tensors()}
+    for batch_size, batches in ((4096, 1), (200, 2)):
+        stage = GpuTrackFit(detector, {"batch_size": batch_size, "material": False, **ERRORS})
+        stage.run(inputs)
+        assert stage.transfers["to_device"] == 7 * batches  # no module slabs without material
+        assert stage.transfers["to_host"] == 4 * batches
+
+
 def test_gpu_stage_config():
     detector = barrel_detector()
     stage = GpuTrackFit(detector, {"bz": 1.5, "max_iterations": 2, **ERRORS})

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taas.tracking.estimation import estimate_parameters
+from taas.tracking.estimation import estimate_parameters, loose_covariance
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks, tracks_to_perigee
-from taas.tracking.kalman import _rts_smoother, kalman_update, predicted_chi2
+from taas.tracking.kalman import (
+    Surfaces,
+    _rts_smoother,
+    kalman_fit,
+    kalman_update,
+    predicted_chi2,
+    running_tracks,
+)
 from taas.tracking.parameters import PHI, QOP, free_to_perigee, wrap_phi
 from tests.tracking.toy import barrel_detector, generate_particles, measure, simulate
 
@@ -157,7 +164,8 @@ def test_smoother_matches_the_rts_formulas():
     """The smoother's row loop against the RTS equations written out with numpy
     (A = C_f F^T P^-1, x = x_f + A (x_s - p), C = C_f + A (C_s - P) A^T, phi differences
     wrapped); a track with a non-finite predicted covariance is NaN from there inwards, the
-    others are unaffected."""
+    others are unaffected; a track shorter than the batch starts from its own last entry and
+    keeps the filtered values beyond it."""
     rng = np.random.default_rng(9)
     n, m = 20, 5
     filt = rng.normal(size=(n, m, 6))
@@ -167,13 +175,17 @@ def test_smoother_matches_the_rts_formulas():
     filt_cov, pred_cov = _random_spd(rng, (n, m)), _random_spd(rng, (n, m))
     jac = np.eye(6) + 0.1 * rng.normal(size=(n, m, 6, 6))
     pred_cov[7, 2, 0, 0] = np.nan
-    smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac)
+    lengths = np.full(n, m)
+    lengths[11] = 3
+    smooth, smooth_cov = _rts_smoother(filt, filt_cov, pred, pred_cov, jac, lengths)
     assert np.all(np.isnan(smooth[7, :2]))
     assert np.all(np.isnan(smooth_cov[7, :2]))
+    np.testing.assert_array_equal(smooth[11, 3:], filt[11, 3:])
     for i in range(n):
-        x, c = filt[i, m - 1].copy(), filt_cov[i, m - 1].copy()
-        np.testing.assert_array_equal(smooth[i, m - 1], x)
-        for k in range(m - 2, 1 if i == 7 else -1, -1):
+        last = lengths[i] - 1
+        x, c = filt[i, last].copy(), filt_cov[i, last].copy()
+        np.testing.assert_array_equal(smooth[i, last], x)
+        for k in range(last - 1, 1 if i == 7 else -1, -1):
             gain = filt_cov[i, k] @ jac[i, k + 1].T @ np.linalg.inv(pred_cov[i, k + 1])
             diff = x - pred[i, k + 1]
             diff[PHI] = wrap_phi(diff[PHI])
@@ -182,3 +194,39 @@ def test_smoother_matches_the_rts_formulas():
             c = filt_cov[i, k] + gain @ (c - pred_cov[i, k + 1]) @ gain.T
             np.testing.assert_allclose(smooth[i, k], x, rtol=1e-9, atol=1e-9)
             np.testing.assert_allclose(smooth_cov[i, k], c, rtol=1e-9, atol=1e-9)
+
+
+def test_ragged_batch_equals_equal_length_batches(detector, scattered):
+    """Tracks of 10, 7 and 4 measurements in one batch (longest first, padded) give bit for
+    bit what three batches of equal-length tracks give; entries beyond a track's length are
+    NaN."""
+    truth, _, _ = scattered
+    rng = np.random.default_rng(5)
+    tracks = rng.choice(N_TRACKS, 30, replace=False)
+    lengths = np.repeat([10, 7, 4], 10)
+    rows = truth.rows[tracks]
+    surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
+                        detector.modules["thickness"][rows])
+    meas = truth.params[tracks, :, :2] + rng.normal(0, 0.01, (30, 10, 2))
+    var = np.full_like(meas, 1e-4)
+    start = truth.params[tracks, 0] * (1 + 0.01 * rng.normal(size=(30, 6)))
+    prior = loose_covariance(start)
+    ragged = kalman_fit(start, prior, surfaces, meas, var, bz=2.0, lengths=lengths)
+    for length in (10, 7, 4):
+        group = lengths == length
+        alone = kalman_fit(start[group], prior[group],
+                           Surfaces(*(a[group, :length] for a in surfaces)),
+                           meas[group, :length], var[group, :length], bz=2.0)
+        assert alone.ok.all()
+        for got, want in zip(ragged, alone, strict=True):
+            np.testing.assert_array_equal(got[group][:, :length] if got.ndim > 1 else got[group],
+                                          want)
+        assert np.isnan(ragged.params[group, length:]).all()
+
+
+def test_ragged_lengths_are_checked():
+    np.testing.assert_array_equal(running_tracks(np.array([3, 3, 2, 1]), 4, 3), [4, 3, 2])
+    np.testing.assert_array_equal(running_tracks(None, 4, 2), [4, 4])
+    for bad in ([1, 2, 3, 3], [4, 3, 2, 1], [3, 2, 1, 0], [3, 2]):
+        with pytest.raises(ValueError, match="longest first"):
+            running_tracks(np.array(bad), 4, 3)

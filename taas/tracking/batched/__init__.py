@@ -20,8 +20,9 @@ smoother step — are written once, in ``formulas.py``, against a small interfac
 What exists twice, and why: (1) the ``ops`` primitives (``matmul_into``, ``solve_into``, ...):
 generic linear algebra, loops in numba and batched tensor operations in torch, the point of the
 flavours; (2) the *sequence* of the filter (which noise is added when, where the energy loss
-applies): ``taas.tracking.kalman.kalman_fit`` batches equal-length tracks in numpy around the
-numba kernels, ``fit.kalman_fit_torch`` does the same steps in torch, line by line; (3) two
+applies): ``taas.tracking.kalman.kalman_fit`` batches tracks (every length together, the
+running prefix per step) in numpy around the numba kernels, ``fit.kalman_fit_torch`` does the
+same steps in torch, line by line; (3) two
 trivial expressions the torch step needs on the device and whose numpy homes are outside
 ``taas.tracking``: ``Detector.inside_bounds`` (``ckf_step.ModuleTensors.inside_bounds``) and
 ``parameters.bound_to_free`` (``fit.bound_to_free_torch``). ``tests/tracking/test_batched_*.py``

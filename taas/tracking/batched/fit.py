@@ -16,14 +16,20 @@ magnitude (a 1 mm prior against ~10 um measurements and 1e-4 relative q/p errors
 gain solves with the predicted covariance; float32 would lose the smoothed errors. The
 arithmetic is tiny against the launch count, so float64 costs little even on a GPU.
 
+Tracks of different lengths share a call (``lengths``, longest first, as ``kalman_fit``): at
+measurement k the formulas run on the prefix of tracks still running (views of the track axis),
+so the launches per call are those of the longest track, not of every length.
+
 Copies: one host -> device copy of the batch's inputs and one device -> host copy of the
-smoothed states per call (``fit_prototracks`` calls once per track length and batch).
+smoothed states per call (``fit_prototracks`` calls once per batch of ``batch_size`` tracks,
+every length together).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -37,7 +43,7 @@ from taas.tracking.batched import torch_ops
 from taas.tracking.batched.constants import PHI, QOP, THETA
 from taas.tracking.batched.torch_ops import FORMULAS as F
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks
-from taas.tracking.kalman import KalmanResult, Surfaces
+from taas.tracking.kalman import KalmanResult, Surfaces, running_tracks
 from taas.tracking.material import X0_SILICON, PassiveMaterial
 
 
@@ -199,87 +205,147 @@ def passive_on_device(passive: PassiveMaterial, like: torch.Tensor) -> PassiveSu
     return cache[key]
 
 
+class RaggedBatch:
+    """N tracks of different lengths, longest first, padded to n: which entries are a track's
+    own, and the copies that move only those (the padding is zeros on the device, never read:
+    each step runs the running prefix; NaN again on the host)."""
+
+    def __init__(self, running: list[int], device: torch.device, moved: TransferCounter
+                 ) -> None:
+        self.running, self.device, self.moved = running, device, moved
+        n_tracks = running[0] if running else 0
+        #: (N, n) a track's own entries, on the host, and on the device (built, not copied)
+        self.host_own = np.arange(n_tracks)[:, None] < np.asarray(running, np.int64)[None, :]
+        self.within = torch.zeros((len(running), n_tracks), dtype=torch.bool, device=device)
+        for k, m in enumerate(running):
+            self.within[k, :m] = True
+
+    def up(self, a: np.ndarray, *order: int) -> torch.Tensor:
+        """(N, ...) per track, permuted by ``order``, on the device."""
+        return self.moved.to_device_tensor(np.asarray(a, float), self.device,
+                                           torch.float64).permute(*order).contiguous()
+
+    def up_steps(self, a: np.ndarray, *order: int) -> torch.Tensor:
+        """(N, n, ...) per track and measurement: the own entries up, padded there."""
+        a = np.asarray(a, float)
+        padded = torch.zeros(a.shape, dtype=torch.float64, device=self.device)
+        padded[self.within.T] = self.moved.to_device_tensor(a[self.host_own], self.device)
+        return padded.permute(*order).contiguous()
+
+    def valid(self, chi2: torch.Tensor, smooth: torch.Tensor, smooth_cov: torch.Tensor
+              ) -> torch.Tensor:
+        """(N,) finite chi2, and finite states with 0 < theta < pi and finite covariances
+        (n, ..., N) on every own entry."""
+        within, theta = self.within, smooth[:, THETA]
+        return (torch.isfinite(chi2)
+                & (torch.isfinite(smooth) | ~within[:, None]).all(dim=1).all(dim=0)
+                & (((theta > 0) & (theta < torch.pi)) | ~within).all(dim=0)
+                & (torch.isfinite(smooth_cov) | ~within[:, None, None]).flatten(0, 2).all(dim=0))
+
+    def down_steps(self, tensor: torch.Tensor) -> np.ndarray:
+        """(N, n, ...) on the device -> the host, the own entries copied, NaN elsewhere."""
+        out = np.full(tuple(tensor.shape), np.nan)
+        out[self.host_own] = self.moved.to_host_array(tensor[self.within.T])
+        return out
+
+
 def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      meas: np.ndarray, var: np.ndarray, *, bz: float | np.ndarray,
                      multiple_scattering: bool = True, x0: float = X0_SILICON,
                      mass: float = helix.PION_MASS, module_slab: np.ndarray | None = None,
                      passive: PassiveMaterial | None = None,
                      device: torch.device | str = "cpu",
-                     transfers: TransferCounter | None = None) -> KalmanResult:
+                     transfers: TransferCounter | None = None,
+                     lengths: np.ndarray | None = None) -> KalmanResult:
     """``taas.tracking.kalman.kalman_fit`` on ``device``: filter and smooth N tracks of n
-    measurements each (arrays (N, n, ...) in, numpy ``KalmanResult`` out). ``transfers``
-    counts every copy between host and device of the tracks' inputs and results (the passive
-    surfaces are geometry, moved once: ``passive_on_device``)."""
+    measurements each, or of ``lengths`` (longest first; arrays (N, n, ...) in, numpy
+    ``KalmanResult`` out, NaN beyond a track's length). ``transfers`` counts every copy
+    between host and device of the tracks' inputs and results (the passive surfaces are
+    geometry, moved once: ``passive_on_device``)."""
     dtype = torch.float64
     device = torch.device(device)
-    moved = transfers if transfers is not None else TransferCounter()
-
-    def put(a: np.ndarray, *order: int) -> torch.Tensor:
-        return moved.to_device_tensor(np.asarray(a, float), device,
-                                      dtype).permute(*order).contiguous()
-
     n_tracks, n_meas = np.shape(meas)[:2]
-    center, rotation = put(surfaces.center, 1, 2, 0), put(surfaces.rotation, 1, 2, 3, 0)
-    thickness = put(surfaces.thickness, 1, 0)
-    uv, variance = put(meas, 1, 2, 0), put(var, 1, 2, 0)
-    slabs = put(module_slab, 1, 2, 0) if module_slab is not None else None
-    state, state_cov = put(params0, 1, 0), put(cov0, 1, 2, 0)
+    running = running_tracks(lengths, n_tracks, n_meas).tolist()  # host: loop control only
+    batch = RaggedBatch(running, device, transfers if transfers is not None
+                        else TransferCounter())
+    center, rotation = batch.up_steps(surfaces.center, 1, 2, 0), batch.up_steps(
+        surfaces.rotation, 1, 2, 3, 0)
+    thickness = batch.up_steps(surfaces.thickness, 1, 0)
+    uv, variance = batch.up_steps(meas, 1, 2, 0), batch.up_steps(var, 1, 2, 0)
+    slabs = batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None
+    state, state_cov = batch.up(params0, 1, 0), batch.up(cov0, 1, 2, 0)
     surfaces_passive = (passive_on_device(passive, state)
                         if multiple_scattering and passive is not None and len(passive) else None)
     # the field: one for all, or (N, n) per track and step (kalman_fit's ``bz``)
     h_per_qop: float | torch.Tensor = (
         -helix.K_FIELD * float(bz) if np.ndim(bz) == 0
-        else put(-helix.K_FIELD * np.asarray(bz), 1, 0))
-    scratch = Scratch(n_tracks, state)
+        else batch.up_steps(-helix.K_FIELD * np.asarray(bz), 1, 0))
+    scratch_for: Callable[[int], Scratch] = cache(partial(Scratch, like=state))  # per prefix
 
-    filt = torch.empty((n_meas, 6, n_tracks), dtype=dtype, device=device)
-    filt_cov = torch.empty((n_meas, 6, 6, n_tracks), dtype=dtype, device=device)
+    filt = torch.full((n_meas, 6, n_tracks), torch.nan, dtype=dtype, device=device)
+    filt_cov = torch.full((n_meas, 6, 6, n_tracks), torch.nan, dtype=dtype, device=device)
     pred, pred_cov = torch.empty_like(filt), torch.empty_like(filt_cov)
     jac = torch.empty_like(filt_cov)
     chi2 = torch.zeros(n_tracks, dtype=dtype, device=device)
     ok = torch.ones(n_tracks, dtype=torch.bool, device=device)
     for k in range(n_meas):
+        m = running[k]  # the tracks still running: a prefix of the track axis
+        state, state_cov, scratch = state[..., :m], state_cov[..., :m], scratch_for(m)
         if k > 0:
             noisy = state_cov
             if multiple_scattering:
-                *variances, de = module_noise(state, rotation[k - 1], thickness[k - 1],
-                                              None if slabs is None else slabs[k - 1], x0, mass)
+                *variances, de = module_noise(state, rotation[k - 1, ..., :m],
+                                              thickness[k - 1, :m],
+                                              None if slabs is None else slabs[k - 1, ..., :m],
+                                              x0, mass)
                 noisy = with_noise(state_cov, *variances)
                 if slabs is not None:
                     state = state.clone()
                     state[QOP] = F.apply_energy_loss(state[QOP], de, mass, 1.0)
-            h_step = h_per_qop[k] if isinstance(h_per_qop, torch.Tensor) else h_per_qop
-            path, _, prop_ok = F.propagate_state(state, center[k - 1], rotation[k - 1],
-                                                 center[k], rotation[k], h_step, mass, True,
+            h_step = h_per_qop[k, :m] if isinstance(h_per_qop, torch.Tensor) else h_per_qop
+            path, _, prop_ok = F.propagate_state(state, center[k - 1, ..., :m],
+                                                 rotation[k - 1, ..., :m], center[k, ..., :m],
+                                                 rotation[k, ..., :m], h_step, mass, True,
                                                  *scratch.propagation())
-            ok &= prop_ok
-            jac[k] = scratch.jac
+            ok[:m] &= prop_ok
+            jac[k, ..., :m] = scratch.jac
             start = state
             state = scratch.out.clone()
             state_cov = sandwich(scratch.jac, noisy)
             if surfaces_passive is not None:
                 q, de = surfaces_passive.noise(
-                    bound_to_free_torch(start, center[k - 1], rotation[k - 1]),
-                    torch.where(prop_ok, path, 0.0), center[k], rotation[k], h_step, mass)
+                    bound_to_free_torch(start, center[k - 1, ..., :m], rotation[k - 1, ..., :m]),
+                    torch.where(prop_ok, path, 0.0), center[k, ..., :m], rotation[k, ..., :m],
+                    h_step, mass)
                 state_cov = _symmetric(state_cov + q)
                 state[QOP] = F.apply_energy_loss(state[QOP], de, mass, 1.0)
-        pred[k], pred_cov[k] = state, state_cov
+        pred[k, ..., :m], pred_cov[k, ..., :m] = state, state_cov
         state, state_cov = torch.empty_like(state), torch.empty_like(state_cov)
-        chi2 += F.gain_update(pred[k], pred_cov[k], uv[k, 0], uv[k, 1], variance[k, 0],
-                              variance[k, 1], scratch.gain, scratch.gain_v, scratch.work, state,
-                              state_cov)
-        filt[k], filt_cov[k] = state, state_cov
+        chi2[:m] += F.gain_update(pred[k, ..., :m], pred_cov[k, ..., :m], uv[k, 0, :m],
+                                  uv[k, 1, :m], variance[k, 0, :m], variance[k, 1, :m],
+                                  scratch.gain, scratch.gain_v, scratch.work, state, state_cov)
+        filt[k, ..., :m], filt_cov[k, ..., :m] = state, state_cov
+    smooth, smooth_cov = _smoothed(filt, filt_cov, pred, pred_cov, jac, running, scratch_for)
+    ok &= batch.valid(chi2, smooth, smooth_cov)
+    return KalmanResult(batch.down_steps(smooth.permute(2, 0, 1)),
+                        batch.down_steps(smooth_cov.permute(3, 0, 1, 2)),
+                        batch.moved.to_host_array(chi2), batch.moved.to_host_array(ok))
+
+
+def _smoothed(filt: torch.Tensor, filt_cov: torch.Tensor, pred: torch.Tensor,
+              pred_cov: torch.Tensor, jac: torch.Tensor, running: list[int],
+              scratch_for: Callable[[int], Scratch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RTS pass over the filtered states (n, ..., N): at module k the tracks with a
+    measurement after k (a prefix), each from its own last module inwards."""
     smooth, smooth_cov = filt.clone(), filt_cov.clone()
-    for k in range(n_meas - 2, -1, -1):
-        F.rts_step(smooth[k], smooth_cov[k], smooth[k + 1], smooth_cov[k + 1], pred[k + 1],
-                   pred_cov[k + 1], jac[k + 1], smooth[k], smooth_cov[k], scratch.work,
-                   scratch.lu, scratch.rts_gain, scratch.diff)
-    theta = smooth[:, THETA]
-    ok &= torch.isfinite(chi2) & torch.isfinite(smooth).all(dim=1).all(dim=0)
-    ok &= ((theta > 0) & (theta < torch.pi)).all(dim=0)
-    ok &= torch.isfinite(smooth_cov).flatten(0, 2).all(dim=0)
-    return KalmanResult(*(moved.to_host_array(out) for out in (
-        smooth.permute(2, 0, 1), smooth_cov.permute(3, 0, 1, 2), chi2, ok)))
+    for k in range(len(running) - 2, -1, -1):
+        m = running[k + 1]
+        scratch = scratch_for(m)
+        F.rts_step(smooth[k, ..., :m], smooth_cov[k, ..., :m], smooth[k + 1, ..., :m],
+                   smooth_cov[k + 1, ..., :m], pred[k + 1, ..., :m], pred_cov[k + 1, ..., :m],
+                   jac[k + 1, ..., :m], smooth[k, ..., :m], smooth_cov[k, ..., :m],
+                   scratch.work, scratch.lu, scratch.rts_gain, scratch.diff)
+    return smooth, smooth_cov
 
 
 @dataclass(frozen=True)
@@ -297,7 +363,7 @@ def fit_prototracks_torch(detector: Detector, measurements: Measurements,
                           ) -> tuple[Tracks, np.ndarray]:
     """``taas.tracking.fitter.fit_prototracks`` with filter and smoother in torch on
     ``device``: the tracks and, per track, its proto-track index. ``transfers`` counts the
-    copies of every batch of equal-length tracks."""
+    copies of every batch of tracks (all lengths together)."""
     return fit_prototracks(detector, measurements, prototracks, config,
                            kalman=partial(kalman_fit_torch, device=device,
                                           transfers=transfers))
