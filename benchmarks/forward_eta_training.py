@@ -52,6 +52,7 @@ from gun_training import (
     Gun,
     evaluation_events,
     forward_efficiency,
+    rates_text,
     retrain_parser,
     train_set,
     training_summary,
@@ -106,19 +107,14 @@ def evaluate(event: Event, spec: PipelineSpec) -> dict[str, Any]:
 
 
 def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
-    eff, fake = r["efficiency"], r["fake_rate"]
     cls = r["edge_efficiency_by_class"]["all_particles"]
 
     def gnn(name: str) -> str:
         v = cls[name]["gnn_efficiency"]
         return "n/a" if v is None else f"{v:.3f}"
 
-    print(f"{event_name:>20} {set_name:>13}: eff {r['reconstructed']}/{r['fiducial_particles']} "
-          f"= {eff['value']:.3f} +{eff['err_high']:.3f} -{eff['err_low']:.3f}, fake "
-          f"{fake['value']:.3f} ({r['fake_tracks']}/{r['tracks']}), dup "
-          f"{r['duplicate_rate']['value']:.3f} | edges filter {r['filter_target_efficiency']:.3f}"
-          f" GNN {r['gnn_target_efficiency']:.3f}, endcap {gnn('pixel_endcap')} same disk "
-          f"{gnn('pixel_endcap_same_disk')}", flush=True)
+    print(f"{event_name:>20} {set_name:>13}: {rates_text(r)}, endcap {gnn('pixel_endcap')} "
+          f"same disk {gnn('pixel_endcap_same_disk')}", flush=True)
 
 
 def main() -> None:

@@ -123,6 +123,20 @@ def train_set(out: Path, gun: Gun, epochs: dict[str, int | None], *, retrain: bo
     return metrics
 
 
+def timed_training(name: str, out: Path, gun: Gun, epochs: dict[str, int | None], *,
+                   retrain: bool, training_seed: int = 0) -> tuple[dict[str, Any], float]:
+    """``train_set`` with the script's wall time (a reused training takes seconds), said on
+    stdout; torch's thread count is set back to ``THREADS`` after it (training changes it)."""
+    import torch
+
+    t0 = time.perf_counter()
+    metrics = train_set(out, gun, epochs, retrain=retrain, training_seed=training_seed)
+    seconds = time.perf_counter() - t0
+    torch.set_num_threads(THREADS)
+    print(f"{name}: trained in {seconds:.0f} s", flush=True)
+    return metrics, seconds
+
+
 def training_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """Validation metrics per stage, the working points, the epochs and the wall times."""
     out: dict[str, Any] = {"data": metrics.get("data"), "timing_s": metrics.get("timing"),
@@ -134,6 +148,18 @@ def training_summary(metrics: dict[str, Any]) -> dict[str, Any]:
                       "validation": m["validation"],
                       **{k: m[k] for k in ("r", "k", "cut", "stage_efficiency") if k in m}}
     return out
+
+
+def rates_text(r: dict[str, Any]) -> str:
+    """One line of an evaluation record (``soft_spectrum_training.evaluate``'s keys): the
+    efficiency with its errors, fake and duplicate rates, the filter's and GNN's target edge
+    efficiencies."""
+    eff, fake = r["efficiency"], r["fake_rate"]
+    return (f"eff {r['reconstructed']}/{r['fiducial_particles']} = {eff['value']:.3f} "
+            f"+{eff['err_high']:.3f} -{eff['err_low']:.3f}, fake {fake['value']:.3f} "
+            f"({r['fake_tracks']}/{r['tracks']}), dup {r['duplicate_rate']['value']:.3f} | "
+            f"edges filter {r['filter_target_efficiency']:.3f} GNN "
+            f"{r['gnn_target_efficiency']:.3f}")
 
 
 def forward_efficiency(summary: dict[str, Any]) -> dict[str, Any]:

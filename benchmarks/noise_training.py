@@ -26,7 +26,6 @@ time.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -38,7 +37,7 @@ from gun_training import (
     evaluation_events,
     retrain_parser,
     run_environment,
-    train_set,
+    timed_training,
     training_summary,
 )
 from scaling_runs import write_result
@@ -72,12 +71,8 @@ def main() -> None:
     metrics: dict[str, dict[str, Any]] = {}
     script_train_s: dict[str, float] = {}
     for seed, (name, path) in zip(args.training_seeds, checkpoints.items(), strict=True):
-        t0 = time.perf_counter()
-        metrics[name] = train_set(path, NOISE_GUN, {}, retrain=args.retrain,
-                                  training_seed=seed)
-        script_train_s[name] = time.perf_counter() - t0
-        torch.set_num_threads(THREADS)
-        print(f"{name}: trained in {script_train_s[name]:.0f} s", flush=True)
+        metrics[name], script_train_s[name] = timed_training(
+            name, path, NOISE_GUN, {}, retrain=args.retrain, training_seed=seed)
     events, event_info = evaluation_events(args.trackml, work / "eval", EVAL_EVENTS)
     runs = run_sets(checkpoints, events)
     model_sets: dict[str, Any] = {SHIPPED_SET: shipped_set_record()}

@@ -70,9 +70,10 @@ from gun_training import (
     Gun,
     evaluation_events,
     forward_efficiency,
+    rates_text,
     retrain_parser,
     run_environment,
-    train_set,
+    timed_training,
     training_summary,
 )
 from real_data_working_point import composition, edge_metrics, fake_tracks, score_distribution
@@ -179,13 +180,9 @@ def shipped_set_record() -> dict[str, Any]:
 
 
 def show(event_name: str, set_name: str, r: dict[str, Any]) -> None:
-    eff, fake = r["efficiency"], r["fake_rate"]
-    print(f"{event_name:>30} {set_name:>13}: eff {r['reconstructed']}/{r['fiducial_particles']}"
-          f" = {eff['value']:.3f} +{eff['err_high']:.3f} -{eff['err_low']:.3f}, fake "
-          f"{fake['value']:.3f} ({r['fake_tracks']}/{r['tracks']}), dup "
-          f"{r['duplicate_rate']['value']:.3f} | edges filter {r['filter_target_efficiency']:.3f}"
-          f" GNN {r['gnn_target_efficiency']:.3f} purity {r['gnn_purity_at_cut']:.3f} false>"
-          f"{GNN_CUT:g} {r['false_edges_above_cut']:.4f}", flush=True)
+    print(f"{event_name:>30} {set_name:>13}: {rates_text(r)} purity "
+          f"{r['gnn_purity_at_cut']:.3f} false>{GNN_CUT:g} {r['false_edges_above_cut']:.4f}",
+          flush=True)
 
 
 def main() -> None:
@@ -203,11 +200,8 @@ def main() -> None:
     metrics: dict[str, dict[str, Any]] = {}
     script_train_s: dict[str, float] = {}
     for name, gun in NEW_SETS.items():
-        t0 = time.perf_counter()
-        metrics[name] = train_set(checkpoints[name], gun, epochs, retrain=args.retrain)
-        script_train_s[name] = time.perf_counter() - t0
-        torch.set_num_threads(THREADS)
-        print(f"{name}: trained in {script_train_s[name]:.0f} s", flush=True)
+        metrics[name], script_train_s[name] = timed_training(
+            name, checkpoints[name], gun, epochs, retrain=args.retrain)
     events, event_info = evaluation_events(args.trackml, work / "eval", EVAL_EVENTS)
     runs = run_sets(checkpoints, events)
     model_sets: dict[str, Any] = {SHIPPED_SET: shipped_set_record()}
