@@ -310,11 +310,13 @@ def supplementary_seeds(detector: Detector, measurements: Measurements,
                  z_vertex=seeds["z_vertex"])
 
 
-def passes_momentum_cuts(params: np.ndarray, min_p: float, min_pt: float) -> np.ndarray:
-    """Mask of bound parameters with p >= ``min_p`` and pT >= ``min_pt`` (GeV)."""
+def passes_momentum_cuts(params: Array, min_p: float, min_pt: float,
+                         xp: ModuleType = np) -> Array:
+    """Mask of bound parameters with p >= ``min_p`` and pT >= ``min_pt`` (GeV); arrays of
+    ``xp`` (numpy, or torch on the parameters' device)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = 1.0 / np.abs(params[:, QOP])
-        return (p >= min_p) & (p * np.sin(params[:, THETA]) >= min_pt)
+        p = 1.0 / abs(params[:, QOP])
+        return (p >= min_p) & (p * xp.sin(params[:, THETA]) >= min_pt)
 
 
 #: Seed quality per triplet rank: a proto-track's k-th triplet ranks after every proto-track's
@@ -325,7 +327,8 @@ _TIER = 1.0e4
 
 @dataclass
 class BridgeOutput:
-    """What the CKF needs from the proto-tracks.
+    """What the CKF needs from the proto-tracks, on the host but for the starts' parameters
+    and covariances, which stay where the bridge's arrays work (the CKF reads them there).
 
     ``prototrack``: per seed, the proto-track it came from (-1: a supplementary seed);
     ``seed_offsets`` /
@@ -356,9 +359,9 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
 
     ``arrays``: where the array work runs (module docstring). Its copies per event: up, the
     proto-tracks (2), the space points (2), and with supplementary seeds their triplets (1)
-    (the ``fit`` method: its mask (1)); down, the seeds' proto-tracks, triplets, quality, vertex
-    z, measurement lists (2), start parameters and covariances (``fit``: also the uniqued
-    proto-tracks (2)).
+    (the ``fit`` method: its mask (1) and its starts (2)); down, the seeds' proto-tracks,
+    triplets, quality, vertex z, measurement lists (2) (``fit``: also the uniqued proto-tracks
+    (2)). The start parameters and covariances stay where ``arrays`` works.
     """
     config = config or TracccSeedingConfig()
     xp = arrays.xp
@@ -406,12 +409,11 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
         seeds = Seeds(**{k: np.concatenate([seeds[k], extra[k]]) for k in seeds.columns()})
         prototrack = np.r_[prototrack, np.full(len(extra), -1, np.int64)]
         seed_offsets = np.r_[seed_offsets, np.full(len(extra), seed_offsets[-1], np.int64)]
-    params, cov = (arrays.download(a) for a in triplet_starts(arrays, detector, sp, estimate,
-                                                              config))
+    params, cov = triplet_starts(arrays, detector, sp, estimate, config)
     if config.method == "fit":
         proto_seeds = prototrack[prototrack >= 0]
-        params = np.concatenate([fit.params[proto_seeds], params])
-        cov = np.concatenate([fit.covariance[proto_seeds], cov])
+        params = xp.concatenate([arrays.upload(fit.params[proto_seeds]), params])
+        cov = xp.concatenate([arrays.upload(fit.covariance[proto_seeds]), cov])
     # the bottom module of every seed: of its space point, or of the proto-track's fit
     keys = measurements["module_key"][spacepoints["measurement_index"][
         seeds["spacepoints"][:, 0]]] if len(seeds) else np.zeros(0, np.uint64)

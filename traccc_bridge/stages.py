@@ -9,6 +9,8 @@ triplet seeding has no use for. Backends set ``BACKEND`` (the array work is the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from taas.detector.detector import Detector
@@ -16,10 +18,17 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.table import Table, col
 from taas.edm.tracks import ProtoTracks, Seeds, Tracks, take_lists
 from taas.stages.base import RowOrder, Stage
-from taas.tracking.arrays import HOST, ArrayOps
-from taas.tracking.ckf import NUMBA_KERNELS, CkfKernels, CkfStats, SeedStarts, find_tracks
+from taas.tracking.arrays import HOST, Array, ArrayOps
+from taas.tracking.ckf import (
+    NUMBA_KERNELS,
+    CkfKernels,
+    CkfStats,
+    SeedStarts,
+    check_seed_inputs,
+    find_tracks,
+)
 from taas.tracking.navigation import build_navigation
-from traccc_bridge.bridge import passes_momentum_cuts, seed_prototracks
+from traccc_bridge.bridge import BridgeOutput, passes_momentum_cuts, seed_prototracks
 from traccc_bridge.config import TracccFindingConfig, TracccSeedingConfig
 
 #: Per seed, its proto-track's measurements (CSR), as ``ProtoTracks`` columns.
@@ -90,14 +99,26 @@ class PrototrackSeedingStage(Stage):
         self.arrays: ArrayOps = HOST
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = seed_prototracks(self.detector, Measurements.from_tensors(inputs),
-                               Spacepoints.from_tensors(inputs),
-                               ProtoTracks.from_tensors(inputs), self.config, self.arrays)
+        out = self.bridge(inputs)
+        starts = out.starts._replace(params=self.arrays.download(out.starts.params),
+                                     covariance=self.arrays.download(out.starts.covariance))
+        return {**self.host_tables(out), **SeedStartTable.of(starts).to_tensors()}
+
+    def bridge(self, inputs: Mapping[str, np.ndarray]) -> BridgeOutput:
+        """``seed_prototracks`` on the stage's inputs (host arrays)."""
+        return seed_prototracks(self.detector, Measurements.from_tensors(inputs),
+                                Spacepoints.from_tensors(inputs),
+                                ProtoTracks.from_tensors(inputs), self.config, self.arrays)
+
+    @staticmethod
+    def host_tables(out: BridgeOutput) -> dict[str, np.ndarray]:
+        """Every output but the starts' parameters and covariances (where ``arrays`` works)."""
         seed_lists = ProtoTracks(offsets=out.seed_offsets, indices=out.seed_indices)
         order = SurfaceOrder(surfaces=out.surfaces, offsets=out.surface_offsets,
                              indices=out.surface_order)
-        return {**out.seeds.to_tensors(), **SeedStartTable.of(out.starts).to_tensors(),
-                **seed_lists.to_tensors(SEED_MEASUREMENTS), **order.to_tensors()}
+        return {**out.seeds.to_tensors(), f"{SeedStartTable.NAME}.module_key":
+                out.starts.module_key, **seed_lists.to_tensors(SEED_MEASUREMENTS),
+                **order.to_tensors()}
 
 
 class PrototrackCkfStage(Stage):
@@ -129,11 +150,23 @@ class PrototrackCkfStage(Stage):
         self.kernels: CkfKernels = NUMBA_KERNELS
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.find(inputs, inputs[f"{SeedStartTable.NAME}.params"],
+                         inputs[f"{SeedStartTable.NAME}.covariance"]).to_tensors()
+
+    def find(self, inputs: Mapping[str, np.ndarray], params: Array, covariance: Array
+             ) -> Tracks:
+        """The CKF on the host ``inputs`` with the starts' ``params`` and ``covariance`` on
+        the host or where the kernels work (a device stage's outputs, left there)."""
+        arrays = self.kernels.arrays
+        params, covariance = arrays.here(params), arrays.here(covariance)
         seeds = Seeds.from_tensors(inputs)
-        starts = SeedStartTable.from_tensors(inputs)
         lists = ProtoTracks.from_tensors(inputs, SEED_MEASUREMENTS)
-        keep = np.flatnonzero(passes_momentum_cuts(starts["params"], self.config.min_p,
-                                                   self.config.min_pT))
+        given = SeedStarts(inputs[f"{SeedStartTable.NAME}.module_key"], params, covariance)
+        check_seed_inputs(len(seeds), len(inputs["measurements.module_key"]), given, None)
+        keep = np.flatnonzero(arrays.download(passes_momentum_cuts(
+            params, self.config.min_p, self.config.min_pT, arrays.xp)))
+        kept = arrays.upload(keep)
+        starts = SeedStarts(given.module_key[keep], params[kept], covariance[kept])
         # empty offsets: every seed has an empty list
         offsets = lists["offsets"] if len(lists["offsets"]) else np.zeros(len(seeds) + 1,
                                                                           np.int64)
@@ -142,7 +175,6 @@ class PrototrackCkfStage(Stage):
         tracks, self.last_stats = find_tracks(
             self.detector, self.navigation, Measurements.from_tensors(inputs),
             Spacepoints.from_tensors(inputs), seeds.take(keep), self.ckf_config,
-            starts=starts.take(keep).starts(),
-            seed_measurements=(offsets, indices) if constrained else None,
+            starts=starts, seed_measurements=(offsets, indices) if constrained else None,
             kernels=self.kernels)
-        return tracks.to_tensors()
+        return tracks

@@ -6,8 +6,10 @@ The bridge's formulas (repeats dropped, triplet choice, vertex line fit, helix e
 covariance) are the same text the cpu backend runs with numpy; what stays on the host -- the
 input checks, the module lookup, the surface sort, the ``fit`` method's Kalman fit and the
 supplementary triplet seeding -- is listed in ``traccc_bridge.bridge``. Each event's host <->
-device copies are counted (``transfers``): the stage API is numpy, so the inputs go up and the
-outputs come down.
+device copies are counted (``transfers``). Under a pipeline's device residency
+(``taas.stages.transfers.ResidentStage``) the starts' parameters and covariances -- most of the
+bytes: 6x6 float64 per seed -- stay on the device for the CKF (``prototrack_ckf/gpu``); the
+numpy stage API brings them down with the other outputs.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from backends.gpu.torch_hook import TorchDeviceHook
 from taas.detector.detector import Detector
 from taas.gnn.track_building import cuda_or_fallback
 from taas.stages.base import Tolerance
+from taas.stages.device_tensors import DeviceOutputs, DeviceTensors
 from taas.tracking.batched.torch_arrays import TorchArrays
 from traccc_bridge.config import TracccSeedingConfig
-from traccc_bridge.stages import PrototrackSeedingStage
+from traccc_bridge.stages import PrototrackSeedingStage, SeedStartTable
 
 
 class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
@@ -31,5 +34,13 @@ class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
 
     def __init__(self, detector: Detector, config: TracccSeedingConfig | None = None) -> None:
         super().__init__(detector, config)
-        device, note = cuda_or_fallback(allow_cpu_fallback=True)
-        self.arrays = self.torch_work = TorchArrays(device, note=note)
+        self.torch_device, note = cuda_or_fallback(allow_cpu_fallback=True)
+        self.arrays = self.torch_work = TorchArrays(self.torch_device, note=note)
+
+    def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
+        """The bridge on the host inputs; the starts' parameters and covariances left on
+        the device."""
+        self.torch_work.transfers.reset()
+        out = self.bridge({s.name: tensors.host(s.name) for s in self.INPUTS})
+        return {**self.host_tables(out), f"{SeedStartTable.NAME}.params": out.starts.params,
+                f"{SeedStartTable.NAME}.covariance": out.starts.covariance}

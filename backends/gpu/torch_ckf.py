@@ -6,8 +6,9 @@ and the candidates' bookkeeping in torch, on CUDA, the candidates staying on the
 batch of seeds as traccc's do. The seed selection and deduplication between batches, and the
 seeds' estimates, run on the host: per event the measurements go up once, per batch the seeds
 go up and the found tracks' measurements come down, and the tracks come down at the end
-(``transfers`` counts them: ``backends.gpu.torch_hook``). Without CUDA it runs on the CPU
-device and ``device`` says so.
+(``transfers`` counts them: ``backends.gpu.torch_hook``). Given starts (``prototrack_ckf``)
+go up once per event, or not at all under a pipeline's device residency, where the bridge
+left them on the device. Without CUDA it runs on the CPU device and ``device`` says so.
 """
 
 from __future__ import annotations
@@ -29,5 +30,5 @@ class TorchCkf(TorchDeviceHook):
     kernels: CkfKernels
 
     def use_torch_kernels(self, detector: Detector) -> None:
-        device, note = cuda_or_fallback(allow_cpu_fallback=True)
-        self.kernels = self.torch_work = TorchCkfKernels(detector, device, note=note)
+        self.torch_device, note = cuda_or_fallback(allow_cpu_fallback=True)
+        self.kernels = self.torch_work = TorchCkfKernels(detector, self.torch_device, note=note)

@@ -67,7 +67,8 @@ class Pipeline:
     of fields, merged over the spec's, or a ready config object, used as it is).
 
     ``resident`` (device residency): the pool keeps a ``DeviceTensors`` per torch device, and
-    stages that can (``ResidentStage``: the GNN stages and track building) read their inputs
+    stages that can (``ResidentStage``: the GNN stages, track building, the bridge and its
+    CKF) read their inputs
     from it and leave their tensor outputs there, so consecutive stages on one device hand
     tensors over without copies; a device tensor comes to the host only when a host stage or
     the caller (``run``'s ``outputs``) needs it. Outputs are identical either way (the stages

@@ -90,7 +90,8 @@ ACORN_TRACCC = PipelineSpec(
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
     # the bridge, the CKF, the ambiguity solver and the fit go to the accelerator too
     # (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
-    # supplementary seeding; prototrack_ckf/gpu: the CKF in torch, seed batches on the host;
+    # supplementary seeding, its starts left on the device; prototrack_ckf/gpu: the CKF in
+    # torch, reading those starts there, seed batches chosen on the host;
     # ambiguity/gpu: the greedy solver in torch; track_fit/gpu: filter and smoother in torch)
     accel_stages=("graph_construction", "edge_classification", "track_building",
                   "prototrack_seeding", "prototrack_ckf", "ambiguity", "track_fit"),

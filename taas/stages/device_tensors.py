@@ -4,10 +4,10 @@ numpy and torch devices, and device residency.
 ``TransferCounter`` moves and counts single tensors (``to_device_tensor`` / ``to_host_array``,
 or ``upload`` / ``download`` in the batched track layout); ``DeviceTensors`` is the device-side
 pool of one torch device that resident stages (``taas.stages.transfers.ResidentStage``: the GNN
-stages and track building) read from and leave their outputs in. Kept apart from the ledger so
-that a chain without torch stages (the ``cpu`` pipeline, its Triton models, the CLI) never
-imports torch: that import is seconds of every process's start and hundreds of MB per Triton
-model instance.
+stages, track building, the bridge and its CKF) read from and leave their outputs in. Kept
+apart from the ledger so that a chain without torch stages (the ``cpu`` pipeline, its Triton
+models, the CLI) never imports torch: that import is seconds of every process's start and
+hundreds of MB per Triton model instance.
 """
 
 from __future__ import annotations

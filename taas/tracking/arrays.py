@@ -37,6 +37,11 @@ class ArrayOps:
         """An array of this namespace back on the host."""
         return np.asarray(array)
 
+    def here(self, array: Array) -> Array:
+        """``array`` where the work runs: as it is when it lives there already (a device
+        stage's output), else uploaded."""
+        return array
+
     def geometry(self, detector: Detector) -> tuple[Array, Array]:
         """The detector's module centres (n, 3) and rotations (n, 3, 3) where the work runs."""
         return detector.center, detector.rotation

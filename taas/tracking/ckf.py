@@ -188,9 +188,9 @@ class SeedStarts(NamedTuple):
     """Given start parameters per seed (``find_tracks``' ``starts``): bound parameters and
     covariance on module ``module_key``, moving outwards along the track."""
 
-    module_key: np.ndarray  #: (n,) uint64
-    params: np.ndarray  #: (n, 6)
-    covariance: np.ndarray  #: (n, 6, 6)
+    module_key: np.ndarray  #: (n,) uint64, on the host
+    params: Array  #: (n, 6), on the host or where the CKF's kernels work
+    covariance: Array  #: (n, 6, 6), as ``params``
 
 
 class Prediction(NamedTuple):
@@ -259,6 +259,13 @@ class CkfKernels(Protocol):
         propagated to ``targets`` (P,) for the pairs ``pair_c`` (P,): the material noise of
         the module left behind added before the transport, the passive surfaces' on the way
         after it when ``passive``."""
+        ...
+
+    def transport(self, detector: Detector, params: Array, cov: Array, src: Array, dst: Array,
+                  config: CkfConfig) -> tuple[Array, Array, Array]:
+        """Bound parameters (n, 6) and covariances (n, 6, 6) on modules ``src`` carried to
+        modules ``dst`` along their helices, no material (``J C J^T``), and whether each
+        arrived: a given start brought to its seed's top module."""
         ...
 
     def chi2(self, params: Array, cov: Array, meas: Array, var: Array) -> Array:
@@ -330,6 +337,14 @@ class NumbaKernels:
             pred_cov = pred_cov + _passive_noise(detector, params[pair_c], src, targets,
                                                  prop.path, config)
         return Prediction(prop.ok, prop.path, prop.params, pred_cov)
+
+    def transport(self, detector: Detector, params: Array, cov: Array, src: Array, dst: Array,
+                  config: CkfConfig) -> tuple[Array, Array, Array]:
+        center, rotation = detector.center, detector.rotation
+        bz = step_bz(field_of(detector, config.bz), center[src], center[dst], params[:, THETA])
+        prop = propagate(params, center[src], rotation[src], center[dst], rotation[dst], bz=bz,
+                         mass=config.mass)
+        return prop.params, prop.transport @ cov @ np.swapaxes(prop.transport, 1, 2), prop.ok
 
     def chi2(self, params: Array, cov: Array, meas: Array, var: Array) -> Array:
         return _chi2(params, cov, meas, var)
@@ -519,14 +534,13 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
     config = config or CkfConfig()
     check_measurements(measurements)
     seed_meas = check_seeds(seeds, spacepoints, len(measurements))
-    _check_seed_inputs(len(seeds), len(measurements), starts, seed_measurements)
+    check_seed_inputs(len(seeds), len(measurements), starts, seed_measurements)
     stats = CkfStats(seeds=len(seeds))
     if len(seeds) == 0 or len(measurements) == 0:
         return Tracks.empty(), stats
     event = _Event(detector, measurements, config.measurement_errors, kernels)
     arrays, xp = event.arrays, event.arrays.xp
-    start_rows = (np.zeros(0, np.int64) if starts is None
-                  else detector.index_of(starts.module_key, column="starts.module_key"))
+    given = None if starts is None else _GivenStarts(starts, detector, arrays)
     xyz_sp = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
     seed_xyz = xyz_sp[seeds["spacepoints"]]
     order = np.argsort(-seeds["quality"].astype(np.float64), kind="stable")
@@ -546,9 +560,8 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
         if seed_measurements is not None:
             event.constraint = _Constraint(*seed_measurements, batch, event)
         back_nodes = _Nodes(arrays)
-        start = (None if starts is None else
-                 (starts.params[batch], starts.covariance[batch], start_rows[batch]))
-        inward = _fit_seeds(detector, event, back_nodes, batch_seeds, config, start)
+        inward = _fit_seeds(detector, event, back_nodes, batch_seeds, config,
+                            None if given is None else given.of(batch))
         live = _outward_start(arrays, inward)
         n = len(batch)
         first_parent = arrays.full((n,), -1, xp.int64)
@@ -571,7 +584,7 @@ def find_tracks(detector: Detector, navigation: Navigation, measurements: Measur
     return _to_tracks(detector, arrays, nodes, finished, config, stats), stats
 
 
-def _check_seed_inputs(n_seeds: int, n_measurements: int, starts: SeedStarts | None,
+def check_seed_inputs(n_seeds: int, n_measurements: int, starts: SeedStarts | None,
                        seed_measurements: tuple[np.ndarray, np.ndarray] | None) -> None:
     """``InputError`` unless ``starts`` and ``seed_measurements`` have one entry per seed."""
     if starts is not None:
@@ -619,6 +632,22 @@ def _select_batch(seed_meas: np.ndarray, n_measurements: int, batch_size: int,
         for k in range(3):
             claimed[seed_meas[i, k]] = True
     return chosen
+
+
+class _GivenStarts:
+    """``find_tracks``' given starts where the kernels work: moved there once per event (a
+    device stage's outputs are there already), a batch's picked there."""
+
+    def __init__(self, starts: SeedStarts, detector: Detector, arrays: ArrayOps) -> None:
+        self.arrays = arrays
+        self.params, self.cov = arrays.here(starts.params), arrays.here(starts.covariance)
+        self.rows = arrays.upload(detector.index_of(starts.module_key,
+                                                    column="starts.module_key"))
+
+    def of(self, batch: np.ndarray) -> tuple[Array, Array, Array]:
+        """Parameters, covariances and module rows of seeds ``batch``."""
+        here = self.arrays.upload(batch)
+        return self.params[here], self.cov[here], self.rows[here]
 
 
 class _SeedBatch:
@@ -684,14 +713,14 @@ _TOP_DOWN = [2, 1, 0]
 
 def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, seeds: _SeedBatch,
                config: CkfConfig,
-               start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Candidates:
+               start: tuple[Array, Array, Array] | None = None) -> _Candidates:
     """Estimate + Kalman filter through the three seed measurements, top -> middle -> bottom.
 
     The result is the seed's best state on the bottom module, moving inwards, which both the
     inward search and, turned round, the outward search start from. ``start``: (parameters,
     covariance, module rows) moving outwards, used instead of the estimate: propagated to the
-    top module and turned round. The estimate (or the start's transport) is computed on the
-    host, where the seeds are; the filter runs where the kernels work.
+    top module and turned round. The estimate is computed on the host, where the seeds are;
+    a given start's transport and the filter run where the kernels work.
     """
     arrays, xp, kernels = event.arrays, event.arrays.xp, event.kernels
     top = seeds.host_rows[:, 2]
@@ -701,16 +730,13 @@ def _fit_seeds(detector: Detector, event: _Event, nodes: _Nodes, seeds: _SeedBat
             params, cov = estimate_parameters(seeds.host_xyz[:, _TOP_DOWN], center[top],
                                               rotation[top], config.bz)
             ok = np.all(np.isfinite(params), axis=1)
-        else:
+            params, cov, ok = arrays.upload(params), arrays.upload(cov), arrays.upload(ok)
+        else:  # given where the kernels work (find_tracks put them there)
             params, cov, src = start
-            bz = step_bz(field_of(detector, config.bz), center[src], center[top],
-                         params[:, THETA])
-            prop = propagate(params, center[src], rotation[src], center[top], rotation[top],
-                             bz=bz, mass=config.mass)
-            params, cov = _reverse(HOST, prop.params, prop.transport @ cov
-                                   @ np.swapaxes(prop.transport, 1, 2))
-            ok = prop.ok & np.all(np.isfinite(params), axis=1)
-        params, cov, ok = arrays.upload(params), arrays.upload(cov), arrays.upload(ok)
+            params, cov, ok = kernels.transport(detector, params, cov, src,
+                                                seeds.rows[:, 2], config)
+            params, cov = _reverse(arrays, params, cov)
+            ok &= xp.isfinite(params).all(axis=1)
         meas, rows = seeds.meas[:, _TOP_DOWN], seeds.rows[:, _TOP_DOWN]
         n = len(meas)
         chi2 = arrays.full((n,), 0.0, xp.float64)

@@ -149,9 +149,12 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                x0: float = X0_SILICON, mass: float = helix.PION_MASS,
                module_slab: np.ndarray | None = None,
                passive: PassiveMaterial | None = None,
-               lengths: np.ndarray | None = None) -> KalmanResult:
+               lengths: np.ndarray | None = None,
+               first_state_only: bool = False) -> KalmanResult:
     """Filter and smooth N tracks of n measurements each (``lengths`` (N,), longest first:
     of at most n; a track's entries beyond its length are ignored and come back NaN).
+    ``first_state_only``: the smoothed states on the first module alone ((N, 1, ...)), what
+    the track fit keeps (on a GPU the others never cross to the host).
 
     ``params0`` (N, 6) and ``cov0`` (N, 6, 6) are the prior on the first module (make it loose:
     it enters the result); ``meas`` and ``var`` are (N, n, 2). Material (with
@@ -216,7 +219,8 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
         ok &= np.isfinite(chi2) & np.all(np.isfinite(smooth) | ~within[..., None], axis=(1, 2))
         ok &= np.all(((theta > 0) & (theta < np.pi)) | ~within, axis=1)
         ok &= np.all(np.isfinite(smooth_cov) | ~within[..., None, None], axis=(1, 2, 3))
-    return KalmanResult(smooth, smooth_cov, chi2, ok)
+    keep = slice(0, 1) if first_state_only else slice(None)
+    return KalmanResult(smooth[:, keep], smooth_cov[:, keep], chi2, ok)
 
 
 def _rts_smoother(filt: np.ndarray, filt_cov: np.ndarray, pred: np.ndarray,

@@ -95,8 +95,7 @@ def test_gnn_stages_cross_as_many_times_as_their_inputs_say(runs) -> None:
 
 def test_every_stage_is_labelled(runs) -> None:
     """Bytes only for real copies; every gpu stage (GNN, bridge, CKF, ambiguity, fit) says
-    which kind it made; host stages cross nothing; the CKF's per-batch copies do not depend on
-    residency."""
+    which kind it made; host stages cross nothing."""
     for name in ("plain", "resident"):
         for timing in runs[name].timings:
             kind = transfer_fields(timing.transfers, timing.counted)["transfer_kind"]
@@ -109,9 +108,21 @@ def test_every_stage_is_labelled(runs) -> None:
                     assert traffic.to_device_bytes == traffic.to_host_bytes == 0
                 else:
                     assert traffic.to_device_bytes > 0
-    ckf = [_traffic(runs[n])["prototrack_ckf"] for n in ("plain", "resident")]
-    assert ckf[0].to_device == ckf[1].to_device > 0
-    assert ckf[0].to_host == ckf[1].to_host > 0
+
+
+def test_bridge_starts_stay_on_the_device(runs) -> None:
+    """With residency the bridge's start parameters and covariances (two tensors, 6x6 float64
+    per seed) stay on the device for the CKF: they come down only for a caller who wants
+    them, and the CKF does not take them up again; the rest of both stages' traffic (the
+    CKF's per-batch seeds and found measurements) does not depend on residency."""
+    plain, resident, only_tracks = (_traffic(runs[n]) for n in ("plain", "resident",
+                                                                "tracks_only"))
+    for traffic in (resident, only_tracks):
+        assert traffic["prototrack_seeding"].to_device == plain["prototrack_seeding"].to_device
+        assert traffic["prototrack_ckf"].to_device == plain["prototrack_ckf"].to_device - 2 > 0
+        assert traffic["prototrack_ckf"].to_host == plain["prototrack_ckf"].to_host > 0
+    assert resident["prototrack_seeding"].to_host == plain["prototrack_seeding"].to_host
+    assert only_tracks["prototrack_seeding"].to_host == plain["prototrack_seeding"].to_host - 2
 
 
 def test_handovers_carry_no_bytes_copies_do() -> None:

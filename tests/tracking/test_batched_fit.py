@@ -24,8 +24,14 @@ from taas.edm.tracks import ProtoTracks, Tracks
 from taas.events.dataset import open_dataset
 from taas.gnn.track_building import CudaUnavailableError
 from taas.metrics.truth_link import measurement_particles
-from taas.tracking.batched.fit import BatchedFitConfig, fit_prototracks_torch
+from taas.tracking.batched.fit import (
+    BatchedFitConfig,
+    fit_prototracks_torch,
+    kalman_fit_torch,
+)
+from taas.tracking.estimation import loose_covariance
 from taas.tracking.fitter import TrackFitConfig, fit_prototracks
+from taas.tracking.kalman import Surfaces, kalman_fit
 from taas.tracking.parameters import PHI, wrap_phi
 from tests.tracking.toy import barrel_detector, generate_particles, measure, simulate
 
@@ -155,6 +161,38 @@ def test_gpu_stage_runs_where_it_says(tiny_truth_tracks):
     else:
         assert stage.device == "cpu (CUDA unavailable)"
         assert_same_tracks(Tracks.from_tensors(CpuTrackFit(detector, ERRORS).run(inputs)), out)
+
+
+def test_ragged_batch_every_state(toy):
+    """``kalman_fit_torch`` on tracks of 10, 7 and 4 measurements in one batch: every smoothed
+    state within tolerance of ``kalman_fit``'s, NaN beyond each track's length on both, and
+    ``first_state_only`` the first of them."""
+    detector = toy[0]
+    rng = np.random.default_rng(8)
+    truth = simulate(detector, generate_particles(30, rng, pt=(0.5, 10.0)), rng)
+    lengths = np.repeat([10, 7, 4], 10)
+    rows = truth.rows
+    surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
+                        detector.modules["thickness"][rows])
+    meas = truth.params[:, :, :2] + rng.normal(0, 0.01, (30, 10, 2))
+    var = np.full_like(meas, 1e-4)
+    start = truth.params[:, 0] * (1 + 0.01 * rng.normal(size=(30, 6)))
+    args = (start, loose_covariance(start), surfaces, meas, var)
+    want = kalman_fit(*args, bz=2.0, lengths=lengths)
+    got = kalman_fit_torch(*args, bz=2.0, lengths=lengths)
+    first = kalman_fit_torch(*args, bz=2.0, lengths=lengths, first_state_only=True)
+    assert want.ok.all()
+    assert got.ok.all()
+    own = np.arange(10) < lengths[:, None]
+    assert np.isnan(got.params[~own]).all()
+    assert np.isnan(want.params[~own]).all()
+    sigma = np.sqrt(np.diagonal(want.cov[own], axis1=1, axis2=2))
+    diff = got.params[own] - want.params[own]
+    diff[:, PHI] = wrap_phi(diff[:, PHI])
+    assert np.abs(diff / sigma).max() < TOLERANCE
+    np.testing.assert_allclose(got.chi2, want.chi2, rtol=0, atol=TOLERANCE)
+    np.testing.assert_array_equal(first.params, got.params[:, :1])
+    np.testing.assert_array_equal(first.cov, got.cov[:, :1])
 
 
 def test_gpu_stage_copies_once_per_batch(toy):

@@ -28,12 +28,13 @@ from taas.detector.detector import Detector
 from taas.stages.device_tensors import TransferCounter
 from taas.tracking import helix
 from taas.tracking.batched import ckf_step
-from taas.tracking.batched.fit import bound_to_free_torch
+from taas.tracking.batched.constants import THETA
+from taas.tracking.batched.fit import Scratch, bound_to_free_torch, sandwich
 from taas.tracking.batched.navigation_tensors import NavigationTensors
 from taas.tracking.batched.torch_arrays import TorchArrays
 from taas.tracking.batched.torch_ops import FORMULAS as F
 from taas.tracking.ckf import CkfConfig, Prediction, pair_step_bz
-from taas.tracking.field import field_of, point_bz
+from taas.tracking.field import field_of, point_bz, step_bz
 from taas.tracking.navigation import Navigation
 
 __all__ = ["TorchCkfKernels", "TransferCounter"]
@@ -144,6 +145,21 @@ class TorchCkfKernels:
             mass=config.mass, x0=config.x0, multiple_scattering=config.multiple_scattering,
             bounds_tolerance=math.inf, passive=passive)
         return Prediction(pred.ok, pred.path, _first(pred.params), _first(pred.cov))
+
+    def transport(self, detector: Detector, params: torch.Tensor, cov: torch.Tensor,
+                  src: torch.Tensor, dst: torch.Tensor, config: CkfConfig,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self._check(detector)
+        if len(params) == 0:
+            return params, cov, torch.zeros(0, dtype=torch.bool, device=self.device)
+        bz = step_bz(field_of(detector, config.bz), self.centers[src], self.centers[dst],
+                     params[:, THETA], torch)
+        scratch = Scratch(len(params), params)
+        centers, rotations = self.modules.center, self.modules.rotation
+        _, _, ok = F.propagate_state(_last(params), centers[:, src], rotations[:, :, src],
+                                     centers[:, dst], rotations[:, :, dst], -helix.K_FIELD * bz,
+                                     config.mass, True, *scratch.propagation())
+        return _first(scratch.out), _first(sandwich(scratch.jac, _last(cov))), ok
 
     def chi2(self, params: torch.Tensor, cov: torch.Tensor, meas: torch.Tensor,
              var: torch.Tensor) -> torch.Tensor:

@@ -242,11 +242,21 @@ class RaggedBatch:
                 & (((theta > 0) & (theta < torch.pi)) | ~within).all(dim=0)
                 & (torch.isfinite(smooth_cov) | ~within[:, None, None]).flatten(0, 2).all(dim=0))
 
-    def down_steps(self, tensor: torch.Tensor) -> np.ndarray:
-        """(N, n, ...) on the device -> the host, the own entries copied, NaN elsewhere."""
-        out = np.full(tuple(tensor.shape), np.nan)
-        out[self.host_own] = self.moved.to_host_array(tensor[self.within.T])
-        return out
+    def down_states(self, smooth: torch.Tensor, smooth_cov: torch.Tensor, first_only: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """States (n, 6, N) and covariances (n, 6, 6, N) on the host as (N, n, ...): the
+        tracks' own entries copied, NaN elsewhere; ``first_only``: the first module's alone,
+        (N, 1, ...)."""
+        out = []
+        for tensor in (smooth, smooth_cov):
+            tracks_first = tensor.movedim(-1, 0)
+            if first_only:
+                out.append(self.moved.to_host_array(tracks_first[:, :1]))
+                continue
+            padded = np.full(tuple(tracks_first.shape), np.nan)
+            padded[self.host_own] = self.moved.to_host_array(tracks_first[self.within.T])
+            out.append(padded)
+        return out[0], out[1]
 
 
 def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
@@ -256,10 +266,12 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      passive: PassiveMaterial | None = None,
                      device: torch.device | str = "cpu",
                      transfers: TransferCounter | None = None,
-                     lengths: np.ndarray | None = None) -> KalmanResult:
+                     lengths: np.ndarray | None = None,
+                     first_state_only: bool = False) -> KalmanResult:
     """``taas.tracking.kalman.kalman_fit`` on ``device``: filter and smooth N tracks of n
     measurements each, or of ``lengths`` (longest first; arrays (N, n, ...) in, numpy
-    ``KalmanResult`` out, NaN beyond a track's length). ``transfers`` counts every copy
+    ``KalmanResult`` out, NaN beyond a track's length; with ``first_state_only`` the first
+    module's states alone come down). ``transfers`` counts every copy
     between host and device of the tracks' inputs and results (the passive surfaces are
     geometry, moved once: ``passive_on_device``)."""
     dtype = torch.float64
@@ -327,8 +339,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
         filt[k, ..., :m], filt_cov[k, ..., :m] = state, state_cov
     smooth, smooth_cov = _smoothed(filt, filt_cov, pred, pred_cov, jac, running, scratch_for)
     ok &= batch.valid(chi2, smooth, smooth_cov)
-    return KalmanResult(batch.down_steps(smooth.permute(2, 0, 1)),
-                        batch.down_steps(smooth_cov.permute(3, 0, 1, 2)),
+    return KalmanResult(*batch.down_states(smooth, smooth_cov, first_state_only),
                         batch.moved.to_host_array(chi2), batch.moved.to_host_array(ok))
 
 

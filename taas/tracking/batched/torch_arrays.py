@@ -33,6 +33,13 @@ class TorchArrays(ArrayOps):
     def download(self, array: Array) -> np.ndarray:
         return self.transfers.download(array.movedim(0, -1) if array.dim() > 1 else array)
 
+    def here(self, array: Array) -> Array:
+        if isinstance(array, torch.Tensor):
+            if array.device != self.device:
+                raise ValueError(f"a tensor on {array.device}, not on {self.device}")
+            return array
+        return self.upload(array)
+
     def geometry(self, detector: Detector) -> tuple[Array, Array]:
         if self._geometry is None or self._geometry[0] is not detector:
             self._geometry = (detector, torch.as_tensor(detector.center, device=self.device),
