@@ -6,7 +6,7 @@ bookkeeping on the CPU device, where the crossings are handovers). The chain: th
 the gpu backend when an OpenCL GPU is present (else on the cpu backend, and the record says
 so), the GNN stages, the bridge and the CKF on CUDA (accel=gpu), the fit on the gpu backend.
 Without residency every GPU stage uploads its inputs and downloads its outputs; with it the
-GNN stages hand their tensors over on the device. Both pipelines run the event once untimed,
+GNN stages hand their tensors over on the device, and the bridge its starts to the CKF. Both pipelines run the event once untimed,
 then ``REPEATS`` times interleaved; the record (``benchmarks/results/cuda_resident_chain.json``,
 or ``$TAAS_RESULTS_DIR``) holds each stage's copies (tensors, bytes, seconds synchronised) on
 the last pass and the median seconds per pass, with the event size and the GPU's name.
@@ -148,3 +148,7 @@ def test_resident_chain_on_cuda(medium_event) -> None:
     assert by_stage["resident"]["edge_classification"]["to_device"] == 0
     up = {name: sum(by_stage[name][s]["to_device_bytes"] for s in GNN) for name in by_stage}
     assert up["resident"] < up["plain"]
+    # the bridge's starts stay on the device: the CKF does not take them up again
+    ckf = {name: by_stage[name]["prototrack_ckf"] for name in by_stage}
+    assert ckf["resident"]["to_device"] == ckf["plain"]["to_device"] - 2
+    assert ckf["resident"]["to_device_bytes"] < ckf["plain"]["to_device_bytes"]
