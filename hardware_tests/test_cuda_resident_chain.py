@@ -6,10 +6,11 @@ bookkeeping on the CPU device, where the crossings are handovers). The chain: th
 the gpu backend when an OpenCL GPU is present (else on the cpu backend, and the record says
 so), the GNN stages, the bridge and the CKF on CUDA (accel=gpu), the fit on the gpu backend.
 Without residency every GPU stage uploads its inputs and downloads its outputs; with it the
-GNN stages hand their tensors over on the device, and the bridge its starts to the CKF. Both pipelines run the event once untimed,
-then ``REPEATS`` times interleaved; the record (``benchmarks/results/cuda_resident_chain.json``,
-or ``$TAAS_RESULTS_DIR``) holds each stage's copies (tensors, bytes, seconds synchronised) on
-the last pass and the median seconds per pass, with the event size and the GPU's name.
+GNN stages hand their tensors over on the device, and the bridge its starts to the CKF. Both
+pipelines run the event once untimed, then ``REPEATS`` times interleaved; the record
+(``benchmarks/results/cuda_resident_chain.json``, or ``$TAAS_RESULTS_DIR``) holds each stage's
+copies (tensors, bytes, seconds synchronised) on the last pass and the median seconds per
+pass, with the event size and the GPU's name.
 
 Outputs must be identical with and without residency. CUDA kernels with atomics may order
 equal results differently from run to run; should two passes *without* residency differ, the

@@ -231,7 +231,7 @@ def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.nda
         result = kalman(start, prior, surfaces, uv, var, bz=bz,
                         multiple_scattering=config.multiple_scattering, x0=config.x0,
                         mass=config.mass, module_slab=slabs, passive=passive,
-                        lengths=lengths, first_state_only=True)
+                        lengths=lengths, first_state_only=True, rows=rows)
         first, first_cov = result.params[:, 0], result.cov[:, 0]
         delta = first - start
         delta[:, PHI] = wrap_phi(delta[:, PHI])

@@ -150,11 +150,15 @@ def kalman_fit(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces, meas: 
                module_slab: np.ndarray | None = None,
                passive: PassiveMaterial | None = None,
                lengths: np.ndarray | None = None,
-               first_state_only: bool = False) -> KalmanResult:
+               first_state_only: bool = False,
+               rows: np.ndarray | None = None) -> KalmanResult:
     """Filter and smooth N tracks of n measurements each (``lengths`` (N,), longest first:
     of at most n; a track's entries beyond its length are ignored and come back NaN).
     ``first_state_only``: the smoothed states on the first module alone ((N, 1, ...)), what
-    the track fit keeps (on a GPU the others never cross to the host).
+    the track fit keeps (on a GPU the others never cross to the host). ``rows`` (N, n): the
+    detector's module rows of ``surfaces``, unused here (a device hook that holds the module
+    geometry on its device gathers ``surfaces`` and ``module_slab`` from it by these rows
+    rather than copying them).
 
     ``params0`` (N, 6) and ``cov0`` (N, 6, 6) are the prior on the first module (make it loose:
     it enters the result); ``meas`` and ``var`` are (N, n, 2). Material (with

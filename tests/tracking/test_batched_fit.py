@@ -196,15 +196,17 @@ def test_ragged_batch_every_state(toy):
 
 
 def test_gpu_stage_copies_once_per_batch(toy):
-    """Every length in one batch: the torch fit's inputs go up once (8 tensors: surfaces,
-    measurements, variances, start, prior, field) and the smoothed states come down once (4),
-    however many lengths the tracks have (here 3); a second batch copies as much again."""
+    """Every length in one batch: the torch fit's inputs go up once (5 tensors here: module
+    rows, measurements, variances, start, prior; the module geometry is on the device already,
+    the field uniform) and the first smoothed states come down once (4: states, covariances,
+    chi2, flags), however many lengths the tracks have (here 3); a second batch copies as much
+    again."""
     detector, meas, protos = toy
     inputs = {**meas.to_tensors(), **protos.to_tensors()}
     for batch_size, batches in ((4096, 1), (200, 2)):
         stage = GpuTrackFit(detector, {"batch_size": batch_size, "material": False, **ERRORS})
         stage.run(inputs)
-        assert stage.transfers["to_device"] == 7 * batches  # no module slabs without material
+        assert stage.transfers["to_device"] == 5 * batches
         assert stage.transfers["to_host"] == 4 * batches
 
 

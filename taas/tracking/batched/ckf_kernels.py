@@ -57,7 +57,7 @@ class TorchCkfKernels:
         self.device = torch.device(device)
         self.arrays = TorchArrays(self.device, note=note)
         self.label, self.transfers = self.arrays.label, self.arrays.transfers
-        self.modules = ckf_step.ModuleTensors(detector, self.device)
+        self.modules = ckf_step.modules_on_device(detector, self.device)
         self.centers = self.modules.center.T  #: (n_modules, 3)
         #: bytes of module geometry and material slabs moved once (passive surfaces not counted)
         self.setup_bytes = sum(t.numel() * t.element_size() for t in (

@@ -63,6 +63,17 @@ class ModuleTensors:
         return (torch.abs(v) <= hv + tolerance) & (torch.abs(u) <= half_u + tolerance)
 
 
+def modules_on_device(detector: Detector, device: torch.device) -> ModuleTensors:
+    """``detector``'s ``ModuleTensors`` on ``device``, built once per process and device
+    (geometry, not counted per event; cached on the detector) and shared by the CKF's kernels
+    and the track fit."""
+    cache: dict[torch.device, ModuleTensors] = detector.__dict__.setdefault(
+        "_taas_modules_on_device", {})
+    if device not in cache:
+        cache[device] = ModuleTensors(detector, device)
+    return cache[device]
+
+
 class Predictions(NamedTuple):
     """Per (candidate, module) pair: whether it crosses inside, path, state, covariance, and
     whether the intersection exists at all (``ok``: the seed fit and the overlap step, which

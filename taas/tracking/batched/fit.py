@@ -225,10 +225,11 @@ class RaggedBatch:
         return self.moved.to_device_tensor(np.asarray(a, float), self.device,
                                            torch.float64).permute(*order).contiguous()
 
-    def up_steps(self, a: np.ndarray, *order: int) -> torch.Tensor:
+    def up_steps(self, a: np.ndarray, *order: int, dtype: torch.dtype = torch.float64
+                 ) -> torch.Tensor:
         """(N, n, ...) per track and measurement: the own entries up, padded there."""
-        a = np.asarray(a, float)
-        padded = torch.zeros(a.shape, dtype=torch.float64, device=self.device)
+        a = np.asarray(a, float if dtype.is_floating_point else np.int64)
+        padded = torch.zeros(a.shape, dtype=dtype, device=self.device)
         padded[self.within.T] = self.moved.to_device_tensor(a[self.host_own], self.device)
         return padded.permute(*order).contiguous()
 
@@ -267,24 +268,31 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                      device: torch.device | str = "cpu",
                      transfers: TransferCounter | None = None,
                      lengths: np.ndarray | None = None,
-                     first_state_only: bool = False) -> KalmanResult:
+                     first_state_only: bool = False, rows: np.ndarray | None = None,
+                     detector: Detector | None = None) -> KalmanResult:
     """``taas.tracking.kalman.kalman_fit`` on ``device``: filter and smooth N tracks of n
     measurements each, or of ``lengths`` (longest first; arrays (N, n, ...) in, numpy
     ``KalmanResult`` out, NaN beyond a track's length; with ``first_state_only`` the first
     module's states alone come down). ``transfers`` counts every copy
     between host and device of the tracks' inputs and results (the passive surfaces are
-    geometry, moved once: ``passive_on_device``)."""
+    geometry, moved once: ``passive_on_device``). With ``detector`` and ``rows`` (N, n), its
+    module rows, the surfaces and module slabs are gathered from the detector's geometry on
+    the device (``ckf_step.modules_on_device``, moved once) instead of copied."""
     dtype = torch.float64
     device = torch.device(device)
     n_tracks, n_meas = np.shape(meas)[:2]
     running = running_tracks(lengths, n_tracks, n_meas).tolist()  # host: loop control only
     batch = RaggedBatch(running, device, transfers if transfers is not None
                         else TransferCounter())
-    center, rotation = batch.up_steps(surfaces.center, 1, 2, 0), batch.up_steps(
-        surfaces.rotation, 1, 2, 3, 0)
-    thickness = batch.up_steps(surfaces.thickness, 1, 0)
+    if detector is not None and rows is not None:  # geometry from the device, by module row
+        center, rotation, thickness, slabs = _gathered_geometry(
+            detector, batch.up_steps(rows, 1, 0, dtype=torch.int64), module_slab is not None)
+    else:
+        center, rotation = batch.up_steps(surfaces.center, 1, 2, 0), batch.up_steps(
+            surfaces.rotation, 1, 2, 3, 0)
+        thickness = batch.up_steps(surfaces.thickness, 1, 0)
+        slabs = batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None
     uv, variance = batch.up_steps(meas, 1, 2, 0), batch.up_steps(var, 1, 2, 0)
-    slabs = batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None
     state, state_cov = batch.up(params0, 1, 0), batch.up(cov0, 1, 2, 0)
     surfaces_passive = (passive_on_device(passive, state)
                         if multiple_scattering and passive is not None and len(passive) else None)
@@ -343,6 +351,23 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
                         batch.moved.to_host_array(chi2), batch.moved.to_host_array(ok))
 
 
+def _gathered_geometry(detector: Detector, rows: torch.Tensor, slabs: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Centres (n, 3, N), rotations (n, 3, 3, N), thicknesses (n, N) and, with ``slabs``, the
+    material slabs (n, 4, N) of module ``rows`` (n, N), from the device's copy of the
+    detector (the values ``detector.center[rows]``... would copy up)."""
+    from taas.tracking.batched.ckf_step import modules_on_device  # it imports this module
+
+    modules = modules_on_device(detector, rows.device)
+    slab = None
+    if slabs:
+        assert modules.slabs is not None  # the same material table as the fit's module_slab
+        slab = modules.slabs[:, rows].movedim(0, 1).contiguous()
+    return (modules.center[:, rows].movedim(0, 1).contiguous(),
+            modules.rotation[:, :, rows].movedim(2, 0).contiguous(), modules.thickness[rows],
+            slab)
+
+
 def _smoothed(filt: torch.Tensor, filt_cov: torch.Tensor, pred: torch.Tensor,
               pred_cov: torch.Tensor, jac: torch.Tensor, running: list[int],
               scratch_for: Callable[[int], Scratch]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -377,4 +402,4 @@ def fit_prototracks_torch(detector: Detector, measurements: Measurements,
     copies of every batch of tracks (all lengths together)."""
     return fit_prototracks(detector, measurements, prototracks, config,
                            kalman=partial(kalman_fit_torch, device=device,
-                                          transfers=transfers))
+                                          transfers=transfers, detector=detector))
