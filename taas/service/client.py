@@ -258,9 +258,12 @@ class ModelClient:
         return config
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn`` with the token header and retries on UNAVAILABLE; errors become
-        ``ServiceError``s naming the URL (``TokenRejectedError`` for a refused token, which
-        Triton also answers with UNAVAILABLE but which no retry can fix)."""
+        """``fn`` with the token header and retries on UNAVAILABLE, and on a model with no
+        ready version (what a replica that is shutting down answers while it unloads its
+        models: behind a balancer the next try reaches another one; a model the server does
+        not have at all, "is not found", is not retried); errors become ``ServiceError``s
+        naming the URL (``TokenRejectedError`` for a refused token, which Triton also answers
+        with UNAVAILABLE but which no retry can fix)."""
         from tritonclient.utils import InferenceServerException
 
         kwargs.setdefault("client_timeout", self.timeout_s)  # no call may wait for ever
@@ -273,7 +276,8 @@ class ModelClient:
                     raise token_rejected(self.url, self.security,
                                          f"a request to {self.model}") from None
                 unavailable = "UNAVAILABLE" in _status(exc) or "failed to connect" in detail
-                if unavailable and attempt < self.retries:
+                unloading = "has no available versions" in detail
+                if (unavailable or unloading) and attempt < self.retries:
                     time.sleep(0.2 * 2**attempt)
                     continue
                 if unavailable:

@@ -96,3 +96,30 @@ def test_client_errors_name_model_and_url(triton, tiny_event) -> None:
     with ModelClient(MODEL, triton.url) as client, \
             pytest.raises(ServiceError, match=rf"{MODEL} at {triton.url}.*differ in length"):
         client.infer(ragged)
+
+
+def test_a_replica_unloading_its_models_is_retried_a_missing_model_is_not(triton) -> None:
+    """What a replica answers between SIGINT and exit, while it unloads its models (seen from
+    behind the balancer: tests/service/test_cluster.py), is worth another try, which reaches
+    a live replica; a model the server does not have fails at once, with Triton's words."""
+    from tritonclient.utils import InferenceServerException
+
+    calls: list[int] = []
+
+    def answer(message: str) -> Callable[..., bool]:
+        def call(**kwargs: object) -> bool:
+            calls.append(1)
+            if len(calls) == 1:
+                raise InferenceServerException(msg=message)
+            return bool(client._client.is_server_ready(**kwargs))
+        return call
+
+    with ModelClient(MODEL, triton.url, shared_memory=False, retries=1) as client:
+        unloading = f"Request for unknown model: '{MODEL}' has no available versions"
+        assert client._call(answer(unloading)) is True
+        assert len(calls) == 2
+        calls.clear()
+        missing = "Request for unknown model: 'nothing_here' is not found"
+        with pytest.raises(ServiceError, match="is not found"):
+            client._call(answer(missing))
+        assert len(calls) == 1
