@@ -121,10 +121,12 @@ async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]]
         # warm-up, not counted: one request per instance at once, so that no instance pays
         # its first-call costs (caches, lazy initialisation) inside the measurement
         config = (await client.get_model_config(model, headers=headers, as_json=True))["config"]
+        base = await client.get_inference_statistics(model, headers=headers, as_json=True)
+        warm_up = max(concurrency, instance_count(config))
         await asyncio.gather(*(pool[i % clients].infer(model, requests[i % len(requests)],
                                                        headers=headers)
-                               for i in range(max(concurrency, instance_count(config)))))
-        before = await client.get_inference_statistics(model, headers=headers, as_json=True)
+                               for i in range(warm_up)))
+        before = await _settled(client, model, headers, base, warm_up)
         latencies: list[float] = []
         errors: list[str] = []
         sent = 0
@@ -145,15 +147,8 @@ async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]]
         t_start = time.perf_counter()
         await asyncio.gather(*(worker(pool[i % clients]) for i in range(concurrency)))
         seconds = time.perf_counter() - t_start
-        # Triton counts a request once its response is sent, which may be just after the
-        # client has it: read until the server's count reaches ours (or stops for a second)
-        settle = time.perf_counter() + 1.0
-        while True:
-            after = await client.get_inference_statistics(model, headers=headers, as_json=True)
-            served = _stats(after)["success"][0] - _stats(before)["success"][0]
-            if served >= len(latencies) or time.perf_counter() > settle:
-                break
-            await asyncio.sleep(0.05)
+        after = await _settled(client, model, headers, before, len(latencies))
+        served = _stats(after)["success"][0] - _stats(before)["success"][0]
     except InferenceServerException as exc:  # before or after the timed part: stop, clearly
         detail = exc.message() or str(exc)
         if "protocol is restricted" in detail:
@@ -168,6 +163,21 @@ async def _load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]]
                       len(latencies) / seconds if seconds > 0 else 0.0,
                       latency_percentiles(latencies), server_time_ms(before, after),
                       errors[0] if errors else "", clients, served)
+
+
+async def _settled(client: Any, model: str, headers: dict[str, str] | None, since: Any,
+                   answered: int) -> dict[str, Any]:
+    """The model's statistics once they count the ``answered`` successes after ``since``
+    (or after a second without them). Triton counts a request once its response is sent,
+    which may be just after the client has it: read too early, the warm-up's last answers
+    would land in the measurement, or the measurement's last ones be missing."""
+    settle = time.perf_counter() + 1.0
+    while True:
+        now = await client.get_inference_statistics(model, headers=headers, as_json=True)
+        if (_stats(now)["success"][0] - _stats(since)["success"][0] >= answered
+                or time.perf_counter() > settle):
+            return dict(now)
+        await asyncio.sleep(0.05)
 
 
 def run_load(url: str, model: str, events: Sequence[Mapping[str, np.ndarray]], *,
