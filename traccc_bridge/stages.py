@@ -50,9 +50,6 @@ class SeedStartTable(Table):
         return cls(module_key=starts.module_key, params=starts.params,
                    covariance=starts.covariance)
 
-    def starts(self) -> SeedStarts:
-        return SeedStarts(self["module_key"], self["params"], self["covariance"])
-
 
 class SurfaceOrder(Table):
     """Measurements sorted by surface (traccc's layout), CSR over surfaces: ``surfaces``

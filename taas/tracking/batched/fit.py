@@ -212,7 +212,7 @@ class RaggedBatch:
 
     def __init__(self, running: list[int], device: torch.device, moved: TransferCounter
                  ) -> None:
-        self.running, self.device, self.moved = running, device, moved
+        self.device, self.moved = device, moved
         n_tracks = running[0] if running else 0
         #: (N, n) a track's own entries, on the host, and on the device (built, not copied)
         self.host_own = np.arange(n_tracks)[:, None] < np.asarray(running, np.int64)[None, :]
