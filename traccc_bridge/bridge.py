@@ -404,7 +404,8 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
         if config.supplementary_seeding == "uncovered":
             covered[seed_indices] = True
         extra = supplementary_seeds(detector, measurements, spacepoints,
-                                    covered[spacepoints["measurement_index"]], SeedingConfig())
+                                    covered[spacepoints["measurement_index"]],
+                                    SeedingConfig(threads=config.supplementary_threads))
         estimate = xp.concatenate([estimate, arrays.upload(extra["spacepoints"])])
         seeds = Seeds(**{k: np.concatenate([seeds[k], extra[k]]) for k in seeds.columns()})
         prototrack = np.r_[prototrack, np.full(len(extra), -1, np.int64)]

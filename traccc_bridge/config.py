@@ -172,7 +172,11 @@ class TracccSeedingConfig:
     CKF finds 0.9594 / 0.9633 / 0.9927 of the particles (two_way, pT > 1 GeV) with ``none``
     / ``uncovered`` / ``all`` (fakes 0.21% / 0.20% / 0.07%), on two ``medium`` events 0.9984
     / 0.9986 / 0.9993 (no fakes), for 0.16 s more per medium event
-    (``benchmarks/results/acorn_traccc.json``).
+    (``benchmarks/results/acorn_traccc.json``); ``supplementary_threads``: host threads of
+    that seeding (``SeedingConfig.threads``: the same seeds for any count). It is the largest
+    host step of ``acorn_traccc`` on a GPU, where the device waits for it
+    (``benchmarks/results/host_budget.json``); 1 by default, for a laptop and for one instance
+    per core.
     """
 
     method: str = "triplet"
@@ -186,6 +190,7 @@ class TracccSeedingConfig:
     min_layers: int = 3
     seeds_per_prototrack: int = 3
     supplementary_seeding: str = "all"
+    supplementary_threads: int = 1
     mass: float = helix.PION_MASS
     bz: float = 2.0
 
@@ -201,7 +206,7 @@ class TracccSeedingConfig:
             raise ValueError(f"initial_inflation must be > 0, got {self.initial_inflation}")
         _check_positive(self, "initial_sigma_qopt", "initial_sigma_pt_rel", allow_zero=True)
         _check_min_int(self, 3, "min_layers")
-        _check_min_int(self, 1, "seeds_per_prototrack")
+        _check_min_int(self, 1, "seeds_per_prototrack", "supplementary_threads")
         if self.supplementary_seeding not in SUPPLEMENTARY_SEEDING:
             raise ValueError(f"supplementary_seeding must be one of {SUPPLEMENTARY_SEEDING}, "
                              f"got {self.supplementary_seeding!r}")

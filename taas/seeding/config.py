@@ -176,6 +176,15 @@ class SeedingConfig:
     #: Upper bound on the number of phi bins (ACTS maxPhiBins).
     max_phi_bins: int = 10_000
 
+    # --- execution --------------------------------------------------------------------------
+    #: Host threads sharing one event's middle space points (the kernel releases the GIL; each
+    #: thread takes contiguous ranges of middles). The seeds and counters are identical for
+    #: any count. 1, the default, is the setting the cpu chain is measured at (events run in
+    #: parallel there, one per core); more pays where host cores idle while one event waits
+    #: on the seeding, as a GPU model instance does during the bridge's supplementary seeding
+    #: (``benchmarks/results/host_budget.json``).
+    threads: int = 1
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, f.type, getattr(self, f.name))
@@ -234,7 +243,7 @@ class SeedingConfig:
 
 _POSITIVE = ("r_max", "delta_r_bottom_max", "delta_r_top_max", "cot_theta_max", "min_pt", "bz",
              "impact_max", "rad_length_per_seed", "max_pt_scattering", "max_seeds_per_middle_sp",
-             "phi_bin_deflection_coverage", "max_phi_bins", "r_bin_width")
+             "phi_bin_deflection_coverage", "max_phi_bins", "r_bin_width", "threads")
 _NON_NEGATIVE = ("r_min", "delta_r_bottom_min", "delta_r_top_min", "sigma_scattering",
                  "sp_sigma_r", "sp_sigma_z", "delta_inv_helix_diameter", "compat_seed_weight",
                  "compat_seed_limit", "compat_delta_r_min", "impact_weight_factor",

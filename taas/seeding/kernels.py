@@ -8,7 +8,10 @@ neighbouring z bins becomes a binary search for the z window a doublet can occup
 
 The kernels are serial on purpose: numba's default threading layer aborts when two threads
 launch parallel kernels at once, and the service runs stages from concurrent request threads;
-throughput comes from events in parallel, not from threads inside one event.
+throughput comes from events in parallel, not from numba threads inside one event. The entry
+kernel releases the GIL and takes a range of middle space points instead, so that a caller
+with idle cores may share one event's middles among Python threads (``triplets.find_seeds``,
+``SeedingConfig.threads``): each middle's seeds depend on no other middle's.
 """
 
 # Numba kernels take flat arrays and scalars (no objects) and keep their hot loops in one
@@ -358,12 +361,14 @@ def _keep_best(cand_b: np.ndarray, cand_t: np.ndarray, cand_w: np.ndarray,
     return n_cand, worst
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
                   bin_start: np.ndarray, n_phi: int, band_rlo: np.ndarray, band_rhi: np.ndarray,
-                  shape: np.ndarray, f: np.ndarray, i_par: np.ndarray, counters: np.ndarray
+                  shape: np.ndarray, f: np.ndarray, i_par: np.ndarray, counters: np.ndarray,
+                  m_start: int, m_stop: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds (bottom, middle, top indices into the sorted arrays), weights and z at r = 0.
+    """Seeds (bottom, middle, top indices into the sorted arrays), weights and z at r = 0, of
+    the middle space points ``m_start`` <= m < ``m_stop``, in middle order.
 
     ``band_rlo``/``band_rhi`` are the smallest and largest r of each band's space points
     (inf/-inf for an empty band). ``shape``: the cluster-shape table of the space points in
@@ -421,15 +426,16 @@ def find_triplets(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: np.ndarray,
     cand_t = np.empty(max_seeds, np.int64)
     cand_w = np.empty(max_seeds)
     cand_z = np.empty(max_seeds)
-    out_b = np.empty(n * max_seeds, np.int64)
-    out_m = np.empty(n * max_seeds, np.int64)
-    out_t = np.empty(n * max_seeds, np.int64)
-    out_w = np.empty(n * max_seeds, np.float32)
-    out_z = np.empty(n * max_seeds, np.float32)
+    n_mid = max(m_stop - m_start, 0)
+    out_b = np.empty(n_mid * max_seeds, np.int64)
+    out_m = np.empty(n_mid * max_seeds, np.int64)
+    out_t = np.empty(n_mid * max_seeds, np.int64)
+    out_w = np.empty(n_mid * max_seeds, np.float32)
+    out_z = np.empty(n_mid * max_seeds, np.float32)
     n_out = 0
     scanned = np.zeros(2, np.int64)
 
-    for m in range(n):
+    for m in range(m_start, m_stop):
         r_m = r[m]
         if r_m < r_mid_min or r_m > r_mid_max:
             continue

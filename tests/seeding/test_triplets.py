@@ -103,6 +103,23 @@ def test_deterministic(event_500):
     assert find_seeds(event.spacepoints).equals(seeds)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_threads_share_the_middles_without_changing_a_seed(event_500, threads):
+    event, seeds = event_500
+    one: dict[str, int] = {}
+    shared: dict[str, int] = {}
+    assert find_seeds(event.spacepoints, stats=one).equals(seeds)
+    assert find_seeds(event.spacepoints, SeedingConfig(threads=threads), stats=shared).equals(
+        seeds)
+    assert shared == one
+    assert one["triplets"] > 0
+
+
+def test_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be > 0"):
+        SeedingConfig(threads=0)
+
+
 @pytest.mark.parametrize("eta", [0.1, 1.2, 2.2])
 def test_low_pt_particle_gives_no_seed(eta):
     rng = np.random.default_rng(3)

@@ -186,6 +186,13 @@ def test_supplementary_seeds_cover_what_the_prototracks_miss(toy):
     every_meas = sps["measurement_index"][every.seeds["spacepoints"][every.prototrack < 0]]
     assert len(every_meas) > len(seed_meas)
     assert not np.isin(every_meas, lost).all()
+    # its host threads share the middles: the same seeds and starts
+    threaded = seed_prototracks(detector, meas, sps, kept, TracccSeedingConfig(
+        seeds_per_prototrack=1, supplementary_seeding="all", supplementary_threads=3))
+    assert threaded.seeds.equals(every.seeds)
+    np.testing.assert_array_equal(threaded.starts.params, every.starts.params)
+    with pytest.raises(ValueError, match="supplementary_threads must be >= 1"):
+        TracccSeedingConfig(supplementary_threads=0)
 
 
 def test_traccc_covariance_terms():
