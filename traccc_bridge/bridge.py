@@ -6,8 +6,8 @@ filter needs, per track to find, a *seed*: start parameters with a covariance on
 plus (in traccc) the event's measurements sorted by surface so that each surface's
 measurements form one contiguous range. This module builds both:
 
-1. ``sort_by_surface``: the permutation that sorts measurements by module key, and
-   the offsets of each surface's range: traccc's measurement sorting. taas' CPU CKF groups by
+1. ``sort_by_surface``: the permutation that sorts measurements by module, and the offsets
+   of each surface's range: traccc's measurement sorting. taas' CPU CKF groups by
    module itself; the order is what a traccc-layout consumer (GPU CKF, CSV export) needs.
 2. ``seed_triplets``: per proto-track, three space points chosen as ACTS'
    ``ProtoTracksToParameters`` does: the space points (duplicates dropped) ordered along the
@@ -36,14 +36,13 @@ skips the fragments of a particle already found; supplementary seeds rank after 
 ``SeedStarts`` and each seed's proto-track measurement list (for the CKF's ``constrained``
 mode; empty for supplementary seeds, which then see every measurement).
 
-Devices: the array work -- repeats dropped, the triplet choice over the CSR lists, the vertex
-line fit, the helix estimate and the covariance -- is written once against an array namespace
+Devices: the array work -- the surface sort, repeats dropped, the triplet choice over the CSR
+lists, the vertex line fit, the helix estimate and the covariance -- is written once against an array namespace
 (``ArrayOps``): numpy on the host (``HOST``, the cpu backend), torch on CUDA or torch's CPU
 device in the gpu backend (``backends.gpu.prototrack_seeding``), whose ``upload`` /
 ``download`` count every host <-> device copy. On the host in either case, and said where they
 happen: the input checks, the module lookup (``Detector.index_of``) and (volume, layer) keys
-from the detector table, the surface sort (its inputs and outputs live on the host; a lexsort
-of the measurements), the ``fit`` method's Kalman fit (taas' CPU fitter) and the supplementary
+from the detector table, the ``fit`` method's Kalman fit (taas' CPU fitter) and the supplementary
 seeding (taas' CPU triplet seeding), whose triplets go up to the device for their estimate.
 """
 
@@ -92,19 +91,22 @@ def _first_occurrences(arrays: ArrayOps, key: Array) -> Array:
     return first
 
 
-def sort_by_surface(module_key: np.ndarray, local_u: np.ndarray, local_v: np.ndarray,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(order, surfaces, offsets)``: measurement rows sorted by module key, the distinct
-    module keys ascending, and ``offsets`` (n_surfaces + 1) such that surface i's measurements
-    are ``order[offsets[i]:offsets[i + 1]]``. Within a surface, by local u then v: the order
-    then depends on the measurements, not on the rows they came in. On the host on every
-    backend: it reads and gives host arrays (the stage's inputs and outputs)."""
-    module_key = np.asarray(module_key, np.uint64)
-    order = np.lexsort((local_v, local_u, module_key))
-    surfaces, counts = np.unique(module_key[order], return_counts=True)
-    offsets = np.zeros(len(surfaces) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return order, surfaces, offsets
+def sort_by_surface(arrays: ArrayOps, rows: Array, local_u: Array, local_v: Array,
+                    ) -> tuple[Array, Array, Array]:
+    """``(order, surfaces, offsets)``: measurement indices sorted by module, the distinct
+    modules' rows ascending, and ``offsets`` (n_surfaces + 1) such that surface i's
+    measurements are ``order[offsets[i]:offsets[i + 1]]``. ``rows``: each measurement's row
+    of the detector's module table, whose keys ascend, so the order is by module key. Within
+    a surface, by local u then v: the order then depends on the measurements, not on the rows
+    they came in. Arrays of ``arrays``' namespace, sorted where it works."""
+    xp = arrays.xp
+    order = arrays.lexsort((local_v, local_u, rows))
+    ordered = rows[order]
+    new = arrays.full((len(order),), True, xp.bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    starts = arrays.flatnonzero(new)
+    offsets = xp.concatenate([starts, arrays.full((1,), len(order), xp.int64)])
+    return order, ordered[starts], offsets
 
 
 def unique_lists(offsets: Array, indices: Array, arrays: ArrayOps = HOST,
@@ -333,7 +335,8 @@ class BridgeOutput:
     ``prototrack``: per seed, the proto-track it came from (-1: a supplementary seed);
     ``seed_offsets`` /
     ``seed_indices``: per seed, its proto-track's measurements (repeats dropped);
-    ``surface_order`` / ``surface_offsets`` / ``surfaces``: ``sort_by_surface``.
+    ``surface_order`` / ``surface_offsets`` / ``surfaces`` (module rows): ``sort_by_surface``,
+    where the bridge's arrays work.
     """
 
     seeds: Seeds
@@ -358,7 +361,8 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
     measurements do not form a track; the supplementary seeding may still find them).
 
     ``arrays``: where the array work runs (module docstring). Its copies per event: up, the
-    proto-tracks (2), the space points (2), and with supplementary seeds their triplets (1)
+    measurements' module rows and local u, v (3), the proto-tracks (2), the space points (2),
+    and with supplementary seeds their triplets (1)
     (the ``fit`` method: its mask (1) and its starts (2)); down, the seeds' proto-tracks,
     triplets, quality, vertex z, measurement lists (2) (``fit``: also the uniqued proto-tracks
     (2)). The start parameters and covariances stay where ``arrays`` works.
@@ -369,7 +373,8 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
     check_prototracks(prototracks, n_meas)
     meas_rows = detector.index_of(measurements["module_key"])
     order, surfaces, surface_offsets = sort_by_surface(
-        measurements["module_key"], measurements["local_u"], measurements["local_v"])
+        arrays, *(arrays.upload(a) for a in (meas_rows, measurements["local_u"],
+                                             measurements["local_v"])))
     sp_rows = meas_rows[spacepoints["measurement_index"]]
     sp = SpacepointArrays.upload(arrays, spacepoints, n_meas, layer_keys(detector, sp_rows),
                                  sp_rows)

@@ -99,7 +99,8 @@ class PrototrackSeedingStage(Stage):
         out = self.bridge(inputs)
         starts = out.starts._replace(params=self.arrays.download(out.starts.params),
                                      covariance=self.arrays.download(out.starts.covariance))
-        return {**self.host_tables(out), **SeedStartTable.of(starts).to_tensors()}
+        return {**self.host_tables(out), **self.surface_order(out, on_host=True),
+                **SeedStartTable.of(starts).to_tensors()}
 
     def bridge(self, inputs: Mapping[str, np.ndarray]) -> BridgeOutput:
         """``seed_prototracks`` on the stage's inputs (host arrays)."""
@@ -109,13 +110,20 @@ class PrototrackSeedingStage(Stage):
 
     @staticmethod
     def host_tables(out: BridgeOutput) -> dict[str, np.ndarray]:
-        """Every output but the starts' parameters and covariances (where ``arrays`` works)."""
+        """The seeds, the starts' module keys and the seeds' measurement lists (on the host)."""
         seed_lists = ProtoTracks(offsets=out.seed_offsets, indices=out.seed_indices)
-        order = SurfaceOrder(surfaces=out.surfaces, offsets=out.surface_offsets,
-                             indices=out.surface_order)
         return {**out.seeds.to_tensors(), f"{SeedStartTable.NAME}.module_key":
-                out.starts.module_key, **seed_lists.to_tensors(SEED_MEASUREMENTS),
-                **order.to_tensors()}
+                out.starts.module_key, **seed_lists.to_tensors(SEED_MEASUREMENTS)}
+
+    def surface_order(self, out: BridgeOutput, *, on_host: bool = False) -> dict[str, Array]:
+        """The ``SurfaceOrder`` tensors: the surfaces' module keys on the host (looked up from
+        their rows), its offsets and indices where the bridge's arrays work (``on_host``:
+        brought to the host)."""
+        where = self.arrays.download if on_host else self.arrays.here
+        return {f"{SurfaceOrder.NAME}.surfaces":
+                self.detector.modules["module_key"][self.arrays.download(out.surfaces)],
+                f"{SurfaceOrder.NAME}.offsets": where(out.surface_offsets),
+                f"{SurfaceOrder.NAME}.indices": where(out.surface_order)}
 
 
 class PrototrackCkfStage(Stage):

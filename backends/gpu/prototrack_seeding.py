@@ -8,8 +8,9 @@ input checks, the module lookup, the surface sort, the ``fit`` method's Kalman f
 supplementary triplet seeding -- is listed in ``traccc_bridge.bridge``. Each event's host <->
 device copies are counted (``transfers``). Under a pipeline's device residency
 (``taas.stages.transfers.ResidentStage``) the starts' parameters and covariances -- most of the
-bytes: 6x6 float64 per seed -- stay on the device for the CKF (``prototrack_ckf/gpu``); the
-numpy stage API brings them down with the other outputs.
+bytes: 6x6 float64 per seed -- stay on the device for the CKF (``prototrack_ckf/gpu``), and the
+surface order (traccc's layout, sorted on the device) stays there for a consumer that asks;
+the numpy stage API brings them down with the other outputs.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
         self.arrays = self.torch_work = TorchArrays(self.torch_device, note=note)
 
     def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
-        """The bridge on the host inputs; the starts' parameters and covariances left on
-        the device."""
+        """The bridge on the host inputs; the starts' parameters and covariances and the
+        surface order left on the device."""
         self.torch_work.transfers.reset()
         out = self.bridge({s.name: tensors.host(s.name) for s in self.INPUTS})
-        return {**self.host_tables(out), f"{SeedStartTable.NAME}.params": out.starts.params,
+        return {**self.host_tables(out), **self.surface_order(out),
+                f"{SeedStartTable.NAME}.params": out.starts.params,
                 f"{SeedStartTable.NAME}.covariance": out.starts.covariance}

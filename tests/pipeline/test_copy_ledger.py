@@ -112,9 +112,10 @@ def test_every_stage_is_labelled(runs) -> None:
 
 def test_bridge_starts_stay_on_the_device(runs) -> None:
     """With residency the bridge's start parameters and covariances (two tensors, 6x6 float64
-    per seed) stay on the device for the CKF: they come down only for a caller who wants
-    them, and the CKF does not take them up again; the rest of both stages' traffic (the
-    CKF's per-batch seeds and found measurements) does not depend on residency."""
+    per seed) stay on the device for the CKF, and its surface order (offsets and indices,
+    sorted there) with them: they come down only for a caller who wants them, and the CKF
+    does not take the starts up again; the rest of both stages' traffic (the CKF's per-batch
+    seeds and found measurements) does not depend on residency."""
     plain, resident, only_tracks = (_traffic(runs[n]) for n in ("plain", "resident",
                                                                 "tracks_only"))
     for traffic in (resident, only_tracks):
@@ -122,7 +123,7 @@ def test_bridge_starts_stay_on_the_device(runs) -> None:
         assert traffic["prototrack_ckf"].to_device == plain["prototrack_ckf"].to_device - 2 > 0
         assert traffic["prototrack_ckf"].to_host == plain["prototrack_ckf"].to_host > 0
     assert resident["prototrack_seeding"].to_host == plain["prototrack_seeding"].to_host
-    assert only_tracks["prototrack_seeding"].to_host == plain["prototrack_seeding"].to_host - 2
+    assert only_tracks["prototrack_seeding"].to_host == plain["prototrack_seeding"].to_host - 4
 
 
 def test_handovers_carry_no_bytes_copies_do() -> None:

@@ -10,6 +10,7 @@ from taas.edm.hits import Measurements, Spacepoints
 from taas.edm.tracks import ProtoTracks
 from taas.errors import InputError
 from taas.seeding.triplets import find_seeds
+from taas.tracking.arrays import HOST
 from taas.tracking.fitter import fit_prototracks
 from taas.tracking.parameters import PHI, QOP, wrap_phi
 from tests.traccc_bridge.bridge_toy import spacepoints_of
@@ -47,18 +48,27 @@ def truth_row(truth, measurements: Measurements, detector, prototracks: ProtoTra
     return int(np.argmax(np.isin(truth.rows, rows).sum(axis=1)))
 
 
-def test_sort_by_surface_keeps_each_surface_contiguous():
-    keys = np.array([5, 3, 5, 1, 3, 5, 9], np.uint64)
+@pytest.mark.parametrize("where", ["numpy", "torch"])
+def test_sort_by_surface_keeps_each_surface_contiguous(where):
+    arrays = HOST
+    if where == "torch":
+        torch = pytest.importorskip("torch")
+        from taas.tracking.batched.torch_arrays import TorchArrays
+
+        arrays = TorchArrays(torch.device("cpu"))
+    rows = np.array([5, 3, 5, 1, 3, 5, 9], np.int64)
     u = np.array([0.5, 0.1, -0.2, 0.0, 0.1, 0.3, 0.0])
     v = np.array([0.0, 0.2, 0.0, 0.0, -0.1, 0.0, 0.0])
-    order, surfaces, offsets = sort_by_surface(keys, u, v)
+    order, surfaces, offsets = (arrays.download(a) for a in sort_by_surface(
+        arrays, *(arrays.upload(a) for a in (rows, u, v))))
     np.testing.assert_array_equal(order, [3, 4, 1, 2, 5, 0, 6])  # by u, then v, per surface
     np.testing.assert_array_equal(surfaces, [1, 3, 5, 9])
     np.testing.assert_array_equal(offsets, [0, 1, 3, 6, 7])
-    for i, key in enumerate(surfaces):
-        assert np.all(keys[order[offsets[i]:offsets[i + 1]]] == key)
+    for i, row in enumerate(surfaces):
+        assert np.all(rows[order[offsets[i]:offsets[i + 1]]] == row)
     empty = np.zeros(0)
-    order, surfaces, offsets = sort_by_surface(np.zeros(0, np.uint64), empty, empty)
+    order, surfaces, offsets = (arrays.download(a) for a in sort_by_surface(
+        arrays, *(arrays.upload(a) for a in (np.zeros(0, np.int64), empty, empty))))
     assert len(order) == len(surfaces) == 0
     np.testing.assert_array_equal(offsets, [0])
 

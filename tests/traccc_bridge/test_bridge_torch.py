@@ -186,12 +186,13 @@ def test_gpu_stage_equals_cpu_stage_on_a_tiny_event(tiny_bridge_inputs):
 @pytest.mark.parametrize("config", [CONFIGS["proto_only"], CONFIGS["default"], CONFIGS["fit"]],
                          ids=["proto_only", "supplementary", "fit"])
 def test_transfer_counter_counts_each_copy_once_per_event(tiny_bridge_inputs, config):
-    """Up: proto-track offsets and indices, the space points' floats (x, y, z, r) and
-    integers (measurement, module row, layer key); the supplementary triplets; the fit's mask
-    and its starts (2). Down: the seeds' proto-tracks, measurement lists (2), triplets,
-    quality, vertex z, start parameters and covariances (the numpy stage API's: a pipeline
-    with device residency leaves these two on the device); the fit's proto-tracks without
-    repeats (2)."""
+    """Up: the measurements' module rows and local u, v (the surface sort), proto-track
+    offsets and indices, the space points' floats (x, y, z, r) and integers (measurement,
+    module row, layer key); the supplementary triplets; the fit's mask and its starts (2).
+    Down: the seeds' proto-tracks, measurement lists (2), triplets, quality, vertex z, the
+    surfaces' rows, start parameters and covariances and the surface order's offsets and
+    indices (the numpy stage API's: a pipeline with device residency leaves these four on
+    the device); the fit's proto-tracks without repeats (2)."""
     detector, tensors = tiny_bridge_inputs
     gpu = GpuPrototrackSeeding(detector, config)
     out = gpu.run(tensors)
@@ -199,20 +200,23 @@ def test_transfer_counter_counts_each_copy_once_per_event(tiny_bridge_inputs, co
     fit = config.method == "fit"
     supplementary = config.supplementary_seeding != "none"
     n_proto_seeds = int(np.count_nonzero(np.diff(out["seed_measurements.offsets"]) > 0))
-    up_bytes = (n_sp * (4 + 3) * 8 + tensors["prototracks.offsets"].nbytes
+    n_meas, n_surfaces = len(tensors["measurements.local_u"]), len(out["surface_order.surfaces"])
+    assert n_surfaces == len(np.unique(tensors["measurements.module_key"]))
+    up_bytes = (n_meas * 3 * 8 + n_sp * (4 + 3) * 8 + tensors["prototracks.offsets"].nbytes
                 + tensors["prototracks.indices"].nbytes)
     up_bytes += (n_seeds - n_proto_seeds) * 3 * 8 if supplementary else 0
     # the fit's bool mask and its starts, which join the estimated ones on the device
     up_bytes += len(tensors["prototracks.offsets"]) - 1 + n_proto_seeds * 42 * 8 if fit else 0
     down_bytes = (n_proto_seeds * (8 + 3 * 8 + 8 + 8) + 8 * (n_proto_seeds + 1)
-                  + out["seed_measurements.indices"].nbytes + n_seeds * (6 + 36) * 8)
+                  + out["seed_measurements.indices"].nbytes + n_seeds * (6 + 36) * 8
+                  + 8 * (2 * n_surfaces + 1 + n_meas))
     if fit:  # the proto-tracks without repeats, for the fit on the host
         unique = [len(set(tensors["prototracks.indices"][lo:hi].tolist())) for lo, hi in
                   zip(tensors["prototracks.offsets"][:-1], tensors["prototracks.offsets"][1:],
                       strict=True)]
         down_bytes += 8 * (len(unique) + 1) + 8 * sum(unique)
-    expected = {"to_device": 4 + supplementary + 3 * fit, "to_device_bytes": up_bytes,
-                "to_host": 8 + 2 * fit, "to_host_bytes": down_bytes}
+    expected = {"to_device": 7 + supplementary + 3 * fit, "to_device_bytes": up_bytes,
+                "to_host": 11 + 2 * fit, "to_host_bytes": down_bytes}
     assert gpu.transfers == expected
     gpu.run(tensors)  # counted per event, not accumulated
     assert gpu.transfers == expected
