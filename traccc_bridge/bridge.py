@@ -37,13 +37,14 @@ skips the fragments of a particle already found; supplementary seeds rank after 
 mode; empty for supplementary seeds, which then see every measurement).
 
 Devices: the array work -- the surface sort, repeats dropped, the triplet choice over the CSR
-lists, the vertex line fit, the helix estimate and the covariance -- is written once against an array namespace
-(``ArrayOps``): numpy on the host (``HOST``, the cpu backend), torch on CUDA or torch's CPU
-device in the gpu backend (``backends.gpu.prototrack_seeding``), whose ``upload`` /
-``download`` count every host <-> device copy. On the host in either case, and said where they
-happen: the input checks, the module lookup (``Detector.index_of``) and (volume, layer) keys
-from the detector table, the ``fit`` method's Kalman fit (taas' CPU fitter) and the supplementary
-seeding (taas' CPU triplet seeding), whose triplets go up to the device for their estimate.
+lists, the vertex line fit, the helix estimate and the covariance -- is written once against
+an array namespace (``ArrayOps``): numpy on the host (``HOST``, the cpu backend), torch on
+CUDA or torch's CPU device in the gpu backend (``backends.gpu.prototrack_seeding``), whose
+``upload`` / ``download`` count every host <-> device copy. On the host in either case, and
+said where they happen: the input checks, the module lookup (``Detector.index_of``) and
+(volume, layer) keys from the detector table, the ``fit`` method's Kalman fit (taas' CPU
+fitter) and the supplementary seeding (taas' CPU triplet seeding), whose triplets go up to the
+device for their estimate.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 array work in torch, on CUDA when present, else on torch's CPU device (``device`` says so).
 
 The hook is ``TorchArrays`` (``taas.tracking.batched.torch_arrays``): ``ArrayOps`` in torch.
-The bridge's formulas (repeats dropped, triplet choice, vertex line fit, helix estimate,
-covariance) are the same text the cpu backend runs with numpy; what stays on the host -- the
-input checks, the module lookup, the surface sort, the ``fit`` method's Kalman fit and the
-supplementary triplet seeding -- is listed in ``traccc_bridge.bridge``. Each event's host <->
+The bridge's formulas (surface sort, repeats dropped, triplet choice, vertex line fit, helix
+estimate, covariance) are the same text the cpu backend runs with numpy; what stays on the
+host -- the input checks, the module lookup, the ``fit`` method's Kalman fit and the
+supplementary triplet seeding (on ``supplementary_threads`` host threads) -- is listed in
+``traccc_bridge.bridge``. Each event's host <->
 device copies are counted (``transfers``). Under a pipeline's device residency
 (``taas.stages.transfers.ResidentStage``) the starts' parameters and covariances -- most of the
 bytes: 6x6 float64 per seed -- stay on the device for the CKF (``prototrack_ckf/gpu``), and the

@@ -89,7 +89,7 @@ ACORN_TRACCC = PipelineSpec(
      ("prototrack_ckf", "cpu"), ("ambiguity", "cpu"), ("track_fit", "cpu")),
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
     # the bridge, the CKF, the ambiguity solver and the fit go to the accelerator too
-    # (prototrack_seeding/gpu: torch triplets and estimates, host surface sort and
+    # (prototrack_seeding/gpu: torch surface sort, triplets and estimates, host
     # supplementary seeding, its starts left on the device; prototrack_ckf/gpu: the CKF in
     # torch, reading those starts there, seed batches chosen on the host;
     # ambiguity/gpu: the greedy solver in torch; track_fit/gpu: filter and smoother in torch)

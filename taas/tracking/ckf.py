@@ -502,8 +502,9 @@ def check_seeds(seeds: Seeds, spacepoints: Spacepoints, n_measurements: int) -> 
         row = int(np.flatnonzero(bad.any(axis=1))[0])
         raise InputError(f"seed space point index out of range [0, {n_sp})", row=row,
                          column="seeds.spacepoints")
-    xyz = np.stack([spacepoints["x"], spacepoints["y"], spacepoints["z"]], axis=1)
-    finite = np.all(np.isfinite(xyz[sp]), axis=(1, 2))
+    finite_sp = (np.isfinite(spacepoints["x"]) & np.isfinite(spacepoints["y"])
+                 & np.isfinite(spacepoints["z"]))
+    finite = finite_sp[sp].all(axis=1)  # per space point first: seeds share them
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise InputError(f"seed space points with non-finite positions "

@@ -18,7 +18,7 @@ from taas.errors import InputError
 from taas.events.dataset import open_dataset
 from taas.metrics.evaluate import evaluate_event, evaluate_events
 from taas.metrics.truth_link import measurement_particles
-from taas.tracking.ckf import CkfConfig
+from taas.tracking.ckf import CkfConfig, check_seeds
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,21 @@ def test_bad_seeds_raise(chain, ckf):
     sp[0, 0] = len(x)
     with pytest.raises(InputError, match=r"lies outside the .* rows of .spacepoints."):
         ckf.run({**t, "seeds.spacepoints": sp})
+
+
+def test_check_seeds_names_non_finite_seed_space_points_only(chain):
+    t = dict(chain[0][1])
+    seeds, sp = Seeds.from_tensors(t), Spacepoints.from_tensors(t)
+    n_meas = len(t["measurements.local_u"])
+    np.testing.assert_array_equal(check_seeds(seeds, sp, n_meas),
+                                  sp["measurement_index"][seeds["spacepoints"]])
+    unused = np.setdiff1d(np.arange(len(sp)), seeds["spacepoints"])[0]
+    z = sp["z"].copy()
+    z[unused] = np.inf  # no seed uses it: nothing to refuse
+    check_seeds(seeds, Spacepoints(**{**sp.columns(), "z": z}), n_meas)
+    z[seeds["spacepoints"][5, 2]] = np.nan
+    with pytest.raises(InputError, match=r"non-finite positions \(\d+ seeds affected\)"):
+        check_seeds(seeds, Spacepoints(**{**sp.columns(), "z": z}), n_meas)
 
 
 @pytest.mark.parametrize("change", [{"bz": 0.0}, {"chi2_cut": 0.0}, {"max_holes": -1},

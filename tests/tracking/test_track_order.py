@@ -45,3 +45,18 @@ def test_empty_and_single_hit_lists() -> None:
                                   np.zeros(0, np.int64))
     np.testing.assert_array_equal(order_along_tracks(np.array([0, 0, 1]), np.array([0]), xyz),
                                   [0])
+
+
+def test_lists_sorted_as_lexsort_would_ties_kept_in_order() -> None:
+    """Many lists of random lengths (empty, single, long) with repeated distances: the same
+    permutation as numpy's stable lexsort by (list, distance)."""
+    from taas.tracking.fitter import _sort_within_lists
+
+    rng = np.random.default_rng(11)
+    lengths = np.r_[0, 1, rng.integers(0, 40, 500), 700]
+    offsets = np.r_[0, np.cumsum(lengths)]
+    key = rng.integers(0, 20, offsets[-1]).astype(np.float64)  # ties within lists
+    indices = rng.permutation(offsets[-1])
+    track = np.repeat(np.arange(len(lengths)), lengths)
+    np.testing.assert_array_equal(_sort_within_lists(offsets, key, indices),
+                                  indices[np.lexsort((key, track))])
