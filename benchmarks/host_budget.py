@@ -1,0 +1,207 @@
+"""What stays on the host when ``acorn_traccc`` runs on the accelerator, timed per event: the
+ceiling those steps put on a model instance's events/s, whatever the GPU.
+
+Run: ``.venv/bin/python benchmarks/host_budget.py [--presets medium large] [--events 1 1]
+[--repeats 2] [--supplementary-threads 1 2] [--sim-dir DIR] [--out FILE]``.
+Writes ``benchmarks/results/host_budget.json``.
+
+Why: with accel=gpu every stage of ``acorn_traccc`` after the front end has a torch backend,
+but some steps inside them run on the host by design (listed in the stages' docstrings): the
+walk of branched components in track building (numba, as ACORN's walkthrough runs on the
+CPU), the bridge's layer lookup and supplementary triplet seeding of the whole event (taas'
+CPU seeding), the CKF's seed checks and batch choice (ACTS' one-seed-at-a-time
+order), the fit's ordering along the track, helix estimate, field lookup and measurement
+errors, and every stage's input checks, module lookups and local -> global transforms; and
+the stages the pipeline routes to the host (its front end: clustering and space
+points, whose OpenCL backend is not among acorn_traccc's accelerator stages). While they run,
+one model instance's GPU waits; so the sum of their times per event bounds the events/s of
+one instance (``ceiling_events_per_s_one_instance``) however fast the device is, and k
+instances (Triton runs each in its own process) at best k times that while k host cores are
+free. That bound is modelled from host times measured here, not a GPU figure.
+
+What: the seed-11 events of each preset (``scaling_runs.SEED``) run through ``acorn_traccc``
+with accel=gpu (torch on CUDA when present, else torch's CPU device, said in ``devices``; the
+front end on the host), one untimed pass, then ``--repeats`` passes. Each host step is timed
+by wrapping the function that does it (``HOST_STEPS``), so the figures are those functions'
+wall times in the pipeline on this machine. Recorded per event and per variant of the
+supplementary seeding's host threads (``--supplementary-threads``; variants interleaved pass
+by pass; their seeds are identical, so only that step's time moves): each step's median
+seconds, the host stages' median seconds, their sum, the ceilings (as run; with the front
+end routed to the GPU; without the supplementary seeding, which a GNN holding at density
+would make unnecessary), and each stage's median seconds (on torch's CPU device no GPU
+figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from scaling_runs import RESULTS, SEED, simulated, write_result
+
+from taas.edm.tracks import Tracks
+from taas.events.dataset import open_dataset
+from taas.pipeline.runner import Pipeline, PipelineResult
+from taas.pipeline.spec import ACORN_TRACCC
+from taas.reco.hit_spacepoints import event_inputs
+
+#: Host step -> (module, function or Class.method) doing it; each is looked up in its module's
+#: namespace (or on its class) when called, so replacing the attribute times every call.
+HOST_STEPS: dict[str, tuple[str, str]] = {
+    "track_building.walkthrough": ("taas.gnn.track_building", "walk"),
+    "bridge.layer_keys": ("traccc_bridge.bridge", "layer_keys"),
+    "bridge.supplementary_seeding": ("traccc_bridge.bridge", "supplementary_seeds"),
+    "ckf.seed_checks": ("taas.tracking.ckf", "check_seeds"),
+    "ckf.seed_batches": ("taas.tracking.ckf", "_select_batch"),
+    "fit.ordering": ("taas.tracking.fitter", "order_along_tracks"),
+    "fit.estimate": ("taas.tracking.fitter", "estimate_parameters"),
+    "fit.field": ("taas.tracking.fitter", "track_step_bz"),
+    "fit.measurement_errors": ("taas.tracking.fitter", "measurement_variances"),
+    # input checks, and every stage's lookups in the detector's tables
+    "fit.measurement_checks": ("taas.tracking.fitter", "check_measurements"),
+    "ckf.measurement_checks": ("taas.tracking.ckf", "check_measurements"),
+    "all.module_lookup": ("taas.detector.detector", "Detector.index_of"),
+    "all.local_to_global": ("taas.detector.detector", "Detector.local_to_global"),
+}
+
+
+@contextmanager
+def timed_steps(steps: dict[str, tuple[str, str]]) -> Iterator[dict[str, float]]:
+    """Within the block, every call of the ``steps``' functions adds its wall time to the
+    yielded dict (seconds by step); a call made inside another timed call counts for the
+    outer one only (no time counted twice). The functions are restored afterwards."""
+    seconds = dict.fromkeys(steps, 0.0)
+    originals: list[tuple[Any, str, Any]] = []
+    inside = threading.local()
+
+    def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if getattr(inside, "step", None) is not None:
+                return function(*args, **kwargs)
+            inside.step = name
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - start
+                inside.step = None
+        return timed
+
+    try:
+        for name, (module_name, path) in steps.items():
+            owner: Any = importlib.import_module(module_name)
+            *classes, attribute = path.split(".")
+            for class_name in classes:
+                owner = getattr(owner, class_name)
+            function = owner.__dict__[attribute]  # as defined, not bound
+            originals.append((owner, attribute, function))
+            setattr(owner, attribute, timer(name, function))
+        yield seconds
+    finally:
+        for owner, attribute, function in originals:
+            setattr(owner, attribute, function)
+
+
+def measure(pipelines: dict[int, Pipeline], inputs: dict[str, Any], repeats: int
+            ) -> dict[int, dict[str, Any]]:
+    """One event through each pipeline (by supplementary seeding threads): median seconds of
+    each host step and each stage over ``repeats`` passes after an untimed one, the variants
+    interleaved pass by pass (this machine is shared), and the ceilings they imply."""
+    tracks = [spec.name for spec in Tracks.tensor_specs()]  # the whole-pipeline model's ask
+    per_pass: dict[int, list[dict[str, float]]] = {}
+    stage_passes: dict[int, list[dict[str, float]]] = {}
+    results = {}
+    for threads, pipeline in pipelines.items():
+        pipeline.run(inputs, outputs=tracks)
+        per_pass[threads], stage_passes[threads] = [], []
+    for _ in range(repeats):
+        for threads, pipeline in pipelines.items():
+            with timed_steps(HOST_STEPS) as seconds:
+                results[threads] = pipeline.run(inputs, outputs=tracks)
+            per_pass[threads].append(dict(seconds))
+            stage_passes[threads].append({t.stage: t.seconds for t in results[threads].timings})
+    return {threads: _budget(per_pass[threads], stage_passes[threads], results[threads])
+            for threads in pipelines}
+
+
+def _budget(per_pass: list[dict[str, float]], stage_passes: list[dict[str, float]],
+            result: PipelineResult) -> dict[str, Any]:
+    steps = {name: statistics.median(p[name] for p in per_pass) for name in HOST_STEPS}
+    stages = {stage: statistics.median(p[stage] for p in stage_passes)
+              for stage in stage_passes[0]}
+    # stages routed to the host (the front end of acorn_traccc) count whole
+    on_host = {t.stage: stages[t.stage] for t in result.timings if t.backend == "cpu"}
+    in_steps = statistics.median(sum(p.values()) for p in per_pass)
+    host = in_steps + sum(on_host.values())
+    supplementary = steps["bridge.supplementary_seeding"]
+    return {"host_step_seconds": steps, "host_steps_seconds": in_steps,
+            "host_stage_seconds": on_host, "host_seconds": host,
+            "ceiling_events_per_s_one_instance": 1.0 / host,
+            # routing=clustering:gpu,spacepoints:gpu takes the front end off the host (its
+            # OpenCL -> torch handover then crosses the host: opencl_torch_handover.json)
+            "ceiling_events_per_s_one_instance_front_end_on_gpu": 1.0 / in_steps,
+            # what a GNN that holds at density would allow (supplementary_seeding "none")
+            "ceiling_events_per_s_one_instance_without_supplementary_seeding":
+                1.0 / (host - supplementary),
+            "stage_seconds": stages, "devices": {t.stage: t.device for t in result.timings}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["medium", "large"])
+    parser.add_argument("--events", type=int, nargs="+", default=[1, 1])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--supplementary-threads", type=int, nargs="+", default=[1, 2],
+                        help="host threads of the bridge's supplementary seeding, each a "
+                             "variant (TracccSeedingConfig.supplementary_threads)")
+    parser.add_argument("--sim-dir", type=Path, help="seed-11 simulations, one dir per preset")
+    parser.add_argument("--out", default="host_budget.json", help=f"file name under {RESULTS}")
+    args = parser.parse_args()
+    if len(args.events) != len(args.presets):
+        parser.error("--events needs one count per preset")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    spec = ACORN_TRACCC.with_accel("gpu")
+    presets: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for preset, n_events in zip(args.presets, args.events, strict=True):
+            dataset = open_dataset(simulated(preset, n_events, Path(work), args.sim_dir))
+            pipelines = {n: Pipeline(spec.with_configs(
+                {"prototrack_seeding": {"supplementary_threads": n}}), dataset.detector)
+                for n in args.supplementary_threads}
+            rows = presets.setdefault(preset, [])
+            for event_id in dataset.event_ids[:n_events]:
+                event = dataset.read(event_id)
+                variants = measure(pipelines, event_inputs(event), args.repeats)
+                rows.append({"event_id": int(event_id), **event.sizes(),
+                             "supplementary_threads": {str(n): v for n, v in variants.items()}})
+                for n, row in variants.items():
+                    top = max(row["host_step_seconds"].items(), key=lambda kv: kv[1])
+                    print(f"{preset} event {event_id}, supplementary seeding on {n} thread(s): "
+                          f"host {row['host_seconds']:.3f} s per event (largest {top[0]} "
+                          f"{top[1]:.3f} s): ceiling "
+                          f"{row['ceiling_events_per_s_one_instance']:.1f} events/s per "
+                          f"instance", flush=True)
+    write_result({"benchmark": "host_budget", "pipeline": "acorn_traccc", "accel": "gpu",
+                  "seed": SEED, "repeats": args.repeats, "machine": platform.node(),
+                  "processor": platform.processor() or platform.machine(),
+                  "torch_threads": torch.get_num_threads(),
+                  "modelled": "ceilings = 1 / (host seconds per event): one instance's GPU "
+                              "waits while its host steps run; k instances in k processes "
+                              "at best k times that while k cores are free. No GPU time "
+                              "enters them.",
+                  "presets": presets}, args.out)
+
+
+if __name__ == "__main__":
+    main()
