@@ -22,14 +22,16 @@ free. That bound is modelled from host times measured here, not a GPU figure.
 What: the seed-11 events of each preset (``scaling_runs.SEED``) run through ``acorn_traccc``
 with accel=gpu (torch on CUDA when present, else torch's CPU device, said in ``devices``; the
 front end on the host), one untimed pass, then ``--repeats`` passes. Each host step is timed
-by wrapping the function that does it (``HOST_STEPS``), so the figures are those functions'
-wall times in the pipeline on this machine. Recorded per event and per variant of the
-supplementary seeding's host threads (``--supplementary-threads``; variants interleaved pass
-by pass; their seeds are identical, so only that step's time moves): each step's median
-seconds, the host stages' median seconds, their sum, the ceilings (as run; with the front
-end routed to the GPU; without the supplementary seeding, which a GNN holding at density
-would make unnecessary), and each stage's median seconds (on torch's CPU device no GPU
-figure).
+by wrapping the function that does it (``HOST_STEPS``; the fit's host side whole, less its
+filter and smoother, ``DEVICE_WORK``), so the figures are those functions' wall times in the
+pipeline on this machine; a step inside another counts for the outer one
+(``host_step_seconds`` add up), and every step's own time is in ``step_inclusive_seconds``.
+Recorded per event and per variant of the supplementary seeding's host threads
+(``--supplementary-threads``; variants interleaved pass by pass; their seeds are identical,
+so only that step's time moves): each step's median seconds, the host stages' median
+seconds, their sum, the ceilings (as run; with the front end routed to the GPU; without the
+supplementary seeding, which a GNN holding at density would make unnecessary), and each
+stage's median seconds (on torch's CPU device no GPU figure).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,57 +59,85 @@ from taas.pipeline.spec import ACORN_TRACCC
 from taas.reco.hit_spacepoints import event_inputs
 
 #: Host step -> (module, function or Class.method) doing it; each is looked up in its module's
-#: namespace (or on its class) when called, so replacing the attribute times every call.
+#: namespace (or on its class) when called, so replacing the attribute times every call. A
+#: step called inside another counts for the outer one (its own time goes to the breakdown).
 HOST_STEPS: dict[str, tuple[str, str]] = {
     "track_building.walkthrough": ("taas.gnn.track_building", "walk"),
     "bridge.layer_keys": ("traccc_bridge.bridge", "layer_keys"),
     "bridge.supplementary_seeding": ("traccc_bridge.bridge", "supplementary_seeds"),
+    "ckf.measurement_checks": ("taas.tracking.ckf", "check_measurements"),
     "ckf.seed_checks": ("taas.tracking.ckf", "check_seeds"),
     "ckf.seed_batches": ("taas.tracking.ckf", "_select_batch"),
+    # the fit whole but for its filter and smoother on the device (DEVICE_WORK): checks,
+    # module lookup and positions, ordering, measurement errors, each batch's gathers, the
+    # helix estimates and the field
+    "fit.host_side": ("taas.tracking.batched.fit", "fit_prototracks"),  # as the gpu fit calls it
     "fit.ordering": ("taas.tracking.fitter", "order_along_tracks"),
     "fit.estimate": ("taas.tracking.fitter", "estimate_parameters"),
-    "fit.field": ("taas.tracking.fitter", "track_step_bz"),
     "fit.measurement_errors": ("taas.tracking.fitter", "measurement_variances"),
-    # input checks, and every stage's lookups in the detector's tables
-    "fit.measurement_checks": ("taas.tracking.fitter", "check_measurements"),
-    "ckf.measurement_checks": ("taas.tracking.ckf", "check_measurements"),
+    # every other stage's lookups in the detector's tables
     "all.module_lookup": ("taas.detector.detector", "Detector.index_of"),
     "all.local_to_global": ("taas.detector.detector", "Detector.local_to_global"),
 }
 
+#: Device work called from a host step: its time is taken out of that step's.
+DEVICE_WORK: dict[str, tuple[str, str]] = {
+    "fit.filter_and_smoother": ("taas.tracking.batched.fit", "kalman_fit_torch"),
+}
+
+
+@dataclass
+class StepTimes:
+    """``host``: per host step, its calls' wall time less the device work inside them, calls
+    made inside another step left out (they count for that one): these add up to the host's
+    time; ``inclusive``: per step (device work too), every call's whole wall time."""
+
+    host: dict[str, float]
+    inclusive: dict[str, float]
+
 
 @contextmanager
-def timed_steps(steps: dict[str, tuple[str, str]]) -> Iterator[dict[str, float]]:
-    """Within the block, every call of the ``steps``' functions adds its wall time to the
-    yielded dict (seconds by step); a call made inside another timed call counts for the
-    outer one only (no time counted twice). The functions are restored afterwards."""
-    seconds = dict.fromkeys(steps, 0.0)
+def timed_steps(host_steps: dict[str, tuple[str, str]],
+                device_work: dict[str, tuple[str, str]] | None = None,
+                ) -> Iterator[StepTimes]:
+    """Within the block, the calls of the steps' functions are timed into the yielded
+    ``StepTimes``; the functions are restored afterwards."""
+    device_work = device_work or {}
+    times = StepTimes(dict.fromkeys(host_steps, 0.0),
+                      dict.fromkeys([*host_steps, *device_work], 0.0))
     originals: list[tuple[Any, str, Any]] = []
-    inside = threading.local()
+    local = threading.local()
 
-    def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def timer(name: str, function: Callable[..., Any], on_device: bool) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if getattr(inside, "step", None) is not None:
-                return function(*args, **kwargs)
-            inside.step = name
+            stack = local.__dict__.setdefault("stack", [])
+            frame = [0.0]  # device seconds inside this call
+            stack.append(frame)
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                seconds[name] += time.perf_counter() - start
-                inside.step = None
+                elapsed = time.perf_counter() - start
+                stack.pop()
+                times.inclusive[name] += elapsed
+                inside = elapsed if on_device else frame[0]
+                if stack:
+                    stack[-1][0] += inside
+                elif not on_device:
+                    times.host[name] += elapsed - inside
         return timed
 
     try:
-        for name, (module_name, path) in steps.items():
-            owner: Any = importlib.import_module(module_name)
-            *classes, attribute = path.split(".")
-            for class_name in classes:
-                owner = getattr(owner, class_name)
-            function = owner.__dict__[attribute]  # as defined, not bound
-            originals.append((owner, attribute, function))
-            setattr(owner, attribute, timer(name, function))
-        yield seconds
+        for steps, on_device in ((host_steps, False), (device_work, True)):
+            for name, (module_name, path) in steps.items():
+                owner: Any = importlib.import_module(module_name)
+                *classes, attribute = path.split(".")
+                for class_name in classes:
+                    owner = getattr(owner, class_name)
+                function = owner.__dict__[attribute]  # as defined, not bound
+                originals.append((owner, attribute, function))
+                setattr(owner, attribute, timer(name, function, on_device))
+        yield times
     finally:
         for owner, attribute, function in originals:
             setattr(owner, attribute, function)
@@ -118,7 +149,7 @@ def measure(pipelines: dict[int, Pipeline], inputs: dict[str, Any], repeats: int
     each host step and each stage over ``repeats`` passes after an untimed one, the variants
     interleaved pass by pass (this machine is shared), and the ceilings they imply."""
     tracks = [spec.name for spec in Tracks.tensor_specs()]  # the whole-pipeline model's ask
-    per_pass: dict[int, list[dict[str, float]]] = {}
+    per_pass: dict[int, list[StepTimes]] = {}
     stage_passes: dict[int, list[dict[str, float]]] = {}
     results = {}
     for threads, pipeline in pipelines.items():
@@ -126,25 +157,28 @@ def measure(pipelines: dict[int, Pipeline], inputs: dict[str, Any], repeats: int
         per_pass[threads], stage_passes[threads] = [], []
     for _ in range(repeats):
         for threads, pipeline in pipelines.items():
-            with timed_steps(HOST_STEPS) as seconds:
+            with timed_steps(HOST_STEPS, DEVICE_WORK) as times:
                 results[threads] = pipeline.run(inputs, outputs=tracks)
-            per_pass[threads].append(dict(seconds))
+            per_pass[threads].append(times)
             stage_passes[threads].append({t.stage: t.seconds for t in results[threads].timings})
     return {threads: _budget(per_pass[threads], stage_passes[threads], results[threads])
             for threads in pipelines}
 
 
-def _budget(per_pass: list[dict[str, float]], stage_passes: list[dict[str, float]],
+def _budget(per_pass: list[StepTimes], stage_passes: list[dict[str, float]],
             result: PipelineResult) -> dict[str, Any]:
-    steps = {name: statistics.median(p[name] for p in per_pass) for name in HOST_STEPS}
+    steps = {name: statistics.median(p.host[name] for p in per_pass) for name in HOST_STEPS}
+    inclusive = {name: statistics.median(p.inclusive[name] for p in per_pass)
+                 for name in per_pass[0].inclusive}
     stages = {stage: statistics.median(p[stage] for p in stage_passes)
               for stage in stage_passes[0]}
     # stages routed to the host (the front end of acorn_traccc) count whole
     on_host = {t.stage: stages[t.stage] for t in result.timings if t.backend == "cpu"}
-    in_steps = statistics.median(sum(p.values()) for p in per_pass)
+    in_steps = statistics.median(sum(p.host.values()) for p in per_pass)
     host = in_steps + sum(on_host.values())
     supplementary = steps["bridge.supplementary_seeding"]
-    return {"host_step_seconds": steps, "host_steps_seconds": in_steps,
+    return {"host_step_seconds": steps, "step_inclusive_seconds": inclusive,
+            "host_steps_seconds": in_steps,
             "host_stage_seconds": on_host, "host_seconds": host,
             "ceiling_events_per_s_one_instance": 1.0 / host,
             # routing=clustering:gpu,spacepoints:gpu takes the front end off the host (its

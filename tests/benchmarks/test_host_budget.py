@@ -35,8 +35,14 @@ class _Geometry:
         return _Clock.advance(seconds)
 
 
-def _outer(geometry: _Geometry, own: float, inner: float) -> float:
+def _on_device(seconds: float) -> float:
+    return _Clock.advance(seconds)
+
+
+def _outer(geometry: _Geometry, own: float, inner: float, device: float = 0.0) -> float:
     _Clock.advance(own)
+    if device:
+        _on_device(device)
     return geometry.lookup(inner) + 1.0
 
 
@@ -47,15 +53,20 @@ def test_nested_calls_count_once_and_originals_return(host_budget: ModuleType,
     steps = {"outer": (__name__, "_outer"), "lookup": (__name__, "_Geometry.lookup")}
     original_outer, original_lookup = _outer, _Geometry.lookup
     geometry = _Geometry()
-    with host_budget.timed_steps(steps) as seconds:
+    device = {"on_device": (__name__, "_on_device")}
+    with host_budget.timed_steps(steps, device) as times:
         assert module._outer(geometry, 1.0, 4.0) == 5.0  # its lookup: the outer's time
         assert geometry.lookup(16.0) == 16.0
         assert geometry.lookup(64.0) == 64.0
-    assert seconds == {"outer": 5.0, "lookup": 80.0}
+        assert module._outer(geometry, 256.0, 2.0, device=1024.0) == 3.0
+    # the outer step: its own and its lookups' time, less the device work inside it
+    assert times.host == {"outer": 5.0 + 258.0, "lookup": 80.0}
+    assert times.inclusive == {"outer": 5.0 + 1282.0, "lookup": 4.0 + 80.0 + 2.0,
+                               "on_device": 1024.0}
     assert module._outer is original_outer
     assert _Geometry.lookup is original_lookup
 
 
 def test_every_host_step_names_a_function_that_exists(host_budget: ModuleType) -> None:
-    with host_budget.timed_steps(host_budget.HOST_STEPS) as seconds:
-        assert set(seconds) == set(host_budget.HOST_STEPS)
+    with host_budget.timed_steps(host_budget.HOST_STEPS, host_budget.DEVICE_WORK) as times:
+        assert set(times.host) == set(host_budget.HOST_STEPS)
