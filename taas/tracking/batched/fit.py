@@ -193,18 +193,6 @@ def with_noise(cov: torch.Tensor, var_phi: torch.Tensor, var_theta: torch.Tensor
     return noisy
 
 
-def passive_on_device(passive: PassiveMaterial, like: torch.Tensor) -> PassiveSurfaces:
-    """``passive`` as tensors of ``like``'s device and dtype, moved there once per process and
-    device (geometry, like the CKF's module tensors; cached on ``passive``, which
-    ``taas.tracking.material.material_model`` caches on its detector)."""
-    cache: dict[tuple[torch.device, torch.dtype], PassiveSurfaces] = (
-        passive.__dict__.setdefault("_taas_on_device", {}))
-    key = (like.device, like.dtype)
-    if key not in cache:
-        cache[key] = PassiveSurfaces(passive, like)
-    return cache[key]
-
-
 class RaggedBatch:
     """N tracks of different lengths, longest first, padded to n: which entries are a track's
     own, and the copies that move only those (the padding is zeros on the device, never read:
@@ -275,7 +263,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     ``KalmanResult`` out, NaN beyond a track's length; with ``first_state_only`` the first
     module's states alone come down). ``transfers`` counts every copy
     between host and device of the tracks' inputs and results (the passive surfaces are
-    geometry, moved once: ``passive_on_device``). With ``detector`` and ``rows`` (N, n), its
+    geometry: ``_passive_surfaces``). With ``detector`` and ``rows`` (N, n), its
     module rows, the surfaces and module slabs are gathered from the detector's geometry on
     the device (``ckf_step.modules_on_device``, moved once) instead of copied."""
     dtype = torch.float64
@@ -294,7 +282,7 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
         slabs = batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None
     uv, variance = batch.up_steps(meas, 1, 2, 0), batch.up_steps(var, 1, 2, 0)
     state, state_cov = batch.up(params0, 1, 0), batch.up(cov0, 1, 2, 0)
-    surfaces_passive = (passive_on_device(passive, state)
+    surfaces_passive = (_passive_surfaces(passive, detector, state)
                         if multiple_scattering and passive is not None and len(passive) else None)
     # the field: one for all, or (N, n) per track and step (kalman_fit's ``bz``)
     h_per_qop: float | torch.Tensor = (
@@ -349,6 +337,20 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     ok &= batch.valid(chi2, smooth, smooth_cov)
     return KalmanResult(*batch.down_states(smooth, smooth_cov, first_state_only),
                         batch.moved.to_host_array(chi2), batch.moved.to_host_array(ok))
+
+
+def _passive_surfaces(passive: PassiveMaterial, detector: Detector | None,
+                      like: torch.Tensor) -> PassiveSurfaces:
+    """``passive`` on ``like``'s device: with the detector it belongs to, from the detector's
+    copy there (``ckf_step.modules_on_device``, moved once per process and device, the CKF's
+    too); without, moved now (a few tens of surfaces; geometry, not counted per event)."""
+    from taas.tracking.batched.ckf_step import modules_on_device  # it imports this module
+
+    if detector is not None:
+        on_device = modules_on_device(detector, like.device).passive
+        assert on_device is not None  # the same material table as the fit's ``passive``
+        return on_device
+    return PassiveSurfaces(passive, like)
 
 
 def _gathered_geometry(detector: Detector, rows: torch.Tensor, slabs: bool
