@@ -182,11 +182,15 @@ def _sort_within_lists(offsets: np.ndarray, key: np.ndarray, indices: np.ndarray
 
 def fit_prototracks(detector: Detector, measurements: Measurements, prototracks: ProtoTracks,
                     config: TrackFitConfig | None = None, *,
-                    kalman: KalmanFit = kalman_fit) -> tuple[Tracks, np.ndarray]:
+                    kalman: KalmanFit = kalman_fit,
+                    geometry_by_rows: bool = False) -> tuple[Tracks, np.ndarray]:
     """Fit every proto-track; returns the tracks and, per track, its proto-track index.
 
     ``kalman`` runs filter + smoother on a batch (``kalman.kalman_fit``'s signature): the
-    device hook (``taas.tracking.batched.fit.kalman_fit_torch`` runs it with torch)."""
+    device hook (``taas.tracking.batched.fit.kalman_fit_torch`` runs it with torch).
+    ``geometry_by_rows``: the hook gathers the modules' geometry and material slabs itself
+    from their rows, where it works, and gets no ``Surfaces``; only the centres and the first
+    modules' rotations, which the start estimate and the field read, are gathered here."""
     config = config or TrackFitConfig()
     check_measurements(measurements)
     check_prototracks(prototracks, len(measurements))
@@ -209,7 +213,8 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
         steps = np.minimum(np.arange(lengths[sel[0]]), lengths[sel][:, None] - 1)
         meas_idx = ordered[offsets[sel][:, None] + steps]
         p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
-                                  var[meas_idx], lengths[sel], config=config, kalman=kalman)
+                                  var[meas_idx], lengths[sel], config=config, kalman=kalman,
+                                  geometry_by_rows=geometry_by_rows)
         params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
     keep = np.flatnonzero(fitted)
     first_meas = ordered[offsets[keep]]
@@ -225,27 +230,30 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
 
 def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.ndarray,
                var: np.ndarray, lengths: np.ndarray, *, config: TrackFitConfig,
-               kalman: KalmanFit = kalman_fit,
+               kalman: KalmanFit = kalman_fit, geometry_by_rows: bool = False,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Estimate + iterated Kalman fit of N tracks of ``lengths`` measurements (longest first),
-    padded to the longest (arrays (N, n, ...))."""
-    surfaces = Surfaces(detector.center[rows], detector.rotation[rows],
-                        detector.modules["thickness"][rows])
+    padded to the longest (arrays (N, n, ...)); ``geometry_by_rows``: ``fit_prototracks``'."""
+    center = detector.center[rows]
     module_slab, passive = (material_model(detector) if config.material
                             else (None, None))
-    slabs = module_slab[rows] if module_slab is not None else None
+    surfaces: Surfaces | None = None
+    slabs = module_slab  # gathered by the hook, from the detector's copy where it works
+    if not geometry_by_rows:
+        surfaces = Surfaces(center, detector.rotation[rows], detector.modules["thickness"][rows])
+        slabs = module_slab[rows] if module_slab is not None else None
+    first_rotation = detector.rotation[rows[:, 0]]
     start, prior = np.empty((len(xyz), 6)), np.empty((len(xyz), 6, 6))
     for length in np.unique(lengths):  # the helix estimate reads each track's own points
         group = lengths == length
         start[group], prior[group] = estimate_parameters(
-            xyz[group, :length], surfaces.center[group, 0], surfaces.rotation[group, 0],
-            config.bz)
+            xyz[group, :length], center[group, 0], first_rotation[group], config.bz)
     ok = np.all(np.isfinite(start), axis=1)
     start[~ok] = np.nan
     field = field_of(detector, config.bz)
     for _ in range(config.max_iterations):
         # each step's field at the theta the fit starts from (constant along a helix)
-        bz = track_step_bz(field, surfaces.center, start[:, THETA])
+        bz = track_step_bz(field, center, start[:, THETA])
         result = kalman(start, prior, surfaces, uv, var, bz=bz,
                         multiple_scattering=config.multiple_scattering, x0=config.x0,
                         mass=config.mass, module_slab=slabs, passive=passive,

@@ -248,7 +248,7 @@ class RaggedBatch:
         return out[0], out[1]
 
 
-def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
+def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces | None,
                      meas: np.ndarray, var: np.ndarray, *, bz: float | np.ndarray,
                      multiple_scattering: bool = True, x0: float = X0_SILICON,
                      mass: float = helix.PION_MASS, module_slab: np.ndarray | None = None,
@@ -265,21 +265,17 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     between host and device of the tracks' inputs and results (the passive surfaces are
     geometry: ``_passive_surfaces``). With ``detector`` and ``rows`` (N, n), its
     module rows, the surfaces and module slabs are gathered from the detector's geometry on
-    the device (``ckf_step.modules_on_device``, moved once) instead of copied."""
+    the device (``ckf_step.modules_on_device``, moved once) instead of copied: ``surfaces``
+    may then be None, and ``module_slab`` is only asked whether there are slabs (the fitter
+    passes the detector's table, ``fit_prototracks``' ``geometry_by_rows``)."""
     dtype = torch.float64
     device = torch.device(device)
     n_tracks, n_meas = np.shape(meas)[:2]
     running = running_tracks(lengths, n_tracks, n_meas).tolist()  # host: loop control only
     batch = RaggedBatch(running, device, transfers if transfers is not None
                         else TransferCounter())
-    if detector is not None and rows is not None:  # geometry from the device, by module row
-        center, rotation, thickness, slabs = _gathered_geometry(
-            detector, batch.up_steps(rows, 1, 0, dtype=torch.int64), module_slab is not None)
-    else:
-        center, rotation = batch.up_steps(surfaces.center, 1, 2, 0), batch.up_steps(
-            surfaces.rotation, 1, 2, 3, 0)
-        thickness = batch.up_steps(surfaces.thickness, 1, 0)
-        slabs = batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None
+    center, rotation, thickness, slabs = _batch_geometry(batch, surfaces, module_slab,
+                                                         detector, rows)
     uv, variance = batch.up_steps(meas, 1, 2, 0), batch.up_steps(var, 1, 2, 0)
     state, state_cov = batch.up(params0, 1, 0), batch.up(cov0, 1, 2, 0)
     surfaces_passive = (_passive_surfaces(passive, detector, state)
@@ -337,6 +333,22 @@ def kalman_fit_torch(params0: np.ndarray, cov0: np.ndarray, surfaces: Surfaces,
     ok &= batch.valid(chi2, smooth, smooth_cov)
     return KalmanResult(*batch.down_states(smooth, smooth_cov, first_state_only),
                         batch.moved.to_host_array(chi2), batch.moved.to_host_array(ok))
+
+
+def _batch_geometry(batch: RaggedBatch, surfaces: Surfaces | None,
+                    module_slab: np.ndarray | None, detector: Detector | None,
+                    rows: np.ndarray | None,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``kalman_fit_torch``'s centres, rotations, thicknesses and slabs on the device: by
+    module row from the detector's copy there, or the given ``surfaces`` copied up."""
+    if detector is not None and rows is not None:
+        return _gathered_geometry(detector, batch.up_steps(rows, 1, 0, dtype=torch.int64),
+                                  module_slab is not None)
+    assert surfaces is not None, "surfaces, or the detector and the module rows"
+    return (batch.up_steps(surfaces.center, 1, 2, 0),
+            batch.up_steps(surfaces.rotation, 1, 2, 3, 0),
+            batch.up_steps(surfaces.thickness, 1, 0),
+            batch.up_steps(module_slab, 1, 2, 0) if module_slab is not None else None)
 
 
 def _passive_surfaces(passive: PassiveMaterial, detector: Detector | None,
@@ -404,4 +416,5 @@ def fit_prototracks_torch(detector: Detector, measurements: Measurements,
     copies of every batch of tracks (all lengths together)."""
     return fit_prototracks(detector, measurements, prototracks, config,
                            kalman=partial(kalman_fit_torch, device=device,
-                                          transfers=transfers, detector=detector))
+                                          transfers=transfers, detector=detector),
+                           geometry_by_rows=True)
