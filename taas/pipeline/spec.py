@@ -88,13 +88,17 @@ ACORN_TRACCC = PipelineSpec(
      ("edge_classification", "gpu"), ("track_building", "gpu"), ("prototrack_seeding", "cpu"),
      ("prototrack_ckf", "cpu"), ("ambiguity", "cpu"), ("track_fit", "cpu")),
     "GNN proto-tracks seed a traccc-style CKF: ambiguity resolution, KF fit",
-    # the bridge, the CKF, the ambiguity solver and the fit go to the accelerator too
+    # the whole chain on the accelerator (docs DESIGN: "full chain on the accelerator"): the
+    # front end too (clustering/gpu, spacepoints/gpu: OpenCL kernels, whose space points reach
+    # the torch stages through the host: benchmarks/results/opencl_torch_handover.json), and
+    # the bridge, the CKF, the ambiguity solver and the fit
     # (prototrack_seeding/gpu: torch surface sort, triplets and estimates, host
     # supplementary seeding, its starts left on the device; prototrack_ckf/gpu: the CKF in
     # torch, reading those starts there, seed batches chosen on the host;
     # ambiguity/gpu: the greedy solver in torch; track_fit/gpu: filter and smoother in torch)
-    accel_stages=("graph_construction", "edge_classification", "track_building",
-                  "prototrack_seeding", "prototrack_ckf", "ambiguity", "track_fit"),
+    accel_stages=("clustering", "spacepoints", "graph_construction", "edge_classification",
+                  "track_building", "prototrack_seeding", "prototrack_ckf", "ambiguity",
+                  "track_fit"),
     # Track building as acorn's, so that one model repository serves both pipelines with the
     # same track_building models (a stage model has one configuration). Keeping the short
     # proto-tracks ACORN drops (min_hits 3) for the CKF to complete gained little: two medium
