@@ -5,23 +5,24 @@ Run: ``.venv/bin/python benchmarks/host_budget.py [--presets medium large] [--ev
 [--repeats 2] [--supplementary-threads 1 2] [--sim-dir DIR] [--out FILE]``.
 Writes ``benchmarks/results/host_budget.json``.
 
-Why: with accel=gpu every stage of ``acorn_traccc`` after the front end has a torch backend,
-but some steps inside them run on the host by design (listed in the stages' docstrings): the
-walk of branched components in track building (numba, as ACORN's walkthrough runs on the
-CPU), the bridge's layer lookup and supplementary triplet seeding of the whole event (taas'
-CPU seeding), the CKF's seed checks and batch choice (ACTS' one-seed-at-a-time
-order), the fit's ordering along the track, helix estimate, field lookup and measurement
-errors, and every stage's input checks, module lookups and local -> global transforms; and
-the stages the pipeline routes to the host (its front end: clustering and space
-points, whose OpenCL backend is not among acorn_traccc's accelerator stages). While they run,
-one model instance's GPU waits; so the sum of their times per event bounds the events/s of
-one instance (``ceiling_events_per_s_one_instance``) however fast the device is, and k
-instances (Triton runs each in its own process) at best k times that while k host cores are
-free. That bound is modelled from host times measured here, not a GPU figure.
+Why: with accel=gpu every stage of ``acorn_traccc`` has an accelerator backend (the front
+end OpenCL -- PoCL here, a GPU's OpenCL there; its space points reach torch through the
+host, which ``opencl_torch_handover.json`` measures -- the rest torch), but some steps inside
+them run on the host by design (listed in the stages' docstrings): the walk of branched
+components in track building (numba, as ACORN's walkthrough runs on the CPU), the bridge's
+layer lookup and supplementary triplet seeding of the whole event (taas' CPU seeding), the
+CKF's seed checks and batch choice (ACTS' one-seed-at-a-time order), the fit's ordering along
+the track, helix estimate, field lookup and measurement errors, and every stage's input
+checks, module lookups and local -> global transforms; a stage routed to the cpu backend
+counts whole. While they run, one model instance's GPU waits; so the sum of their times per
+event bounds the events/s of one instance (``ceiling_events_per_s_one_instance``) however
+fast the device is, and k instances (Triton runs each in its own process) at best k times
+that while k host cores are free. That bound is modelled from host times measured here, not
+a GPU figure.
 
 What: the seed-11 events of each preset (``scaling_runs.SEED``) run through ``acorn_traccc``
-with accel=gpu (torch on CUDA when present, else torch's CPU device, said in ``devices``; the
-front end on the host), one untimed pass, then ``--repeats`` passes. Each host step is timed
+with accel=gpu (torch on CUDA when present, else torch's CPU device, said in ``devices``),
+one untimed pass, then ``--repeats`` passes. Each host step is timed
 by wrapping the function that does it (``HOST_STEPS``; the fit's host side whole, less its
 filter and smoother, ``DEVICE_WORK``), so the figures are those functions' wall times in the
 pipeline on this machine; a step inside another counts for the outer one
@@ -29,9 +30,9 @@ pipeline on this machine; a step inside another counts for the outer one
 Recorded per event and per variant of the supplementary seeding's host threads
 (``--supplementary-threads``; variants interleaved pass by pass; their seeds are identical,
 so only that step's time moves): each step's median seconds, the host stages' median
-seconds, their sum, the ceilings (as run; with the front end routed to the GPU; without the
-supplementary seeding, which a GNN holding at density would make unnecessary), and each
-stage's median seconds (on torch's CPU device no GPU figure).
+seconds, their sum, the ceilings (as run; without the supplementary seeding, which a GNN
+holding at density would make unnecessary), and each stage's median seconds (on torch's CPU
+device and PoCL no GPU figure).
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def _budget(per_pass: list[StepTimes], stage_passes: list[dict[str, float]],
                  for name in per_pass[0].inclusive}
     stages = {stage: statistics.median(p[stage] for p in stage_passes)
               for stage in stage_passes[0]}
-    # stages routed to the host (the front end of acorn_traccc) count whole
+    # stages routed to the host count whole
     on_host = {t.stage: stages[t.stage] for t in result.timings if t.backend == "cpu"}
     in_steps = statistics.median(sum(p.host.values()) for p in per_pass)
     host = in_steps + sum(on_host.values())
@@ -181,9 +182,6 @@ def _budget(per_pass: list[StepTimes], stage_passes: list[dict[str, float]],
             "host_steps_seconds": in_steps,
             "host_stage_seconds": on_host, "host_seconds": host,
             "ceiling_events_per_s_one_instance": 1.0 / host,
-            # routing=clustering:gpu,spacepoints:gpu takes the front end off the host (its
-            # OpenCL -> torch handover then crosses the host: opencl_torch_handover.json)
-            "ceiling_events_per_s_one_instance_front_end_on_gpu": 1.0 / in_steps,
             # what a GNN that holds at density would allow (supplementary_seeding "none")
             "ceiling_events_per_s_one_instance_without_supplementary_seeding":
                 1.0 / (host - supplementary),
