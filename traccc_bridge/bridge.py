@@ -313,6 +313,16 @@ def supplementary_seeds(detector: Detector, measurements: Measurements,
                  z_vertex=seeds["z_vertex"])
 
 
+def all_supplementary_seeds(detector: Detector, measurements: Measurements,
+                            spacepoints: Spacepoints, config: TracccSeedingConfig) -> Seeds:
+    """``supplementary_seeds`` of every space point (the ``all`` mode) on the configuration's
+    host threads. It reads no proto-track, so it can start before the GNN has finished
+    (``traccc_bridge.stages.EarlySupplementarySeeding``)."""
+    return supplementary_seeds(detector, measurements, spacepoints,
+                               np.zeros(len(spacepoints), bool),
+                               SeedingConfig(threads=config.supplementary_threads))
+
+
 def passes_momentum_cuts(params: Array, min_p: float, min_pt: float,
                          xp: ModuleType = np) -> Array:
     """Mask of bound parameters with p >= ``min_p`` and pT >= ``min_pt`` (GeV); arrays of
@@ -353,7 +363,7 @@ class BridgeOutput:
 def seed_prototracks(detector: Detector, measurements: Measurements,
                      spacepoints: Spacepoints, prototracks: ProtoTracks,
                      config: TracccSeedingConfig | None = None, arrays: ArrayOps = HOST,
-                     ) -> BridgeOutput:
+                     supplementary: Seeds | None = None) -> BridgeOutput:
     """Proto-tracks -> up to ``seeds_per_prototrack`` seeds per proto-track with
     ``min_layers`` distinct layers (``seed_triplets``), then the supplementary seeds.
 
@@ -367,6 +377,9 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
     (the ``fit`` method: its mask (1) and its starts (2)); down, the seeds' proto-tracks,
     triplets, quality, vertex z, measurement lists (2) (``fit``: also the uniqued proto-tracks
     (2)). The start parameters and covariances stay where ``arrays`` works.
+
+    ``supplementary``: the ``all`` mode's seeds when computed already
+    (``all_supplementary_seeds`` of the same measurements and space points).
     """
     config = config or TracccSeedingConfig()
     xp = arrays.xp
@@ -406,12 +419,15 @@ def seed_prototracks(detector: Detector, measurements: Measurements,
     # the starts to estimate: the proto-tracks' triplets (unless fitted), the supplementary
     estimate = triplets if config.method == "triplet" else triplets[:0]
     if config.supplementary_seeding != "none":
-        covered = np.zeros(n_meas, bool)
-        if config.supplementary_seeding == "uncovered":
+        if config.supplementary_seeding == "all":
+            extra = (supplementary if supplementary is not None
+                     else all_supplementary_seeds(detector, measurements, spacepoints, config))
+        else:  # uncovered
+            covered = np.zeros(n_meas, bool)
             covered[seed_indices] = True
-        extra = supplementary_seeds(detector, measurements, spacepoints,
-                                    covered[spacepoints["measurement_index"]],
-                                    SeedingConfig(threads=config.supplementary_threads))
+            extra = supplementary_seeds(detector, measurements, spacepoints,
+                                        covered[spacepoints["measurement_index"]],
+                                        SeedingConfig(threads=config.supplementary_threads))
         estimate = xp.concatenate([estimate, arrays.upload(extra["spacepoints"])])
         seeds = Seeds(**{k: np.concatenate([seeds[k], extra[k]]) for k in seeds.columns()})
         prototrack = np.r_[prototrack, np.full(len(extra), -1, np.int64)]

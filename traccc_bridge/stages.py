@@ -10,6 +10,8 @@ triplet seeding has no use for. Backends set ``BACKEND`` (the array work is the 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,7 +30,12 @@ from taas.tracking.ckf import (
     find_tracks,
 )
 from taas.tracking.navigation import build_navigation
-from traccc_bridge.bridge import BridgeOutput, passes_momentum_cuts, seed_prototracks
+from traccc_bridge.bridge import (
+    BridgeOutput,
+    all_supplementary_seeds,
+    passes_momentum_cuts,
+    seed_prototracks,
+)
 from traccc_bridge.config import TracccFindingConfig, TracccSeedingConfig
 
 #: Per seed, its proto-track's measurements (CSR), as ``ProtoTracks`` columns.
@@ -106,7 +113,13 @@ class PrototrackSeedingStage(Stage):
         """``seed_prototracks`` on the stage's inputs (host arrays)."""
         return seed_prototracks(self.detector, Measurements.from_tensors(inputs),
                                 Spacepoints.from_tensors(inputs),
-                                ProtoTracks.from_tensors(inputs), self.config, self.arrays)
+                                ProtoTracks.from_tensors(inputs), self.config, self.arrays,
+                                supplementary=self.supplementary_done(inputs))
+
+    def supplementary_done(self, inputs: Mapping[str, np.ndarray]) -> Seeds | None:
+        """The ``all`` supplementary seeds of ``inputs`` if computed already (None: the
+        bridge computes them): never here (``EarlySupplementarySeeding``)."""
+        return None
 
     @staticmethod
     def host_tables(out: BridgeOutput) -> dict[str, np.ndarray]:
@@ -124,6 +137,51 @@ class PrototrackSeedingStage(Stage):
                 self.detector.modules["module_key"][self.arrays.download(out.surfaces)],
                 f"{SurfaceOrder.NAME}.offsets": where(out.surface_offsets),
                 f"{SurfaceOrder.NAME}.indices": where(out.surface_order)}
+
+
+class EarlySupplementarySeeding(PrototrackSeedingStage):
+    """The bridge with its ``all`` supplementary seeding started early
+    (``taas.stages.base.EarlyWork``): that seeding reads only the front end's outputs, so a
+    pipeline starts it on a host thread as soon as the space points exist, and it runs while
+    the GNN stages run on the device; the bridge then waits only for what is left of it. For
+    backends whose other stages work on a device (on the host alone the thread would compete
+    with the GNN stages for the same cores and blur their times). The seeds are the same."""
+
+    EARLY_INPUTS: ClassVar[tuple[str, ...]] = tuple(
+        s.name for s in (*Measurements.tensor_specs(), *Spacepoints.tensor_specs()))
+
+    def __init__(self, detector: Detector, config: TracccSeedingConfig | None = None) -> None:
+        super().__init__(detector, config)
+        self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supplementary")
+        self._early: tuple[tuple[np.ndarray, ...], Future[Seeds]] | None = None
+
+    def start_early(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Start the ``all`` supplementary seeding of ``inputs`` (``EARLY_INPUTS``)."""
+        self.drop_early()
+        if self.config.supplementary_seeding == "all":
+            work = self._threads.submit(all_supplementary_seeds, self.detector,
+                                        Measurements.from_tensors(inputs),
+                                        Spacepoints.from_tensors(inputs), self.config)
+            # the arrays are held, so that no other event's can take their identity
+            self._early = (tuple(inputs[name] for name in self.EARLY_INPUTS), work)
+
+    def drop_early(self) -> None:
+        """Forget started work (one already running finishes unused)."""
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
+
+    def supplementary_done(self, inputs: Mapping[str, np.ndarray]) -> Seeds | None:
+        """The early seeds if they were started from these very input arrays."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        held, work = early
+        if all(inputs.get(name) is array
+               for name, array in zip(self.EARLY_INPUTS, held, strict=True)):
+            return work.result()
+        work.cancel()
+        return None
 
 
 class PrototrackCkfStage(Stage):

@@ -5,13 +5,14 @@ The hook is ``TorchArrays`` (``taas.tracking.batched.torch_arrays``): ``ArrayOps
 The bridge's formulas (surface sort, repeats dropped, triplet choice, vertex line fit, helix
 estimate, covariance) are the same text the cpu backend runs with numpy; what stays on the
 host -- the input checks, the module lookup, the ``fit`` method's Kalman fit and the
-supplementary triplet seeding (on ``supplementary_threads`` host threads) -- is listed in
-``traccc_bridge.bridge``. Each event's host <->
-device copies are counted (``transfers``). Under a pipeline's device residency
-(``taas.stages.transfers.ResidentStage``) the starts' parameters and covariances -- most of the
-bytes: 6x6 float64 per seed -- stay on the device for the CKF (``prototrack_ckf/gpu``), and the
-surface order (traccc's layout, sorted on the device) stays there for a consumer that asks;
-the numpy stage API brings them down with the other outputs.
+supplementary triplet seeding (on ``supplementary_threads`` host threads; in a pipeline it
+starts as soon as the space points exist and runs while the GNN stages run on the device:
+``traccc_bridge.stages.EarlySupplementarySeeding``) -- is listed in ``traccc_bridge.bridge``.
+Each event's host <-> device copies are counted (``transfers``). Under a pipeline's device
+residency (``taas.stages.transfers.ResidentStage``) the starts' parameters and covariances --
+most of the bytes: 6x6 float64 per seed -- stay on the device for the CKF
+(``prototrack_ckf/gpu``), and the surface order (traccc's layout, sorted on the device) stays
+there for a consumer that asks; the numpy stage API brings them down with the other outputs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from taas.stages.base import Tolerance
 from taas.stages.device_tensors import DeviceOutputs, DeviceTensors
 from taas.tracking.batched.torch_arrays import TorchArrays
 from traccc_bridge.config import TracccSeedingConfig
-from traccc_bridge.stages import PrototrackSeedingStage, SeedStartTable
+from traccc_bridge.stages import EarlySupplementarySeeding, SeedStartTable
 
 
-class GpuPrototrackSeeding(TorchDeviceHook, PrototrackSeedingStage):
+class GpuPrototrackSeeding(TorchDeviceHook, EarlySupplementarySeeding):
     """Proto-tracks -> seeds, start parameters and surface order; the array work in torch
     (float64), on CUDA when present."""
 

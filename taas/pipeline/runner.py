@@ -14,7 +14,7 @@ from taas.detector.detector import Detector
 from taas.errors import InputError
 from taas.pipeline.spec import PipelineSpec
 from taas.stages import registry
-from taas.stages.base import Stage, validate_event
+from taas.stages.base import EarlyWork, Stage, validate_event
 from taas.stages.configs import build_config, merge_configs
 from taas.stages.transfers import ResidentStage, StageTraffic, collecting
 
@@ -74,6 +74,11 @@ class Pipeline:
     the caller (``run``'s ``outputs``) needs it. Outputs are identical either way (the stages
     run the same ``compute_on_device``; only where the copies happen differs). Other stages,
     and every caller of ``Stage.run`` (Triton per-stage models, tests), keep the numpy API.
+
+    Early work: a stage that is an ``EarlyWork`` (the gpu bridge's supplementary seeding) is
+    offered its early inputs as soon as they are in the host pool, if it runs later than the
+    next stage, so its host work overlaps the stages in between; unused work is dropped at
+    the end of every run.
     """
 
     #: Device residency (see the class docstring); an instance setting, on by default.
@@ -108,43 +113,72 @@ class Pipeline:
         given = set(inputs)
         devices: dict[torch.device, DeviceTensors] = {}
         producers: dict[str, StageTraffic] = {}  # device-resident tensor -> its stage's traffic
-        for stage in self.stages:
-            if all(s.name in given for s in stage.OUTPUTS):
-                result.skipped.append(stage.NAME)
-                continue
-            timing = StageTiming(stage.NAME, stage.BACKEND, "", 0.0)
-            home: DeviceTensors | None = None
-            if self.resident and isinstance(stage, ResidentStage):
-                # torch's side of the ledger, loaded only for a chain with torch stages
-                from taas.stages.device_tensors import DeviceTensors
-
-                home = devices.setdefault(stage.torch_device,
-                                          DeviceTensors(pool, stage.torch_device))
-            for spec in stage.INPUTS:  # inputs resident elsewhere come back to the host first
-                _to_host(spec.name, devices, producers, unless_on=home)
-            t0 = time.perf_counter()
-            with collecting(timing.transfers):
-                if home is not None:
-                    left = _run_resident(stage, home)
-                else:
-                    left = []
-                    pool.update(stage.run({s.name: pool[s.name] for s in stage.INPUTS
-                                           if s.name in pool}))
-            timing.seconds = time.perf_counter() - t0
-            timing.device = stage.device  # as the stage reports it after running
-            for name in (s.name for s in stage.OUTPUTS):  # older values elsewhere are stale
-                producers.pop(name, None)
-                for tensors in devices.values():
-                    if not (name in left and tensors is home):
-                        tensors.on_device.pop(name, None)
-            producers.update(dict.fromkeys(left, timing.transfers))
-            timing.counted = bool(timing.transfers.by_kind) or stage.BACKEND == "cpu" or (
-                isinstance(stage, ResidentStage) or getattr(stage, "COUNTS_TRANSFERS", False))
-            result.timings.append(timing)
+        early: list[EarlyWork] = [s for s in self.stages if isinstance(s, EarlyWork)]
+        try:
+            for i, stage in enumerate(self.stages):
+                early = _offer_early_work(early, self.stages[i + 1:], pool)
+                self._run_stage(stage, pool, given, result, devices, producers)
+        finally:
+            for stage in self.stages:
+                if isinstance(stage, EarlyWork):
+                    stage.drop_early()
         for name in list(producers):
             if outputs is None or name in outputs:
                 _to_host(name, devices, producers)
         return result
+
+    def _run_stage(self, stage: Stage, pool: dict[str, np.ndarray], given: set[str],
+                   result: PipelineResult, devices: dict[torch.device, DeviceTensors],
+                   producers: dict[str, StageTraffic]) -> None:
+        """One stage of ``run``: its inputs to where it works, its run, its timing."""
+        if all(s.name in given for s in stage.OUTPUTS):
+            result.skipped.append(stage.NAME)
+            return
+        timing = StageTiming(stage.NAME, stage.BACKEND, "", 0.0)
+        home: DeviceTensors | None = None
+        if self.resident and isinstance(stage, ResidentStage):
+            # torch's side of the ledger, loaded only for a chain with torch stages
+            from taas.stages.device_tensors import DeviceTensors
+
+            home = devices.setdefault(stage.torch_device,
+                                      DeviceTensors(pool, stage.torch_device))
+        for spec in stage.INPUTS:  # inputs resident elsewhere come back to the host first
+            _to_host(spec.name, devices, producers, unless_on=home)
+        t0 = time.perf_counter()
+        with collecting(timing.transfers):
+            if home is not None:
+                left = _run_resident(stage, home)
+            else:
+                left = []
+                pool.update(stage.run({s.name: pool[s.name] for s in stage.INPUTS
+                                       if s.name in pool}))
+        timing.seconds = time.perf_counter() - t0
+        timing.device = stage.device  # as the stage reports it after running
+        for name in (s.name for s in stage.OUTPUTS):  # older values elsewhere are stale
+            producers.pop(name, None)
+            for tensors in devices.values():
+                if not (name in left and tensors is home):
+                    tensors.on_device.pop(name, None)
+        producers.update(dict.fromkeys(left, timing.transfers))
+        timing.counted = bool(timing.transfers.by_kind) or stage.BACKEND == "cpu" or (
+            isinstance(stage, ResidentStage) or getattr(stage, "COUNTS_TRANSFERS", False))
+        result.timings.append(timing)
+
+
+def _offer_early_work(waiting: list[EarlyWork], later: list[Stage],
+                      pool: Mapping[str, np.ndarray]) -> list[EarlyWork]:
+    """Start the early work of the stages that run ``later`` than the next one and whose
+    early inputs are all on the host in ``pool`` now; returns the stages still waiting."""
+    still = []
+    later_ids = {id(stage) for stage in later}
+    for stage in waiting:
+        if id(stage) not in later_ids:
+            continue
+        if all(name in pool for name in stage.EARLY_INPUTS):
+            stage.start_early({name: pool[name] for name in stage.EARLY_INPUTS})
+        else:
+            still.append(stage)
+    return still
 
 
 def _to_host(name: str, devices: Mapping[torch.device, DeviceTensors],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -156,3 +156,20 @@ def _check_offsets(offsets: np.ndarray, n_indices: int, name: str, owner: str) -
         raise InputError(f"{owner}: {name!r} must rise from 0 to {n_indices} (the length of its "
                          f"index list), never decreasing; row {row} holds {offsets[row]}",
                          row=row, column=name)
+
+
+@runtime_checkable
+class EarlyWork(Protocol):
+    """A stage with host work that needs only some of its inputs (``EARLY_INPUTS``), which
+    ``Pipeline.run`` offers it as soon as earlier stages have made them (``start_early``), so
+    the work overlaps the stages in between -- on a GPU the host would otherwise wait while
+    they run. The stage's own run uses the result when it gets the same input arrays, and
+    does the work itself otherwise (a Triton per-stage model, a test), so outputs never depend
+    on whether it started early. ``drop_early`` forgets work its run did not use."""
+
+    EARLY_INPUTS: ClassVar[tuple[str, ...]]
+
+    def start_early(self, inputs: Mapping[str, np.ndarray]) -> None: ...
+
+    def drop_early(self) -> None: ...
+

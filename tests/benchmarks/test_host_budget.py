@@ -6,6 +6,7 @@ functions advance, so the sums are exact."""
 from __future__ import annotations
 
 import sys
+import threading
 from types import ModuleType
 
 import pytest
@@ -63,8 +64,23 @@ def test_nested_calls_count_once_and_originals_return(host_budget: ModuleType,
     assert times.host == {"outer": 5.0 + 258.0, "lookup": 80.0}
     assert times.inclusive == {"outer": 5.0 + 1282.0, "lookup": 4.0 + 80.0 + 2.0,
                                "on_device": 1024.0}
+    assert times.overlapped == {"outer": 0.0, "lookup": 0.0}
     assert module._outer is original_outer
     assert _Geometry.lookup is original_lookup
+
+
+def test_calls_on_other_threads_are_overlapped_not_host(host_budget: ModuleType,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_budget.time, "perf_counter", lambda: _Clock.now)
+    steps = {"outer": (__name__, "_outer"), "lookup": (__name__, "_Geometry.lookup")}
+    module = sys.modules[__name__]
+    with host_budget.timed_steps(steps) as times:
+        worker = threading.Thread(target=module._outer, args=(_Geometry(), 8.0, 2.0))
+        worker.start()
+        worker.join()
+        _Geometry().lookup(1.0)
+    assert times.host == {"outer": 0.0, "lookup": 1.0}
+    assert times.overlapped == {"outer": 10.0, "lookup": 0.0}
 
 
 def test_every_host_step_names_a_function_that_exists(host_budget: ModuleType) -> None:

@@ -183,6 +183,47 @@ def test_gpu_stage_equals_cpu_stage_on_a_tiny_event(tiny_bridge_inputs):
         assert gpu.device == "cpu (CUDA unavailable)"
 
 
+def test_early_supplementary_seeding_is_used_only_for_its_own_inputs(tiny_bridge_inputs,
+                                                                      monkeypatch):
+    """Started early (as a pipeline does once the space points exist), the ``all``
+    supplementary seeding is computed once, on a host thread, and the stage's run uses it when
+    given the very arrays it started from; given others (another event), or after it was
+    dropped, the run seeds them itself. The outputs are the same every time."""
+    import traccc_bridge.bridge
+    import traccc_bridge.stages
+
+    detector, tensors = tiny_bridge_inputs
+    calls: list[str] = []
+    seeds_of = traccc_bridge.bridge.all_supplementary_seeds
+
+    def counted(where: str):
+        def run(*args, **kwargs):
+            calls.append(where)
+            return seeds_of(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(traccc_bridge.stages, "all_supplementary_seeds", counted("early"))
+    monkeypatch.setattr(traccc_bridge.bridge, "all_supplementary_seeds", counted("inline"))
+    gpu = GpuPrototrackSeeding(detector)
+    expected = gpu.run(tensors)
+    assert calls == ["inline"]
+    early = {name: tensors[name] for name in gpu.EARLY_INPUTS}
+    gpu.start_early(early)
+    assert_same_stage_outputs(gpu.run(tensors), expected)
+    assert calls == ["inline", "early"]
+    gpu.start_early({name: array.copy() for name, array in early.items()})  # not these arrays
+    assert_same_stage_outputs(gpu.run(tensors), expected)
+    assert calls == ["inline", "early", "early", "inline"]
+    gpu.start_early(early)
+    gpu.drop_early()  # a started one may still finish, unused
+    assert_same_stage_outputs(gpu.run(tensors), expected)
+    assert calls.count("inline") == 3
+    # without the all mode there is nothing to start
+    proto_only = GpuPrototrackSeeding(detector, CONFIGS["proto_only"])
+    proto_only.start_early(early)
+    assert proto_only.supplementary_done(tensors) is None
+
+
 @pytest.mark.parametrize("config", [CONFIGS["proto_only"], CONFIGS["default"], CONFIGS["fit"]],
                          ids=["proto_only", "supplementary", "fit"])
 def test_transfer_counter_counts_each_copy_once_per_event(tiny_bridge_inputs, config):
