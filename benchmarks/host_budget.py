@@ -2,7 +2,8 @@
 ceiling those steps put on a model instance's events/s, whatever the GPU.
 
 Run: ``.venv/bin/python benchmarks/host_budget.py [--presets medium large] [--events 1 1]
-[--repeats 2] [--supplementary-threads 1 2] [--sim-dir DIR] [--out FILE]``.
+[--repeats 2] [--supplementary-threads 1 2] [--front-end auto] [--sim-dir DIR]
+[--out FILE]``.
 Writes ``benchmarks/results/host_budget.json``.
 
 Why: with accel=gpu every stage of ``acorn_traccc`` has an accelerator backend (the front
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scaling_runs import RESULTS, SEED, simulated, write_result
+from scaling_runs import FRONT_ENDS, RESULTS, SEED, simulated, with_front_end, write_result
 
 from taas.edm.tracks import Tracks
 from taas.events.dataset import open_dataset
@@ -220,6 +221,9 @@ def main() -> None:
     parser.add_argument("--supplementary-threads", type=int, nargs="+", default=[1, 2],
                         help="host threads of the bridge's supplementary seeding, each a "
                              "variant (TracccSeedingConfig.supplementary_threads)")
+    parser.add_argument("--front-end", choices=FRONT_ENDS, default="auto",
+                        help="clustering and space points: gpu (OpenCL), cpu, or auto (gpu "
+                             "where an OpenCL GPU is registered)")
     parser.add_argument("--sim-dir", type=Path, help="seed-11 simulations, one dir per preset")
     parser.add_argument("--out", default="host_budget.json", help=f"file name under {RESULTS}")
     args = parser.parse_args()
@@ -227,7 +231,7 @@ def main() -> None:
         parser.error("--events needs one count per preset")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    spec = ACORN_TRACCC.with_accel("gpu")
+    spec = with_front_end(ACORN_TRACCC.with_accel("gpu"), args.front_end)
     presets: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
         for preset, n_events in zip(args.presets, args.events, strict=True):
@@ -249,6 +253,7 @@ def main() -> None:
                           f"{row['ceiling_events_per_s_one_instance']:.1f} events/s per "
                           f"instance", flush=True)
     write_result({"benchmark": "host_budget", "pipeline": "acorn_traccc", "accel": "gpu",
+                  "front_end": dict(spec.steps)["clustering"],
                   "seed": SEED, "repeats": args.repeats, "machine": platform.node(),
                   "processor": platform.processor() or platform.machine(),
                   "torch_threads": torch.get_num_threads(),

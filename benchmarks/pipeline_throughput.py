@@ -3,7 +3,7 @@ instances of the whole-pipeline model (each Python-backend instance is its own p
 
 Run: ``.venv/bin/python benchmarks/pipeline_throughput.py [--pipeline acorn_traccc]
 [--accel gpu] [--preset large] [--events 2] [--instances 1 2] [--passes 3]
-[--supplementary-threads 1] [--sim-dir DIR] [--out FILE]``.
+[--supplementary-threads 1] [--front-end auto] [--sim-dir DIR] [--out FILE]``.
 Writes ``benchmarks/results/pipeline_throughput_<pipeline>_<accel>_<preset>.json``.
 
 Why: the ``acorn_traccc`` target is its events/s on ``large`` events with 1 and 2 model
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scaling_runs import RESULTS, SEED, simulated, write_result
+from scaling_runs import FRONT_ENDS, RESULTS, SEED, simulated, with_front_end, write_result
 
 from taas.edm.tracks import Tracks
 from taas.events.dataset import open_dataset
@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--supplementary-threads", type=int, default=1,
                         help="the bridge's supplementary seeding threads (acorn_traccc)")
+    parser.add_argument("--front-end", choices=FRONT_ENDS, default="auto",
+                        help="clustering and space points: gpu (OpenCL), cpu, or auto (gpu "
+                             "where an OpenCL GPU is registered)")
     parser.add_argument("--sim-dir", type=Path, help="seed-11 simulations, one dir per preset")
     parser.add_argument("--out", default=None, help=f"file name under {RESULTS}")
     args = parser.parse_args()
@@ -109,6 +112,8 @@ def main() -> None:
     spec = PIPELINES[args.pipeline]
     if spec.accel_stages:
         spec = spec.with_accel(args.accel)
+    if args.accel == "gpu" and "clustering" in spec.accel_stages:
+        spec = with_front_end(spec, args.front_end)
     spec = spec.with_configs(
         {"prototrack_seeding": {"supplementary_threads": args.supplementary_threads}})
     points = []
@@ -130,6 +135,7 @@ def main() -> None:
                   "events_per_worker": args.events, "passes": args.passes,
                   "first_event_sizes": sizes, "torch_threads": args.torch_threads,
                   "supplementary_threads": args.supplementary_threads,
+                  "routing": dict(spec.steps),
                   "machine": platform.node(), "processor": platform.processor(),
                   "cuda_device": torch.cuda.get_device_name(0)
                   if torch.cuda.is_available() else None, "points": points},

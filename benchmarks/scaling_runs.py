@@ -22,6 +22,7 @@ import numpy as np
 
 from taas.events.presets import PRESETS
 from taas.events.simulation import check_simulated, simulate
+from taas.pipeline.spec import PipelineSpec
 from taas.pipeline.timings import loglog_slopes, median_stage_seconds, prefault_memory, read_timings
 
 #: Simulation seed of every scaling benchmark's events.
@@ -45,6 +46,21 @@ def simulated(name: str, events: int, work: Path, sim_dir: Path | None = None) -
                                min_events=events)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+
+
+#: ``--front-end`` choices of the benchmarks that run acorn_traccc on the accelerator.
+FRONT_ENDS = ("auto", "gpu", "cpu")
+
+
+def with_front_end(spec: PipelineSpec, front_end: str) -> PipelineSpec:
+    """``spec`` with clustering and space points on ``front_end``: ``gpu`` (OpenCL), ``cpu``,
+    or ``auto``: gpu where an OpenCL GPU is registered, else cpu (a CUDA machine without
+    NVIDIA's OpenCL driver would run the OpenCL kernels on PoCL, on its CPU)."""
+    if front_end == "auto":
+        from taas.workflow.devices import opencl_devices
+
+        front_end = "gpu" if opencl_devices()[0] else "cpu"
+    return spec.with_routing({"clustering": front_end, "spacepoints": front_end})
 
 
 def preset_parser(description: str, result_name: str) -> argparse.ArgumentParser:
