@@ -40,6 +40,15 @@ class GpuPrototrackSeeding(TorchDeviceHook, EarlySupplementarySeeding):
         self.torch_device, note = cuda_or_fallback(allow_cpu_fallback=True)
         self.arrays = self.torch_work = TorchArrays(self.torch_device, note=note)
 
+    @property
+    def device(self) -> str:
+        """The torch device; beside a GPU, the host threads of the supplementary seeding too
+        (as track building names its walk on the host)."""
+        if self.config.supplementary_seeding == "none" or self.torch_device.type == "cpu":
+            return self.torch_work.label
+        return (f"{self.torch_work.label} (+ supplementary seeding on cpu, "
+                f"{self.config.supplementary_threads} thread(s))")
+
     def compute_on_device(self, tensors: DeviceTensors) -> DeviceOutputs:
         """The bridge on the host inputs; the starts' parameters and covariances and the
         surface order left on the device."""

@@ -183,6 +183,18 @@ def test_gpu_stage_equals_cpu_stage_on_a_tiny_event(tiny_bridge_inputs):
         assert gpu.device == "cpu (CUDA unavailable)"
 
 
+def test_device_names_the_host_seeding_beside_a_gpu(tiny_bridge_inputs):
+    detector, _ = tiny_bridge_inputs
+    stage = GpuPrototrackSeeding(detector, TracccSeedingConfig(supplementary_threads=4))
+    stage.torch_device = torch.device("cuda", 0)  # as on a GPU: only the label is read here
+    assert stage.device.endswith("(+ supplementary seeding on cpu, 4 thread(s))")
+    stage.torch_device = torch.device("cpu")
+    assert "supplementary" not in stage.device
+    none = GpuPrototrackSeeding(detector, CONFIGS["proto_only"])
+    none.torch_device = torch.device("cuda", 0)
+    assert "supplementary" not in none.device
+
+
 def test_early_supplementary_seeding_is_used_only_for_its_own_inputs(tiny_bridge_inputs,
                                                                       monkeypatch):
     """Started early (as a pipeline does once the space points exist), the ``all``
