@@ -151,7 +151,7 @@ def order_along_tracks(offsets: np.ndarray, indices: np.ndarray,
     z = z_v + b r through the list's points (b = 0 when all share one r)."""
     n_tracks = len(offsets) - 1
     track = np.repeat(np.arange(n_tracks), np.diff(offsets))
-    points = xyz[indices]
+    points = np.take(xyz, indices, axis=0)
     r, z = np.hypot(points[:, 0], points[:, 1]), points[:, 2]
     n, sr, sz, srr, srz = (np.bincount(track, w, minlength=n_tracks)
                            for w in (None, r, z, r * r, r * z))
@@ -212,8 +212,10 @@ def fit_prototracks(detector: Detector, measurements: Measurements, prototracks:
         # padded to the longest with each track's last measurement (ignored by the fit)
         steps = np.minimum(np.arange(lengths[sel[0]]), lengths[sel][:, None] - 1)
         meas_idx = ordered[offsets[sel][:, None] + steps]
-        p, c, x2, ok = _fit_batch(detector, rows[meas_idx], xyz[meas_idx], uv[meas_idx],
-                                  var[meas_idx], lengths[sel], config=config, kalman=kalman,
+        # np.take: numpy's fancy indexing of rows of a 2-D array is several times slower
+        p, c, x2, ok = _fit_batch(detector, rows[meas_idx], np.take(xyz, meas_idx, axis=0),
+                                  np.take(uv, meas_idx, axis=0), np.take(var, meas_idx, axis=0),
+                                  lengths[sel], config=config, kalman=kalman,
                                   geometry_by_rows=geometry_by_rows)
         params[sel], cov[sel], chi2[sel], fitted[sel] = p, c, x2, ok
     keep = np.flatnonzero(fitted)
@@ -234,15 +236,16 @@ def _fit_batch(detector: Detector, rows: np.ndarray, xyz: np.ndarray, uv: np.nda
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Estimate + iterated Kalman fit of N tracks of ``lengths`` measurements (longest first),
     padded to the longest (arrays (N, n, ...)); ``geometry_by_rows``: ``fit_prototracks``'."""
-    center = detector.center[rows]
+    center = np.take(detector.center, rows, axis=0)
     module_slab, passive = (material_model(detector) if config.material
                             else (None, None))
     surfaces: Surfaces | None = None
     slabs = module_slab  # gathered by the hook, from the detector's copy where it works
     if not geometry_by_rows:
-        surfaces = Surfaces(center, detector.rotation[rows], detector.modules["thickness"][rows])
-        slabs = module_slab[rows] if module_slab is not None else None
-    first_rotation = detector.rotation[rows[:, 0]]
+        surfaces = Surfaces(center, np.take(detector.rotation, rows, axis=0),
+                            detector.modules["thickness"][rows])
+        slabs = np.take(module_slab, rows, axis=0) if module_slab is not None else None
+    first_rotation = np.take(detector.rotation, rows[:, 0], axis=0)
     start, prior = np.empty((len(xyz), 6)), np.empty((len(xyz), 6, 6))
     for length in np.unique(lengths):  # the helix estimate reads each track's own points
         group = lengths == length
