@@ -84,11 +84,8 @@ def _first_occurrences(arrays: ArrayOps, key: Array) -> Array:
     """Mask of the entries whose key no earlier entry has."""
     xp = arrays.xp
     by_key = arrays.stable_argsort(key)
-    ordered = key[by_key]
-    new = arrays.full((len(key),), True, xp.bool)
-    new[1:] = ordered[1:] != ordered[:-1]
     first = arrays.full((len(key),), False, xp.bool)
-    first[by_key[new]] = True
+    first[by_key[arrays.run_starts(key[by_key])]] = True
     return first
 
 
@@ -103,9 +100,7 @@ def sort_by_surface(arrays: ArrayOps, rows: Array, local_u: Array, local_v: Arra
     xp = arrays.xp
     order = arrays.lexsort((local_v, local_u, rows))
     ordered = rows[order]
-    new = arrays.full((len(order),), True, xp.bool)
-    new[1:] = ordered[1:] != ordered[:-1]
-    starts = arrays.flatnonzero(new)
+    starts = arrays.flatnonzero(arrays.run_starts(ordered))
     offsets = xp.concatenate([starts, arrays.full((1,), len(order), xp.int64)])
     return order, ordered[starts], offsets
 

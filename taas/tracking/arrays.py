@@ -80,6 +80,13 @@ class ArrayOps:
         """The distinct values of ``a``, sorted."""
         return np.unique(a)
 
+    def run_starts(self, ordered: Array) -> Array:
+        """Mask of the entries of sorted ``ordered`` where a run of equal values starts (the
+        first entry, and each that differs from the one before)."""
+        starts = self.full((len(ordered),), True, self.xp.bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        return starts
+
     def lexsort(self, keys: Sequence[Array]) -> Array:
         """The permutation sorting by the last key, then the one before, ...; ties keep their
         order (numpy's ``lexsort``), from stable sorts of one key at a time."""

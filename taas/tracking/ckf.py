@@ -691,9 +691,7 @@ def _inward(detector: Detector, navigation: Navigation, event: _Event, nodes: _N
     if len(done) == 0:
         return tip, n_inner, chi2_inner
     order = arrays.lexsort((done.chi2, -done.n_meas, done.seed))
-    seed = done.seed[order]
-    first = xp.concatenate([arrays.full((1,), True, xp.bool), seed[1:] != seed[:-1]])
-    best = done.take(order[first])
+    best = done.take(order[arrays.run_starts(done.seed[order])])
     parents, node_meas = back_nodes.tree()
     lists = _walk(arrays, parents, node_meas, best.node, best.n_meas)
     ends = xp.cumsum(best.n_meas, axis=0)
